@@ -1,0 +1,126 @@
+"""The DuckDB warehouse: connection, SQL files, run bookkeeping.
+
+>>> con = connect(":memory:")
+>>> render_sql("select {{ window }} as w", window=30)
+'select 30 as w'
+>>> con.execute(render_sql("select {{ window }} as w", window=30)).fetchone()
+(30,)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import re
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+
+from pipeline.config import PROJECT_ROOT, Config
+
+DEFAULT_WAREHOUSE = PROJECT_ROOT / "data" / "warehouse.duckdb"
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def connect(path: Path | str = DEFAULT_WAREHOUSE, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating the folder if needed) the warehouse."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def sql_literal(value: Any) -> str:
+    """A Python value as a SQL literal (numbers, strings, bools, lists of those).
+
+    >>> sql_literal(["F132", "O'Brien"]), sql_literal(True), sql_literal(2.5)
+    ("['F132', 'O''Brien']", 'true', '2.5')
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(sql_literal(v) for v in value) + "]"
+    if value is None:
+        return "NULL"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def render_sql(template: str, **params: Any) -> str:
+    """Fill ``{{ name }}`` placeholders with SQL literals (numbers, lists) or raw text.
+
+    Strings are inserted as-is (identifiers, fragments); wrap them with
+    ``sql_literal`` first when they are values.
+    """
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in params:
+            raise KeyError(f"SQL placeholder '{{{{ {name} }}}}' has no value")
+        value = params[name]
+        return value if isinstance(value, str) else sql_literal(value)
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+def run_sql_file(con: duckdb.DuckDBPyConnection, path: Path, **params: Any) -> None:
+    """Run one SQL file (may hold several statements) with placeholders filled."""
+    con.execute(render_sql(Path(path).read_text(encoding="utf-8"), **params))
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_name = ? and table_schema = 'main'", [name]
+        ).fetchone()[0]
+    )
+
+
+AUDIT_DDL = """
+create table if not exists audit_load (
+    load_id varchar, table_name varchar, source_file varchar, file_format varchar, sha256 varchar,
+    rows_read bigint, rows_loaded bigint, rows_quarantined bigint, loaded_at timestamp);
+create table if not exists audit_quarantine (
+    load_id varchar, stage varchar, table_name varchar, record_id varchar, source_row bigint,
+    rule_id varchar, reason varchar);
+create table if not exists audit_validation (
+    run_id varchar, check_id varchar, suite varchar, table_name varchar, column_name varchar,
+    category varchar, severity varchar, threshold double, status varchar, failing_rows bigint,
+    total_rows bigint, failing_share double, examples varchar, action varchar, checked_at timestamp);
+create table if not exists audit_run_log (
+    run_id varchar, stage varchar, started_at timestamp, finished_at timestamp, status varchar,
+    message varchar, config_json varchar);
+"""
+
+
+def ensure_audit_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(AUDIT_DDL)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@contextlib.contextmanager
+def logged_stage(con: duckdb.DuckDBPyConnection, stage: str, config: Config, run_id: str | None = None) -> Iterator[str]:
+    """Record a stage's start, end and outcome in ``audit_run_log``."""
+    ensure_audit_tables(con)
+    run_id = run_id or new_id()
+    started = dt.datetime.now()
+    status, message = "ok", ""
+    try:
+        yield run_id
+    except BaseException as error:  # recorded, then re-raised unchanged
+        status, message = "failed", str(error)[:500] or type(error).__name__
+        raise
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute(
+                "insert into audit_run_log values (?, ?, ?, ?, ?, ?, ?)",
+                [run_id, stage, started, dt.datetime.now(), status, message, json.dumps(config.to_dict())],
+            )
