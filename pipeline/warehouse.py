@@ -29,9 +29,20 @@ def connect(path: Path | str = DEFAULT_WAREHOUSE, read_only: bool = False) -> du
     """Open (creating the folder if needed) the warehouse."""
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
-    con.execute("SET preserve_insertion_order = false")
-    return con
+    return duckdb.connect(str(path), read_only=read_only)
+
+
+def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None) -> Any:
+    """The single value a query returns (None when it returns no row).
+
+    DuckDB 2.0 keeps a result open until it is fully fetched, and refuses other
+    work on the connection meanwhile: fetch everything, never ``fetchone()``.
+
+    >>> scalar(connect(":memory:"), "select 41 + ?", [1])
+    42
+    """
+    rows = con.execute(query, params or []).fetchall()
+    return rows[0][0] if rows else None
 
 
 def sql_literal(value: Any) -> str:
@@ -75,9 +86,7 @@ def run_sql_file(con: duckdb.DuckDBPyConnection, path: Path, **params: Any) -> N
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_name = ? and table_schema = 'main'", [name]
-        ).fetchone()[0]
+        scalar(con, "select count(*) from information_schema.tables where table_name = ? and table_schema = 'main'", [name])
     )
 
 

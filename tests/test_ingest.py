@@ -1,0 +1,229 @@
+"""Ingest of native extracts: typing, row accounting, idempotence, atomicity, bad files.
+
+Every fixture is a tiny literal extract written by ``write_extract``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pipeline.config import load_config
+from pipeline.errors import ExtractError
+from pipeline.ingest import native
+from pipeline.ingest.native import load_native
+from pipeline.warehouse import connect, scalar
+
+PERSONS = """person_id,birth_year,sex,region,observation_start,observation_end,death_date
+P1,1970,F,North,2015-01-01,2022-12-31,
+P2,1980,M,South,2015-01-01,2022-12-31,
+P3,1990,F,South,2016-01-01,2022-12-31,2022-06-30
+"""
+PRESCRIPTIONS = """prescription_id,person_id,dispensed_on,drug,strength_mg,quantity,days_supply,daily_dose_mg,indication,prescriber_id,pharmacy_id
+R1,P1,2020-01-01,clonazepam,0.5,60,30,,panic,D1,PH1
+R2,P1,2020-02-01,clonazepam,0.5,60,30,1.0,panic,D1,PH1
+R3,P2,2020-03-01,clonazepam,1,30,30,,anxiety,D2,PH2
+"""
+DIAGNOSES = """diagnosis_id,person_id,recorded_on,code,code_system
+D1,P1,2020-03-01,F13.2,ICD10
+"""
+FOLLOW_UPS = """follow_up_id,person_id,assessed_on,sds_score,withdrawal_symptoms,dependence_assessed,misuse
+F1,P1,2020-03-15,8,true,false,false
+F2,P2,2020-04-15,,,,
+"""
+CLEAN = {"persons": PERSONS, "prescriptions": PRESCRIPTIONS, "diagnoses": DIAGNOSES, "follow_ups": FOLLOW_UPS}
+
+
+def write_extract(folder, overrides=None, encoding="utf-8", newline="\n"):
+    folder.mkdir(parents=True, exist_ok=True)
+    tables = {**CLEAN, **(overrides or {})}
+    for name, text in tables.items():
+        if text is None:
+            continue
+        if isinstance(text, bytes):
+            (folder / f"{name}.csv").write_bytes(text)
+        else:
+            (folder / f"{name}.csv").write_bytes(text.replace("\n", newline).encode(encoding))
+    return folder
+
+
+@pytest.fixture
+def cfg():
+    return load_config()
+
+
+@pytest.fixture
+def con(tmp_path):
+    connection = connect(tmp_path / "warehouse.duckdb")
+    yield connection
+    connection.close()
+
+
+def counts(con, table):
+    return con.execute(
+        "select rows_read, rows_loaded, rows_quarantined from audit_load where table_name = ? order by loaded_at desc limit 1",
+        [table],
+    ).fetchall()[0]
+
+
+def test_clean_csv_is_typed_per_contract(tmp_path, con, cfg):
+    load_native(con, write_extract(tmp_path / "x"), cfg)
+    types = dict(con.execute("select column_name, data_type from information_schema.columns where table_name = 'raw_prescriptions'").fetchall())
+    assert types["dispensed_on"] == "DATE" and types["days_supply"] == "BIGINT" and types["strength_mg"] == "DOUBLE"
+    assert con.execute("select prescription_id, daily_dose_mg from raw_prescriptions order by 1").fetchall() == [
+        ("R1", None), ("R2", 1.0), ("R3", None)
+    ]
+    assert con.execute("select sds_score, withdrawal_symptoms from raw_follow_ups order by follow_up_id").fetchall() == [
+        (8, True), (None, None)
+    ]
+    assert counts(con, "persons") == (3, 3, 0)
+
+
+def test_parquet_and_csv_load_the_same_rows(tmp_path, con, cfg):
+    folder = write_extract(tmp_path / "pq")
+    frame = pd.read_csv(folder / "prescriptions.csv", dtype=str)
+    frame["strength_mg"] = frame["strength_mg"].astype(float)
+    frame["days_supply"] = frame["days_supply"].astype(int)
+    frame["dispensed_on"] = pd.to_datetime(frame["dispensed_on"]).dt.date
+    frame.to_parquet(folder / "prescriptions.parquet")
+    (folder / "prescriptions.csv").unlink()
+    load_native(con, folder, cfg)
+    assert con.execute("select prescription_id, dispensed_on::varchar, days_supply, _source_row from raw_prescriptions order by 1").fetchall() == [
+        ("R1", "2020-01-01", 30, 1), ("R2", "2020-02-01", 30, 2), ("R3", "2020-03-01", 30, 3)
+    ]
+
+
+def test_reloading_the_same_files_changes_nothing(tmp_path, con, cfg):
+    folder = write_extract(tmp_path / "x")
+    first = load_native(con, folder, cfg)
+    before = con.execute("select count(*) from audit_load").fetchall()
+    second = load_native(con, folder, cfg)
+    assert first.changed and not second.changed
+    assert con.execute("select count(*) from audit_load").fetchall() == before
+    assert scalar(con, "select count(*) from raw_prescriptions") == 3
+
+
+def test_changed_file_replaces_its_table_without_duplicates(tmp_path, con, cfg):
+    folder = write_extract(tmp_path / "x")
+    load_native(con, folder, cfg)
+    write_extract(folder, {"prescriptions": PRESCRIPTIONS + "R4,P2,2020-04-01,clonazepam,1,30,30,,anxiety,D2,PH2\n"})
+    load_native(con, folder, cfg)
+    assert scalar(con, "select count(*) from raw_prescriptions") == 4
+    assert scalar(con, "select count(distinct prescription_id) from raw_prescriptions") == 4
+
+
+def test_every_row_is_loaded_or_quarantined_with_a_reason(tmp_path, con, cfg):
+    bad = PRESCRIPTIONS + (
+        "R4,P2,2020-13-01,clonazepam,1,30,30,,anxiety,D2,PH2\n"  # impossible date
+        "R5,P2,01/04/2020,clonazepam,1,30,30,,anxiety,D2,PH2\n"  # not ISO
+        "R6,P2,2020-04-01,clonazepam,nan,30,30,,anxiety,D2,PH2\n"  # NaN
+        "R7,P2,2020-04-01,clonazepam,1,inf,30,,anxiety,D2,PH2\n"  # inf
+        "R8,P2,2020-04-01,clonazepam,1,30,thirty,,anxiety,D2,PH2\n"  # wrong type
+        "R9,P2,2020-04-01,clonazepam,1,30,30,,anxiety,D2,PH2,extra\n"  # too many fields
+        "R10,,2020-04-01,clonazepam,1,30,30,,anxiety,D2,PH2\n"  # required missing
+        "R11,P2,2020-04-01,clonazepam,1,30,30,,anxiety,'; drop table raw_persons; --,PH2\n"  # SQL-looking text
+    )
+    good = "".join(f"G{i},P3,2020-05-01,clonazepam,1,30,30,,anxiety,D2,PH2\n" for i in range(10))
+    persons = PERSONS + "".join(f"Q{i},1970,F,North,2015-01-01,2022-12-31,\n" for i in range(20))
+    load_native(con, write_extract(tmp_path / "x", {"prescriptions": bad + good, "persons": persons}), cfg)
+    read, loaded, quarantined = counts(con, "prescriptions")
+    assert (read, loaded, quarantined) == (21, 14, 7)
+    rules = dict(con.execute("select record_id, rule_id from audit_quarantine where table_name = 'prescriptions' and record_id is not null").fetchall())
+    assert rules == {
+        "R4": "ingest.type.dispensed_on", "R5": "ingest.type.dispensed_on", "R6": "ingest.type.strength_mg",
+        "R7": "ingest.type.quantity", "R8": "ingest.type.days_supply", "R10": "ingest.required_missing.person_id",
+    }
+    # The ragged line is quarantined with DuckDB's reason and its data row number.
+    assert con.execute("select source_row, rule_id from audit_quarantine where record_id is null").fetchall() == [
+        (9, "ingest.unreadable_line.too_many_columns")
+    ]
+    assert scalar(con, "select count(*) from raw_persons") == 23  # the SQL-looking text was just text
+    assert scalar(con, "select prescriber_id from raw_prescriptions where prescription_id = 'R11'").startswith("'; drop")
+    # Source rows stay the file's own numbering around the quarantined ones.
+    assert scalar(con, "select _source_row from raw_prescriptions where prescription_id = 'R11'") == 11
+
+
+def test_failed_load_leaves_the_warehouse_as_it_was(tmp_path, con, cfg, monkeypatch):
+    load_native(con, write_extract(tmp_path / "a"), cfg)
+    before = con.execute("select * from raw_prescriptions order by 1").fetchall()
+    audit_before = scalar(con, "select count(*) from audit_load")
+    changed = write_extract(tmp_path / "b", {
+        "persons": PERSONS + "P9,1960,M,North,2015-01-01,2022-12-31,\n",
+        "prescriptions": PRESCRIPTIONS + "R9,P9,2020-04-01,clonazepam,1,30,30,,anxiety,D2,PH2\n",
+        "follow_ups": FOLLOW_UPS + "F9,P9,2020-05-01,3,false,false,false\n",
+    })
+    real = native._stage_table
+    calls = []
+
+    def crash_on_third_table(con_, table, *args):
+        calls.append(table.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C part-way through the load
+        return real(con_, table, *args)
+
+    monkeypatch.setattr(native, "_stage_table", crash_on_third_table)
+    with pytest.raises(KeyboardInterrupt):
+        load_native(con, changed, cfg)
+    assert con.execute("select * from raw_prescriptions order by 1").fetchall() == before
+    assert scalar(con, "select count(*) from raw_persons") == 3
+    assert scalar(con, "select count(*) from audit_load") == audit_before
+
+
+def test_awkward_but_valid_files_are_accepted(tmp_path, con, cfg):
+    """UTF-8 with BOM, CRLF line endings, another delimiter, extra columns, ICD codes without dot."""
+    persons_semicolon = PERSONS.replace(",", ";")
+    diagnoses = DIAGNOSES.replace("F13.2", "F132").replace("code_system\n", "code_system,source_note\n").replace("ICD10\n", "ICD10,x\n")
+    folder = write_extract(tmp_path / "x", {"persons": persons_semicolon, "diagnoses": diagnoses}, encoding="utf-8-sig", newline="\r\n")
+    summary = load_native(con, folder, cfg)
+    assert [t.rows_loaded for t in summary.tables] == [3, 3, 1, 2]
+    assert scalar(con, "select person_id from raw_persons order by 1 limit 1") == "P1"
+    assert scalar(con, "select code from raw_diagnoses") == "F132"
+    assert next(t for t in summary.tables if t.table == "diagnoses").extra_columns == ["source_note"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"diagnoses": None}, "table 'diagnoses' missing"),
+        ({"prescriptions": PRESCRIPTIONS.replace("days_supply,", "supply,")}, "prescriptions.csv: required column 'days_supply' missing"),
+        ({"follow_ups": b""}, "follow_ups.csv: file is empty"),
+        ({"persons": PERSONS.encode("utf-8").replace(b"North", b"N\xf6rth").replace(b"South", b"S\xf6uth")}, "persons.csv: 3 of 3 rows unusable"),
+    ],
+)
+def test_broken_extracts_get_one_clear_line(tmp_path, con, cfg, overrides, message):
+    with pytest.raises(ExtractError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_native(con, write_extract(tmp_path / "x", overrides), cfg)
+
+
+def test_header_only_file_loads_zero_rows(tmp_path, con, cfg):
+    load_native(con, write_extract(tmp_path / "x", {"diagnoses": "diagnosis_id,person_id,recorded_on,code,code_system\n"}), cfg)
+    assert counts(con, "diagnoses") == (0, 0, 0)
+
+
+def test_a_few_bad_rows_in_another_encoding_or_with_nul_are_quarantined(tmp_path, con, cfg):
+    persons = (PERSONS + "P4,1970,F,N\xf6rth,2015-01-01,2022-12-31,\n").encode("latin-1")
+    persons = persons.replace(b"P2,1980,M,South", b"P2,1980,M,So\x00uth")
+    load_native(con, write_extract(tmp_path / "x", {"persons": persons}), cfg)
+    assert counts(con, "persons") == (4, 2, 2)
+    rules = {r for (r,) in con.execute("select rule_id from audit_quarantine where table_name = 'persons'").fetchall()}
+    assert rules == {"ingest.unreadable_line.invalid_encoding", "ingest.control_character.region"}
+
+
+def test_corrupt_parquet_is_refused(tmp_path, con, cfg):
+    folder = write_extract(tmp_path / "x", {"diagnoses": None})
+    (folder / "diagnoses.parquet").write_bytes(b"PAR1 this is not really parquet PAR1")
+    with pytest.raises(ExtractError, match="diagnoses.parquet: cannot be read as Parquet"):
+        load_native(con, folder, cfg)
+
+
+def test_one_megabyte_field_is_quarantined_not_fatal(tmp_path, con, cfg):
+    huge = "x" * 1_000_000
+    persons = PERSONS + f"P4,1970,F,{huge},2015-01-01,2022-12-31,\n"
+    load_native(con, write_extract(tmp_path / "x", {"persons": persons}), cfg)
+    assert counts(con, "persons") == (4, 3, 1)
+    assert scalar(con, "select rule_id from audit_quarantine") == "ingest.too_long.region"
+
+
+def test_missing_folder(tmp_path, con, cfg):
+    with pytest.raises(ExtractError, match="extract folder not found"):
+        load_native(con, tmp_path / "nope", cfg)
