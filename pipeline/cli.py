@@ -19,6 +19,7 @@ from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pipeline.config import PROJECT_ROOT, Config, load_config
 from pipeline.errors import PipelineError, StageOrderError
@@ -26,6 +27,7 @@ from pipeline.errors import PipelineError, StageOrderError
 console = Console(stderr=True, highlight=False)
 app = typer.Typer(
     add_completion=False,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="benzo-outcomes: how often dependence develops on benzodiazepines, by treatment duration.",
 )
@@ -253,22 +255,7 @@ def run(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, c
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        app()
     except PipelineError as error:
-        console.print(f"[red]error:[/] {error}", soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/]: the warehouse keeps its last complete state")
-        sys.exit(130)
-    except (typer.Exit, SystemExit) as stop:
-        code = getattr(stop, "exit_code", getattr(stop, "code", 0))
-        sys.exit(code)
-    except Exception as error:  # click usage errors arrive as click exceptions
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
-            sys.exit(130)
-        raise
