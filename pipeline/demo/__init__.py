@@ -1,1 +1,1 @@
-"""demo stage."""
+"""demo stage: the synthetic extract with a known truth (``generator.generate``)."""
