@@ -1,0 +1,314 @@
+"""Dashboard exports: ``reports/exports/``.
+
+Three long, tidy tables (CSV and Parquet, the same rows), each column documented
+once in ``DICTIONARY`` below, from which the data dictionary and the JSON Schema
+are both generated:
+
+- ``estimates``        every published estimate (one row per analysis x variable x level x time x method)
+- ``cohort_attrition`` the cohort's exclusion steps
+- ``data_quality``     load volumes, validation results and quarantine counts
+
+plus ``headline.json`` (DESIGN.md "Outputs"), ``schema.json``, ``data_dictionary.csv``/``.md``
+and ``schema_version.txt``. Every file holding data is scanned for small counts
+after it is written; one finding stops the publication.
+
+>>> [c[0] for c in DICTIONARY["estimates"]][:4]
+['schema_version', 'analysis', 'variable', 'level']
+>>> _nullable({"type": "integer"})
+{'type': ['integer', 'null']}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import Config
+from pipeline.errors import PrivacyError
+from pipeline.publish.tables import (
+    ATTRITION_COLUMNS,
+    ESTIMATE_COLUMNS,
+    HEADLINE_GROUPS,
+    HEADLINE_KEYS,
+    QUALITY_COLUMNS,
+    SCHEMA_VERSION,
+    Published,
+)
+
+log = logging.getLogger(__name__)
+
+# (column, JSON type, Parquet type, nullable, meaning). The one place each exported column is described.
+_SUPPRESSED = ("suppressed", "boolean", "bool", False,
+               "true when disclosure control withheld this row's counts (and with them its estimate and interval)")
+_REASON = ("suppression_reason", "string", "string", True,
+           "why the row was suppressed: primary (a count from 1 to min_cell_count - 1) or secondary "
+           "(the count could be recovered from other published numbers); empty when not suppressed")
+_VERSION = ("schema_version", "string", "string", False, "version of this export format (see schema_version.txt)")
+
+DICTIONARY: dict[str, list[tuple[str, str, str, bool, str]]] = {
+    "estimates": [
+        _VERSION,
+        ("analysis", "string", "string", False,
+         "which analysis: headline, headline_complete_case, by_duration_band, by_stratum, components, "
+         "cumulative_incidence, dose_response, tolerance, withdrawal_by_ending, weights, anchors, sensitivity"),
+        ("variable", "string", "string", True,
+         "the grouping variable within the analysis, e.g. headline_group, duration_band, misuse, indication, "
+         "dose_band, age_band, sex, ending, a model term, or a sensitivity setting; a population qualifier may "
+         "follow a '|': 'sex|gt_4_weeks' = by sex among persons treated more than 4 weeks, 'sex|all' = whole cohort"),
+        ("level", "string", "string", True,
+         "the value of `variable` this row describes, e.g. gt_4_weeks, 28-55 (days), anxiety, F"),
+        ("time_days", "integer", "int64", True,
+         "days since the start of the treatment episode (cumulative_incidence rows only; empty otherwise)"),
+        ("n", "integer", "int64", True,
+         "persons in the group (primary rows: all persons, ascertained or not; complete-case rows: ascertained "
+         "persons; cumulative_incidence: number at risk); empty when suppressed"),
+        ("events", "integer", "int64", True, "persons with the outcome (empty when suppressed)"),
+        ("estimate", "number", "double", True,
+         "the estimate: a proportion in [0, 1] (dependence, withdrawal, dose escalation, cumulative incidence) "
+         "or an odds ratio (dose_response); see `method`"),
+        ("ci_low", "number", "double", True, "lower bound of the confidence interval (level in config)"),
+        ("ci_high", "number", "double", True, "upper bound of the confidence interval"),
+        ("method", "string", "string", True,
+         "estimator; starts with 'primary: ' (weighted for ascertainment) or 'complete_case: ' (ascertained "
+         "persons only); other prefixes (anchor, tolerance, weights) are descriptive"),
+        _SUPPRESSED,
+        _REASON,
+    ],
+    "cohort_attrition": [
+        _VERSION,
+        ("step", "integer", "int64", False, "order of the exclusion step, 1 first"),
+        ("reason", "string", "string", False, "what the step requires (persons not meeting it are excluded)"),
+        ("persons_before", "integer", "int64", True, "persons entering the step (empty when suppressed)"),
+        ("excluded", "integer", "int64", True, "persons excluded at the step (empty when suppressed)"),
+        ("persons_after", "integer", "int64", True, "persons remaining after the step (empty when suppressed)"),
+        _SUPPRESSED,
+        _REASON,
+    ],
+    "data_quality": [
+        _VERSION,
+        ("source", "string", "string", False,
+         "load (rows read/loaded/quarantined per table), validation (one check), quarantine (rows set aside by one rule)"),
+        ("table_name", "string", "string", True, "input table: persons, prescriptions, diagnoses, follow_ups"),
+        ("column_name", "string", "string", True, "column the validation check is about, when it is about one"),
+        ("check_id", "string", "string", True,
+         "validation check id, quarantine rule id, or the load measure rows_read / rows_loaded / rows_quarantined"),
+        ("category", "string", "string", True,
+         "validation: conformance, completeness or plausibility; quarantine: the stage (ingest, validate); load: volume"),
+        ("severity", "string", "string", True, "validation: error (stops the run) or warning"),
+        ("status", "string", "string", True, "validation: pass or fail"),
+        ("action", "string", "string", True, "what failing rows led to: quarantine, stop or report"),
+        ("count", "integer", "int64", True, "rows concerned: failing rows, quarantined rows, or the load measure"),
+        ("total", "integer", "int64", True, "rows checked (validation) or read (load)"),
+        ("share", "number", "double", True, "count / total, in [0, 1]"),
+        _SUPPRESSED,
+        _REASON,
+    ],
+}
+_TABLE_COLUMNS = {"estimates": ESTIMATE_COLUMNS, "cohort_attrition": ATTRITION_COLUMNS, "data_quality": QUALITY_COLUMNS}
+_HEADLINE_MEANING = {
+    "estimate": "proportion who developed physical dependence, in [0, 1]; primary = weighted for ascertainment",
+    "ci_low": "lower bound of the confidence interval",
+    "ci_high": "upper bound of the confidence interval",
+    "n": "persons in the group (null when suppressed)",
+    "events": "persons who developed dependence (null when suppressed)",
+    "method": "estimator used",
+}
+_JSON_TYPE = {"estimate": "number", "ci_low": "number", "ci_high": "number", "n": "integer", "events": "integer",
+              "method": "string"}
+_PARQUET_TYPE = {"string": pa.string(), "int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_()}
+_COUNT_COLUMNS = {"n", "events", "persons_before", "excluded", "persons_after", "count", "total"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _count_schema(min_cell_count: int) -> dict[str, Any]:
+    # A published count is 0, at least min_cell_count, or null (suppressed).
+    return {"anyOf": [{"type": "null"}, {"type": "integer", "const": 0},
+                      {"type": "integer", "minimum": min_cell_count}]}
+
+
+def _row_schema(table: str, min_cell_count: int) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for name, json_type, _, nullable, meaning in DICTIONARY[table]:
+        if name in _COUNT_COLUMNS:
+            prop = _count_schema(min_cell_count)
+        else:
+            prop = {"type": json_type}
+            if name == "schema_version":
+                prop["const"] = SCHEMA_VERSION
+            if name == "share":
+                prop.update(minimum=0, maximum=1)
+            if nullable:
+                prop = _nullable(prop)
+        properties[name] = {"description": meaning, **prop}
+    columns = [c[0] for c in DICTIONARY[table]]
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": columns,
+        "additionalProperties": False,
+        # A suppressed row says why; an attrition or quality row may keep its other, large counts.
+        "if": {"properties": {"suppressed": {"const": True}}},
+        "then": {"properties": {"suppression_reason": {"type": "string"}}},
+        "else": {"properties": {"suppression_reason": {"type": "null"}}},
+    }
+
+
+def _estimate_row_schema(min_cell_count: int) -> dict[str, Any]:
+    # A suppressed estimate row shows no events, estimate or interval: an estimate beside n would give events back.
+    schema = _row_schema("estimates", min_cell_count)
+    schema["then"] = {"properties": {"suppression_reason": {"type": "string"},
+                                     **{c: {"type": "null"} for c in ("events", "estimate", "ci_low", "ci_high")}}}
+    return schema
+
+
+def _headline_schema(min_cell_count: int) -> dict[str, Any]:
+    entry = {
+        "type": "object",
+        "required": list(HEADLINE_KEYS),
+        "additionalProperties": False,
+        "properties": {
+            key: {"description": _HEADLINE_MEANING[key],
+                  **(_count_schema(min_cell_count) if key in ("n", "events") else _nullable({"type": _JSON_TYPE[key]}))}
+            for key in HEADLINE_KEYS
+        },
+    }
+    entry["properties"]["estimate"].update(minimum=0, maximum=1)
+    block = {"type": "object", "required": list(HEADLINE_GROUPS), "additionalProperties": False,
+             "properties": {g: {"$ref": "#/$defs/headline_entry"} for g in HEADLINE_GROUPS}}
+    return {"entry": entry, "block": block}
+
+
+def json_schema(min_cell_count: int) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of one export set: each table as an array of row objects, plus headline.json."""
+    headline = _headline_schema(min_cell_count)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "benzo-outcomes dashboard exports",
+        "description": (
+            "One export set of reports/exports/. Each CSV/Parquet table is an array of rows; headline.json is the "
+            f"`headline` object. Counts from 1 to {min_cell_count - 1} are never published (disclosure control, "
+            f"min_cell_count = {min_cell_count} in this run)."
+        ),
+        "version": SCHEMA_VERSION,
+        "type": "object",
+        "properties": {
+            "estimates": {"type": "array", "items": {"$ref": "#/$defs/estimates_row"}},
+            "cohort_attrition": {"type": "array", "items": {"$ref": "#/$defs/cohort_attrition_row"}},
+            "data_quality": {"type": "array", "items": {"$ref": "#/$defs/data_quality_row"}},
+            "headline": {"$ref": "#/$defs/headline_file"},
+        },
+        "$defs": {
+            "estimates_row": _estimate_row_schema(min_cell_count),
+            "cohort_attrition_row": _row_schema("cohort_attrition", min_cell_count),
+            "data_quality_row": _row_schema("data_quality", min_cell_count),
+            "headline_entry": headline["entry"],
+            "headline_block": headline["block"],
+            "headline_file": {
+                "type": "object",
+                "required": ["headline", "complete_case", "config"],
+                "additionalProperties": False,
+                "properties": {
+                    "headline": {"$ref": "#/$defs/headline_block",
+                                 "description": "primary estimate (corrected for ascertainment)"},
+                    "complete_case": {"$ref": "#/$defs/headline_block",
+                                      "description": "persons with an ascertained outcome only"},
+                    "config": {"type": "object", "description": "every analysis setting used"},
+                },
+            },
+        },
+    }
+
+
+def data_dictionary() -> pd.DataFrame:
+    """Every exported column: file, column, type, meaning."""
+    rows = [
+        {"file": f"{table}.csv / {table}.parquet", "column": name, "json_type": json_type,
+         "parquet_type": parquet_type, "nullable": nullable, "meaning": meaning}
+        for table, columns in DICTIONARY.items()
+        for name, json_type, parquet_type, nullable, meaning in columns
+    ]
+    rows += [
+        {"file": "headline.json", "column": f"{block}.{group}.{key}", "json_type": _JSON_TYPE[key],
+         "parquet_type": "", "nullable": True,
+         "meaning": f"{_HEADLINE_MEANING[key]} ({'more than' if group == 'gt_4_weeks' else 'up to'} 4 weeks of "
+                    f"treatment; {'primary' if block == 'headline' else 'complete case'})"}
+        for block in ("headline", "complete_case") for group in HEADLINE_GROUPS for key in HEADLINE_KEYS
+    ]
+    rows.append({"file": "headline.json", "column": "config", "json_type": "object", "parquet_type": "",
+                 "nullable": False, "meaning": "every analysis setting used (config/default.toml plus overrides)"})
+    return pd.DataFrame(rows)
+
+
+def _dictionary_markdown(dictionary: pd.DataFrame) -> str:
+    lines = [
+        "# Export data dictionary",
+        "",
+        f"Schema version {SCHEMA_VERSION}. Tables are long and tidy: one row per published number set; "
+        "CSV (UTF-8, header row, empty cell = null) and Parquet hold the same rows. "
+        "Proportions are in [0, 1]. Suppressed cells are empty and flagged in `suppressed`.",
+    ]
+    for file, rows in dictionary.groupby("file", sort=False):
+        lines += ["", f"## {file}", "", "| column | type | nullable | meaning |", "| --- | --- | --- | --- |"]
+        lines += [f"| `{r.column}` | {r.json_type} | {'yes' if r.nullable else 'no'} | {r.meaning.replace('|', '/')} |"
+                  for r in rows.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def _write_table(frame: pd.DataFrame, table: str, exports_dir: Path) -> list[Path]:
+    columns = _TABLE_COLUMNS[table]
+    schema = pa.schema([pa.field(name, _PARQUET_TYPE[ptype], nullable=nullable or name == "suppression_reason")
+                        for name, _, ptype, nullable, _ in DICTIONARY[table]])
+    csv_path, parquet_path = exports_dir / f"{table}.csv", exports_dir / f"{table}.parquet"
+    frame[columns].to_csv(csv_path, index=False)
+    pq.write_table(pa.Table.from_pandas(frame[columns], schema=schema, preserve_index=False), parquet_path)
+    return [csv_path, parquet_path]
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts (nulls as None): how the schema sees a table."""
+    return json.loads(frame.to_json(orient="records"))
+
+
+def write_exports(published: Published, config: Config, exports_dir: Path) -> list[Path]:
+    """Write every export file, then refuse the set if any data file still holds a small count."""
+    exports_dir.mkdir(parents=True, exist_ok=True)
+    k = published.min_cell_count
+    data_files: list[Path] = []
+    data_files += _write_table(published.estimates, "estimates", exports_dir)
+    data_files += _write_table(published.attrition, "cohort_attrition", exports_dir)
+    data_files += _write_table(published.quality, "data_quality", exports_dir)
+    headline_path = exports_dir / "headline.json"
+    headline_path.write_text(json.dumps(published.headline, indent=2) + "\n", encoding="utf-8")
+    data_files.append(headline_path)
+
+    dictionary = data_dictionary()
+    dictionary.to_csv(exports_dir / "data_dictionary.csv", index=False)
+    (exports_dir / "data_dictionary.md").write_text(_dictionary_markdown(dictionary), encoding="utf-8")
+    (exports_dir / "schema.json").write_text(json.dumps(json_schema(k), indent=2) + "\n", encoding="utf-8")
+    (exports_dir / "schema_version.txt").write_text(SCHEMA_VERSION + "\n", encoding="utf-8")
+
+    guard_small_counts(data_files, k)
+    return sorted(exports_dir.iterdir())
+
+
+def guard_small_counts(paths: list[Path], min_cell_count: int) -> None:
+    """Last guard before anything is published: the privacy module's scan over each data file.
+
+    schema.json and the data dictionary hold no data (only descriptions and the
+    schema's own bounds), so they are not scanned.
+    """
+    from pipeline.privacy.disclosure import scan_for_small_counts
+
+    findings = [f"{path.name}: {finding}" for path in paths for finding in scan_for_small_counts(path, min_cell_count)]
+    if findings:
+        shown = "; ".join(findings[:5]) + (f" (and {len(findings) - 5} more)" if len(findings) > 5 else "")
+        raise PrivacyError(f"refusing to publish: small counts (< {min_cell_count}) in the exports: {shown}")

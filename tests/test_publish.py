@@ -1,0 +1,243 @@
+"""publish: exports against their own schema, headline.json, the report's headline, offline page, atomic swap."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from test_publish_fixtures import ATTRITION, PRIMARY, build_warehouse, estimates_frame, sample_manifest
+
+import pipeline.publish as publish
+from pipeline.config import load_config
+from pipeline.errors import PrivacyError
+from pipeline.privacy import disclosure
+from pipeline.publish import exports as exports_module
+from pipeline.publish.report import ci_text, pct
+from pipeline.warehouse import connect
+
+TABLES = ("estimates", "cohort_attrition", "data_quality")
+
+
+@pytest.fixture(autouse=True)
+def no_static_figures(monkeypatch):
+    """Chromium takes seconds to start; only test_static_figures renders images."""
+    monkeypatch.setattr(publish, "write_static_figures", lambda figures, figures_dir: [])
+
+
+def _publish(tmp_path: Path, con=None, config=None, **kwargs) -> Path:
+    con = con or build_warehouse(connect(":memory:"))
+    return publish.run(con, config or load_config(), tmp_path / "reports", sample_manifest(), kwargs.get("result"))
+
+
+@pytest.fixture
+def reports(tmp_path) -> Path:
+    (tmp_path / "reports" / "quality").mkdir(parents=True)
+    (tmp_path / "reports" / "quality" / "index.html").write_text("<p>GX data docs</p>")
+    return _publish(tmp_path).parent
+
+
+def test_run_writes_the_whole_set_and_keeps_quality(reports):
+    names = {p.relative_to(reports).as_posix() for p in reports.rglob("*")}
+    assert {"index.html", "plotly.min.js", "manifest.json", "quality/index.html", "exports/headline.json",
+            "exports/schema.json", "exports/schema_version.txt", "exports/data_dictionary.csv",
+            "exports/data_dictionary.md"} <= names
+    assert {f"exports/{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")} <= names
+    assert not list(reports.parent.glob("reports.tmp-*")) and not list(reports.parent.glob("reports.old-*"))
+    manifest = json.loads((reports / "manifest.json").read_text())
+    assert manifest["run_id"] == "fixture-run" and manifest["config"]["disclosure"]["min_cell_count"] == 11
+
+
+def test_exports_match_their_json_schema(reports):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((reports / "exports" / "schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    bundle = {t: exports_module.records(pd.read_csv(reports / "exports" / f"{t}.csv")) for t in TABLES}
+    bundle["headline"] = json.loads((reports / "exports" / "headline.json").read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(bundle), key=str)
+    assert not errors, errors[:3]
+    # the schema has teeth: a small count or an unknown column is refused
+    bad = json.loads(json.dumps(bundle))
+    bad["estimates"][0]["n"] = 5
+    bad["cohort_attrition"][0]["extra"] = 1
+    assert len(list(jsonschema.Draft202012Validator(schema).iter_errors(bad))) >= 2
+
+
+def test_csv_and_parquet_hold_the_same_rows_with_stable_columns(reports):
+    for table in TABLES:
+        csv = pd.read_csv(reports / "exports" / f"{table}.csv")
+        parquet = pd.read_parquet(reports / "exports" / f"{table}.parquet")
+        assert list(csv.columns) == list(parquet.columns) == [c[0] for c in exports_module.DICTIONARY[table]]
+        assert len(csv) == len(parquet) > 0
+        assert (csv["schema_version"] == (reports / "exports" / "schema_version.txt").read_text().strip()).all()
+    dictionary = pd.read_csv(reports / "exports" / "data_dictionary.csv")
+    assert dictionary["meaning"].notna().all()
+    estimates = pd.read_csv(reports / "exports" / "estimates.csv")
+    assert list(estimates.columns) == ["schema_version", "analysis", "variable", "level", "time_days", "n", "events",
+                                       "estimate", "ci_low", "ci_high", "method", "suppressed", "suppression_reason"]
+
+
+def test_headline_json_has_designs_shape_and_matches_the_reports_sentence(reports):
+    headline = json.loads((reports / "exports" / "headline.json").read_text())
+    assert set(headline) == {"headline", "complete_case", "config"}
+    for block in ("headline", "complete_case"):
+        assert set(headline[block]) == {"gt_4_weeks", "le_4_weeks"}
+        for entry in headline[block].values():
+            assert set(entry) == {"estimate", "ci_low", "ci_high", "n", "events", "method"}
+    gt = headline["headline"]["gt_4_weeks"]
+    assert gt == {"estimate": pytest.approx(1263 / 4210 + 0.012), "ci_low": pytest.approx(gt["ci_low"]),
+                  "ci_high": pytest.approx(gt["ci_high"]), "n": 4210, "events": 1263,
+                  "method": PRIMARY}
+    assert headline["complete_case"]["gt_4_weeks"]["estimate"] == pytest.approx(1263 / 4210)
+    assert headline["config"] == load_config().to_dict()
+
+    page = (reports / "index.html").read_text()
+    sentence = re.search(r"<p id='headline-sentence'[^>]*>(.*?)</p>", page, re.S).group(1)
+    le = headline["headline"]["le_4_weeks"]
+    for entry in (gt, le):
+        assert pct(entry["estimate"]) in sentence
+        assert ci_text(entry["ci_low"], entry["ci_high"], 0.95) in sentence
+        assert f"{entry['n']:,}" in sentence
+    assert "Marriott" in page and "almost one-third" in page and "Rickels" in page and "43%" in page
+
+
+def test_report_is_offline_one_local_plotly_and_no_cdn(reports):
+    page = (reports / "index.html").read_text()
+    assert "cdn" not in page.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page), "external resource in index.html"
+    assert re.findall(r"<script[^>]*\bsrc=[\"']([^\"']+)", page) == ["plotly.min.js"]
+    assert (reports / "plotly.min.js").stat().st_size > 1_000_000
+    assert "<link" not in page and "@import" not in page and "fonts.googleapis" not in page
+
+
+def test_suppressed_cells_publish_nothing_anywhere(reports):
+    estimates = pd.read_csv(reports / "exports" / "estimates.csv")
+    sex_x = estimates[(estimates["variable"] == "sex|all") & (estimates["level"] == "X")].iloc[0]
+    assert bool(sex_x["suppressed"]) and sex_x[["events", "estimate", "ci_low", "ci_high"]].isna().all()
+    small = estimates[estimates["suppressed"]]
+    assert set(small["level"]) >= {"X", "muscle_spasm"}
+    # zero events is a result, published as such
+    diazepam = estimates[estimates["level"] == "diazepam"].iloc[0]
+    assert not diazepam["suppressed"] and diazepam["events"] == 0 and diazepam["estimate"] == 0
+    quality = pd.read_csv(reports / "exports" / "data_quality.csv")
+    code_rule = quality[(quality["source"] == "validation") & (quality["check_id"] == "diagnoses.code.format")].iloc[0]
+    assert bool(code_rule["suppressed"]) and pd.isna(code_rule["count"]) and pd.isna(code_rule["share"])
+    loaded = quality[(quality["source"] == "load") & (quality["table_name"] == "diagnoses")].set_index("check_id")
+    assert pd.isna(loaded.loc["rows_quarantined", "count"]) and pd.isna(loaded.loc["rows_loaded", "count"])
+    page = (reports / "index.html").read_text()
+    assert "another sex (X)<br>" not in page  # no hover text for the withheld cell
+    assert "withheld: fewer than 11 persons" in page
+
+
+def test_suppressed_cells_have_no_chart_point(tmp_path):
+    from pipeline.publish.report import build_report
+    from pipeline.publish.tables import collect
+
+    config = load_config()
+    published = collect(build_warehouse(connect(":memory:")), config, None)
+    _, figures = build_report(published, config, sample_manifest(), tmp_path)
+    sex = figures["stratum_sex"]
+    hover = [text for trace in sex.data for text in (trace.hovertext or ()) if text]
+    assert hover and not any("another sex" in text for text in hover)
+    published_sex = published.estimates[published.estimates["variable"] == "sex|all"]
+    points = sum(len([x for x in trace.x if x is not None]) for trace in sex.data if trace.x is not None)
+    assert points == (~published_sex["suppressed"]).sum() < len(published_sex)
+    curve = figures["cumulative_incidence"]
+    line = [t for t in curve.data if t.name == "up to 4 weeks"][0]
+    assert line.y[1] is None  # the withheld day-30 point breaks the curve
+
+
+def test_atomic_swap_keeps_the_old_set_when_the_build_fails(tmp_path, monkeypatch):
+    reports = tmp_path / "reports"
+    (reports / "exports").mkdir(parents=True)
+    (reports / "index.html").write_text("old report")
+    (reports / "exports" / "headline.json").write_text("{}")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full halfway through")
+
+    monkeypatch.setattr(publish, "build_report", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        _publish(tmp_path)
+    assert (reports / "index.html").read_text() == "old report"
+    assert (reports / "exports" / "headline.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+
+
+def test_small_count_found_by_the_last_guard_stops_publication(tmp_path, monkeypatch):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "index.html").write_text("old report")
+    monkeypatch.setattr(disclosure, "scan_for_small_counts",
+                        lambda path, k: ["events=3"] if Path(path).name == "estimates.csv" else [])
+    with pytest.raises(PrivacyError, match="estimates.csv: events=3"):
+        _publish(tmp_path)
+    assert (reports / "index.html").read_text() == "old report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+
+
+def test_attrition_never_gives_back_a_small_exclusion(tmp_path):
+    attrition = ATTRITION[:2] + [(3, "at least 365 days of prior observation", 14268, 4, 14264),
+                                 (4, "no benzodiazepine dispensing in the prior 365 days", 14264, 1766, 12498)]
+    con = build_warehouse(connect(":memory:"), attrition=attrition)
+    reports = _publish(tmp_path, con).parent
+    frame = pd.read_csv(reports / "exports" / "cohort_attrition.csv")
+    assert pd.isna(frame.loc[2, "excluded"]) and frame.loc[2, "suppressed"]
+    # no published running total minus a later one, less the published exclusions between, is 1..10
+    totals = [(i, frame.loc[i, "persons_before"]) for i in range(4)] + [(4, frame.loc[3, "persons_after"])]
+    totals = [(i, v) for i, v in totals if pd.notna(v)]
+    for a, before in totals:
+        for b, after in totals:
+            if b > a:
+                rest = before - after - frame.loc[a:b - 1, "excluded"].fillna(0).sum()
+                assert not 1 <= rest <= 10, (a, b, rest)
+    assert "fewer than 11 (withheld)" in (reports / "index.html").read_text()
+
+
+def test_missing_analyses_say_so_and_headline_can_come_from_the_estimate_result(tmp_path):
+    frame = estimates_frame()
+    frame = frame[frame["analysis"] == "by_duration_band"]
+    result = {"headline": {"gt_4_weeks": {"estimate": 0.3, "ci_low": 0.28, "ci_high": 0.32, "n": 4000,
+                                          "events": 1200, "method": "IPW"},
+                           "le_4_weeks": {"estimate": 0.06, "ci_low": 0.05, "ci_high": 0.07, "n": 5000,
+                                          "events": 300, "method": "IPW"}},
+              "complete_case": {}, "anchor_sentences": ["not published: free text"]}
+    reports = _publish(tmp_path, build_warehouse(connect(":memory:"), estimates=frame), result=result).parent
+    page = (reports / "index.html").read_text()
+    for section in ("cumulative incidence over time", "the dose-response model", "sensitivity analyses",
+                    "withdrawal by ending"):
+        assert f"No estimates for {section} were produced" in page
+    headline = json.loads((reports / "exports" / "headline.json").read_text())
+    assert headline["headline"]["gt_4_weeks"]["estimate"] == 0.3
+    assert headline["headline"]["le_4_weeks"] == result["headline"]["le_4_weeks"]
+    assert headline["complete_case"]["gt_4_weeks"]["estimate"] is None
+    assert "not published: free text" not in page
+
+
+def test_empty_warehouse_still_publishes_a_readable_report(tmp_path):
+    reports = _publish(tmp_path, connect(":memory:")).parent
+    page = (reports / "index.html").read_text()
+    assert "No publishable estimate of dependence" in page
+    assert "No cohort attrition table was produced" in page
+    assert pd.read_csv(reports / "exports" / "estimates.csv").empty
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")
+def test_static_figures_are_written_beside_the_report(tmp_path, monkeypatch):
+    from pipeline.publish.figures import write_static_figures
+
+    monkeypatch.setattr(publish, "write_static_figures", write_static_figures)
+    reports = _publish(tmp_path).parent
+    assert {p.name for p in (reports / "figures").iterdir()} >= {"duration_bands.png", "duration_bands.svg"}
+
+
+def test_static_figures_skip_without_a_browser(tmp_path, monkeypatch, caplog):
+    from pipeline.publish import figures
+
+    monkeypatch.setattr(figures, "find_chrome", lambda: None)
+    with caplog.at_level("INFO"):
+        assert figures.write_static_figures({"x": None}, tmp_path / "figures") == []
+    assert "no Chrome/Chromium" in caplog.text and not (tmp_path / "figures").exists()

@@ -1,0 +1,71 @@
+"""The report in a real, offline, headless Chromium: every chart drawn, no console or page errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from test_publish_fixtures import build_warehouse, sample_manifest
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)"),
+]
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    import pipeline.publish as publish
+    from pipeline.config import load_config
+    from pipeline.warehouse import connect
+
+    root = tmp_path_factory.mktemp("browser")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(publish, "write_static_figures", lambda figures, figures_dir: [])
+        return publish.run(build_warehouse(connect(":memory:")), load_config(), root / "reports", sample_manifest())
+
+
+def test_report_renders_offline_without_errors(report):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    problems: list[str] = []
+    blocked: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.set_offline(True)
+
+            def only_files(route):
+                if route.request.url.startswith("file://"):
+                    route.continue_()
+                else:
+                    blocked.append(route.request.url)
+                    route.abort()
+
+            context.route("**/*", only_files)
+            page = context.new_page()
+            page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+                    if msg.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.goto(report.as_uri(), wait_until="load")
+            page.wait_for_function("typeof Plotly !== 'undefined'", timeout=15_000)
+            figure_divs = page.locator(".plotly-graph-div").count()
+            page.wait_for_function(
+                "n => document.querySelectorAll('.js-plotly-plot').length === n", arg=figure_divs, timeout=15_000)
+            # each drawn chart owns one or more .main-svg layers; count the charts that have any
+            drawn = page.evaluate("""() => [...document.querySelectorAll('.plotly-graph-div')]
+                .filter(div => div.classList.contains('js-plotly-plot') && div.querySelector('.main-svg')).length""")
+            headline = page.locator("#headline-sentence").inner_text()
+            page.screenshot(path=str(report.parent / "screenshot.png"), full_page=False)
+            page.screenshot(path=str(report.parent / "screenshot-full.png"), full_page=True)
+        finally:
+            browser.close()
+    assert figure_divs >= 10
+    assert drawn == figure_divs, f"{figure_divs - drawn} of {figure_divs} charts not drawn"
+    assert not problems, problems
+    assert not blocked, f"the page tried the network: {blocked}"
+    assert headline.startswith("Among 4,210 people")
