@@ -1,0 +1,1027 @@
+"""Ingest an OMOP CDM v5.4 (a DuckDB file, or a folder of CSV / Parquet table files)
+into the same typed ``raw_*`` tables the native ingest writes. User guide: ``docs/omop.md``.
+
+The CDM is read in place: a ``.duckdb`` file is ATTACHed read-only, table files are
+scanned with ``read_csv`` / ``read_parquet``; every CDM table is seen through a
+temporary typed view (``_omop_<table>``) and mapped by SQL, never copied whole
+into Python. Guarantees, as for native extracts (``pipeline/ingest/native.py``):
+
+* **Nothing lost**: every CDM row the mapping selects (``rows_read`` in
+  ``audit_load``; one row per CDM table read) is either loaded or in
+  ``audit_quarantine`` (stage ``ingest``, ``omop.*`` rule ids, ``table_name`` the
+  CDM table, ``record_id`` / ``source_row`` its primary key).
+  rows_read = rows_loaded + rows_quarantined, counted in CDM records.
+* **Idempotent**: same source sha256 and same mapping (ingredients, concept sets,
+  mapping version) -> skipped. The signature is kept as the raw tables' comment.
+* **Atomic**: the four raw tables and the audit rows are replaced in one transaction.
+
+Mapping decisions (each documented in docs/omop.md):
+
+* ``person_id`` = CDM person_id as text (person_source_value is never read).
+* observation: one period per person (the contract has one): the period holding
+  most of the person's selected drug exposures, ties to the latest-ending one;
+  the others are quarantined (``omop.other_observation_period``).
+* exposure end follows the OHDSI drug_era script:
+  ``COALESCE(drug_exposure_end_date, start + NULLIF(days_supply, 0), start + 1)``
+  and ``days_supply = end - start + 1``, so the transform's ``supply_end``
+  (dispensed_on + days_supply - 1) equals the era script's exposure end.
+* exposures longer than 365 days (the contract's maximum) are split into
+  consecutive segments of at most 365 days (``<id>#2``, ``<id>#3``...): the
+  episode they form is unchanged, and validation's days_supply rule holds.
+
+>>> icd_prefix_like("F13.2")
+'F13.2%'
+>>> gender_sex_sql("g")
+"case g when 8532 then 'F' when 8507 then 'M' else 'U' end"
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from pipeline.config import Config
+from pipeline.errors import ExtractError
+from pipeline.ingest.native import TableLoad, sha256_of, sniff_delimiter
+from pipeline.warehouse import ensure_audit_tables, new_id, scalar, sql_literal, table_exists
+
+# Bump when the mapping below changes: a CDM loaded by an older mapping is reloaded.
+MAPPING_VERSION = 1
+CONCEPT_SET_DIR = Path(__file__).resolve().parent / "concept_sets"
+# Contract: days_supply 1 .. 365 (longer exposures are split into segments).
+MAX_DAYS_SUPPLY = 365
+# OMOP gender concepts (CDM v5.4 Gender vocabulary): FEMALE 8532, MALE 8507.
+FEMALE, MALE = 8532, 8507
+# OMOP unit concepts (UCUM) -> factor to mg.
+MG_PER_UNIT = {8576: 1.0, 9655: 0.001, 8504: 1000.0}  # milligram, microgram, gram
+MILLILITER = 8587
+RAW_TABLES = ("persons", "prescriptions", "diagnoses", "follow_ups")
+
+# CDM columns read, with the type each is cast to; "!" marks columns without which
+# the table cannot be used. Tables missing from REQUIRED_TABLES stop the load.
+CDM_COLUMNS: dict[str, dict[str, str]] = {
+    "person": {"person_id": "BIGINT!", "gender_concept_id": "BIGINT", "year_of_birth": "BIGINT",
+               "birth_datetime": "DATE"},
+    "observation_period": {"observation_period_id": "BIGINT", "person_id": "BIGINT!",
+                           "observation_period_start_date": "DATE!", "observation_period_end_date": "DATE!"},
+    "death": {"person_id": "BIGINT!", "death_date": "DATE!"},
+    "drug_exposure": {"drug_exposure_id": "BIGINT!", "person_id": "BIGINT!", "drug_concept_id": "BIGINT!",
+                      "drug_exposure_start_date": "DATE!", "drug_exposure_end_date": "DATE",
+                      "days_supply": "DOUBLE", "quantity": "DOUBLE", "provider_id": "BIGINT"},
+    "condition_occurrence": {"condition_occurrence_id": "BIGINT!", "person_id": "BIGINT!",
+                             "condition_concept_id": "BIGINT!", "condition_start_date": "DATE!",
+                             "condition_source_concept_id": "BIGINT"},
+    "observation": {"observation_id": "BIGINT!", "person_id": "BIGINT!", "observation_concept_id": "BIGINT!",
+                    "observation_date": "DATE!", "value_as_number": "DOUBLE", "value_as_concept_id": "BIGINT"},
+    "measurement": {"measurement_id": "BIGINT!", "person_id": "BIGINT!", "measurement_concept_id": "BIGINT!",
+                    "measurement_date": "DATE!", "value_as_number": "DOUBLE", "value_as_concept_id": "BIGINT"},
+    "concept": {"concept_id": "BIGINT!", "concept_name": "VARCHAR!", "domain_id": "VARCHAR",
+                "vocabulary_id": "VARCHAR!", "concept_class_id": "VARCHAR!", "standard_concept": "VARCHAR",
+                "concept_code": "VARCHAR!", "invalid_reason": "VARCHAR"},
+    "concept_ancestor": {"ancestor_concept_id": "BIGINT!", "descendant_concept_id": "BIGINT!"},
+    "concept_relationship": {"concept_id_1": "BIGINT!", "concept_id_2": "BIGINT!", "relationship_id": "VARCHAR!",
+                             "invalid_reason": "VARCHAR"},
+    "drug_strength": {"drug_concept_id": "BIGINT!", "ingredient_concept_id": "BIGINT!", "amount_value": "DOUBLE",
+                      "amount_unit_concept_id": "BIGINT", "numerator_value": "DOUBLE",
+                      "numerator_unit_concept_id": "BIGINT", "denominator_value": "DOUBLE",
+                      "denominator_unit_concept_id": "BIGINT"},
+}
+REQUIRED_TABLES = ("person", "observation_period", "drug_exposure", "concept", "concept_ancestor")
+VOCABULARY_TABLES = ("concept", "concept_ancestor", "concept_relationship", "drug_strength")
+FILE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".csv.gz": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class CdmTable:
+    """One CDM table as read: where from, and the typed view over it."""
+
+    name: str
+    source_file: str
+    file_format: str
+    sha256: str
+    relation: str | None  # SQL relation over the raw table; None when absent
+    note: str = ""
+
+
+@dataclass
+class OmopSummary:
+    load_id: str
+    source: str
+    tables: list[TableLoad]
+    skipped: bool = False
+    notes: list[str] = field(default_factory=list)
+    ingredients: dict[str, int] = field(default_factory=dict)  # drug label -> RxNorm ingredient concept id
+    concept_sets: dict[str, list[dict]] = field(default_factory=dict)  # resolved concept sets
+
+    @property
+    def changed(self) -> bool:
+        return not self.skipped
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def icd_prefix_like(prefix: str) -> str:
+    """A LIKE pattern for an ICD code prefix (codes keep their dots in OMOP concept_code)."""
+    return prefix + "%"
+
+
+def gender_sex_sql(column: str) -> str:
+    """SQL mapping an OMOP gender concept to the contract's sex (F, M, else U)."""
+    return f"case {column} when {FEMALE} then 'F' when {MALE} then 'M' else 'U' end"
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _typed(expression: str, duckdb_type: str) -> str:
+    """SQL casting a CDM value to its type; NULL when it does not cast (never an error)."""
+    if duckdb_type == "BIGINT":
+        return f"coalesce(try_cast({expression} as bigint), try_cast(try_cast({expression} as double) as bigint))"
+    if duckdb_type == "DOUBLE":
+        return f"case when isfinite(try_cast({expression} as double)) then try_cast({expression} as double) end"
+    if duckdb_type == "DATE":
+        # ISO dates, DuckDB dates/timestamps, or Athena's YYYYMMDD
+        return (f"coalesce(try_cast({expression} as date), "
+                f"try_cast(try_strptime(cast({expression} as varchar), '%Y%m%d') as date))")
+    return f"nullif(trim(cast({expression} as varchar)), '')"
+
+
+def load_concept_sets() -> dict[str, dict]:
+    """The JSON concept sets shipped in ``concept_sets/``, by file stem."""
+    return {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted(CONCEPT_SET_DIR.glob("*.json"))}
+
+
+def benzodiazepine_names(config: Config) -> list[str]:
+    """Every benzodiazepine of the equivalence table (read for the cohort's washout rule)."""
+    return sorted(d.strip().lower() for d in config.drugs.mg_equivalent_to_10mg_diazepam)
+
+
+def mapping_signature(config: Config) -> str:
+    """sha256 of everything the mapping depends on besides the source itself."""
+    payload = {
+        "version": MAPPING_VERSION,
+        "ingredients": [d.strip().lower() for d in config.drugs.ingredients],
+        "benzodiazepines": benzodiazepine_names(config),
+        "dependence_prefixes": [config.outcome.dependence_icd10_prefixes, config.outcome.dependence_icd10cm_prefixes],
+        "concept_sets": load_concept_sets(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- source discovery
+
+
+def _table_files(folder: Path) -> dict[str, tuple[Path, str]]:
+    """CDM table name -> (file, format) in a folder (names case-insensitive: PERSON.csv = person.parquet)."""
+    found: dict[str, tuple[Path, str]] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file():
+            continue
+        name = path.name.lower()
+        for suffix, fmt in FILE_SUFFIXES.items():
+            if name.endswith(suffix):
+                table = name[: -len(suffix)]
+                if table in CDM_COLUMNS:
+                    if table in found:
+                        raise ExtractError(f"{folder}: CDM table '{table}' given twice ({found[table][0].name} and {path.name}); keep one")
+                    found[table] = (path, fmt)
+                break
+    return found
+
+
+def _scan(path: Path, fmt: str) -> str:
+    if fmt == "parquet":
+        return f"read_parquet({sql_literal(str(path))})"
+    delimiter = sniff_delimiter(path)
+    # Athena vocabulary files are tab-separated and unquoted (names may hold a lone ").
+    quote = "''" if delimiter == "\t" else "'\"'"
+    return (f"read_csv({sql_literal(str(path))}, all_varchar = true, header = true, "
+            f"delim = {sql_literal(delimiter)}, quote = {quote}, max_line_size = 20000000)")
+
+
+def _attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str) -> dict[str, str]:
+    """ATTACH a CDM DuckDB file read-only; CDM table name -> qualified relation."""
+    try:
+        con.execute(f"attach {sql_literal(str(path))} as {alias} (read_only)")
+    except duckdb.Error as error:
+        raise ExtractError(f"{path.name}: cannot be opened as a DuckDB database ({str(error).splitlines()[0][:200]})") from None
+    objects = con.execute(
+        f"""select schema_name, table_name from duckdb_tables() where database_name = {sql_literal(alias)}
+            union all
+            select schema_name, view_name from duckdb_views() where database_name = {sql_literal(alias)} and not internal"""
+    ).fetchall()
+    by_schema: dict[str, dict[str, str]] = {}
+    for schema, table in objects:
+        by_schema.setdefault(schema, {})[table.lower()] = table
+    candidates = [schema for schema, tables in by_schema.items() if "person" in tables and "drug_exposure" in tables]
+    if not candidates:
+        raise ExtractError(f"{path.name}: no schema holds the CDM tables person and drug_exposure; is this an OMOP CDM?")
+    # a CDM and a results schema side by side: prefer main, then cdm
+    schema = sorted(candidates, key=lambda s: (s != "main", s != "cdm", s))[0]
+    return {
+        name: f"{alias}.{_quote(schema)}.{_quote(actual)}"
+        for name, actual in by_schema[schema].items()
+        if name in CDM_COLUMNS
+    }
+
+
+def discover(con: duckdb.DuckDBPyConnection, source: Path, alias: str) -> list[CdmTable]:
+    """Find the CDM tables in ``source`` (a .duckdb file or a folder of table files)."""
+    source = Path(source)
+    if not source.exists():
+        raise ExtractError(f"OMOP CDM not found: {source}")
+    tables: list[CdmTable] = []
+    if source.is_file():
+        relations = _attach(con, source, alias)
+        digest = sha256_of(source)  # the file's sha256, once, for every table in it
+        for name in CDM_COLUMNS:
+            tables.append(CdmTable(name, f"db:{name}", "duckdb", digest, relations.get(name)))
+    else:
+        files = _table_files(source)
+        for name in CDM_COLUMNS:
+            if name in files:
+                path, fmt = files[name]
+                tables.append(CdmTable(name, str(path.resolve()), fmt, sha256_of(path), _scan(path, fmt)))
+            else:
+                tables.append(CdmTable(name, "", "", "", None))
+    missing = [t.name for t in tables if t.relation is None and t.name in REQUIRED_TABLES]
+    if missing:
+        raise ExtractError(
+            f"{source}: CDM table{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing "
+            f"(needed: {', '.join(REQUIRED_TABLES)}; a folder holds one <table>.csv or .parquet each)"
+        )
+    return tables
+
+
+def _create_typed_view(con: duckdb.DuckDBPyConnection, table: CdmTable) -> None:
+    """``_omop_<table>``: the CDM table's columns we use, typed; an empty view when absent or unusable."""
+    spec = CDM_COLUMNS[table.name]
+    view = f"_omop_{table.name}"
+    empty = "select " + ", ".join(f"NULL::{t.rstrip('!')} as {c}" for c, t in spec.items()) + " where false"
+    if table.relation is None:
+        con.execute(f"create or replace temp view {view} as {empty}")
+        return
+    try:
+        columns = con.sql(f"select * from {table.relation} limit 0").columns
+    except duckdb.Error as error:
+        raise ExtractError(f"{table.source_file}: cannot be read ({str(error).strip().splitlines()[0][:200]})") from None
+    by_lower = {c.strip().lower(): c for c in columns}
+    present = [c for c in spec if c in by_lower]
+    required = [c for c, t in spec.items() if t.endswith("!")]
+    if not present:
+        # e.g. Eunomia stores its empty tables with placeholder columns (column00, ...)
+        table.note = f"{table.name}: present but without any CDM column ({', '.join(columns[:3])}, ...): read as empty"
+        table.relation = None
+        con.execute(f"create or replace temp view {view} as {empty}")
+        return
+    missing = [c for c in required if c not in by_lower]
+    if missing:
+        raise ExtractError(
+            f"{table.source_file or table.name}: CDM column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} missing (found: {', '.join(columns)})"
+        )
+    selects = []
+    for column, kind in spec.items():
+        kind = kind.rstrip("!")
+        expression = _typed(_quote(by_lower[column]), kind) if column in by_lower else f"NULL::{kind}"
+        selects.append(f"{expression} as {column}")
+    con.execute(f"create or replace temp view {view} as select {', '.join(selects)} from {table.relation}")
+
+
+# --------------------------------------------------------------------------- mapping SQL
+# Each statement is a chain of named CTEs ending in ``final``; they write temp
+# tables ``_omop_*`` (rows to load with their source key) and ``_omop_quarantine``.
+
+
+def _ingredient_rows(config: Config) -> str:
+    tokens = [(d.strip().lower(), True) for d in config.drugs.ingredients if d.strip()]
+    tokens += [(name, False) for name in benzodiazepine_names(config)]
+    return "values " + ", ".join(f"({sql_literal(t)}, {sql_literal(a)})" for t, a in tokens)
+
+
+def _map_ingredients(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, int]:
+    con.execute(
+        f"""create or replace temp table _omop_ingredients as
+        with wanted as (
+            select * from ({_ingredient_rows(config)}) as w(token, analysed)
+        ),
+        ingredient_concepts as (
+            -- standard RxNorm (Extension) ingredients, matched by lower-case name or by concept id
+            select concept_id, lower(concept_name) as name
+            from _omop_concept
+            where vocabulary_id in ('RxNorm', 'RxNorm Extension')
+              and concept_class_id = 'Ingredient'
+              and standard_concept = 'S'
+        ),
+        matched as (
+            select ingredient_concepts.concept_id, wanted.token, wanted.analysed
+            from wanted
+            join ingredient_concepts
+                on wanted.token = ingredient_concepts.name
+                or try_cast(wanted.token as bigint) = ingredient_concepts.concept_id
+        ),
+        final as (
+            -- a configured ingredient keeps the label it was configured with
+            select concept_id as ingredient_concept_id,
+                   arg_max(token, analysed::int) as drug,
+                   bool_or(analysed) as analysed
+            from matched
+            group by concept_id
+        )
+        select * from final"""
+    )
+    found = dict(con.execute("select drug, ingredient_concept_id from _omop_ingredients where analysed order by 1").fetchall())
+    wanted = [d.strip().lower() for d in config.drugs.ingredients if d.strip()]
+    if not found:
+        examples = [r[0] for r in con.execute(
+            """select lower(concept_name) from _omop_concept where vocabulary_id = 'RxNorm'
+               and concept_class_id = 'Ingredient' and standard_concept = 'S' order by 1 limit 5"""
+        ).fetchall()]
+        raise ExtractError(
+            f"drugs.ingredients {', '.join(repr(w) for w in wanted)}: no standard RxNorm Ingredient of that name or "
+            f"concept id in this CDM's concept table (it has e.g. {', '.join(examples) or 'none'}); "
+            "set --set drugs.ingredients=<name>"
+        )
+    return found
+
+
+SQL_DRUG_EXPOSURE = """
+create or replace temp table _omop_drug_rows as
+with drug_map as (
+    -- drug concepts rolling up to a selected ingredient (concept_ancestor; the ingredient itself too)
+    select distinct concept_ancestor.descendant_concept_id as drug_concept_id, ingredients.ingredient_concept_id, ingredients.drug
+    from _omop_concept_ancestor as concept_ancestor
+    join _omop_ingredients as ingredients on ingredients.ingredient_concept_id = concept_ancestor.ancestor_concept_id
+    union
+    select ingredient_concept_id, ingredient_concept_id, drug from _omop_ingredients
+),
+
+exposures as (
+    select * from _omop_drug_exposure
+),
+
+unresolved_concepts as (
+    -- drug concepts outside the map: RxNorm drugs (or concepts the vocabulary lacks) with no
+    -- Ingredient ancestor at all may be the drug we study; other drugs (e.g. CVX vaccines) are out of scope
+    select distinct exposures.drug_concept_id, concept.vocabulary_id
+    from exposures
+    left join _omop_concept as concept on concept.concept_id = exposures.drug_concept_id
+    where exposures.drug_concept_id is not null and exposures.drug_concept_id <> 0
+      and exposures.drug_concept_id not in (select drug_concept_id from drug_map)
+),
+
+no_ingredient as (
+    select unresolved_concepts.drug_concept_id, unresolved_concepts.vocabulary_id
+    from unresolved_concepts
+    where coalesce(unresolved_concepts.vocabulary_id, 'RxNorm') in ('RxNorm', 'RxNorm Extension')
+      and not exists (
+        select 1
+        from _omop_concept_ancestor as concept_ancestor
+        join _omop_concept as ingredient
+            on ingredient.concept_id = concept_ancestor.ancestor_concept_id
+            and ingredient.concept_class_id = 'Ingredient'
+        where concept_ancestor.descendant_concept_id = unresolved_concepts.drug_concept_id
+      )
+),
+
+in_scope as (
+    select exposures.*, drug_map.ingredient_concept_id, drug_map.drug,
+           count(drug_map.drug) over (partition by exposures.drug_exposure_id) as selected_ingredients,
+           case
+               when exposures.drug_exposure_id is null then 'omop.required_missing.drug_exposure_id'
+               when exposures.drug_concept_id is null or exposures.drug_concept_id = 0 then 'omop.unmapped_drug'
+               when no_ingredient.drug_concept_id is not null and no_ingredient.vocabulary_id is null then 'omop.unknown_drug_concept'
+               when no_ingredient.drug_concept_id is not null then 'omop.no_ingredient'
+               when exposures.person_id is null then 'omop.required_missing.person_id'
+               when exposures.drug_exposure_start_date is null then 'omop.required_missing.dispensed_on'
+               when exposures.drug_exposure_end_date < exposures.drug_exposure_start_date then 'omop.end_before_start'
+               -- the OHDSI era script skips negative days_supply the same way
+               when exposures.days_supply < 0 then 'omop.negative_days_supply'
+           end as rule_id
+    from exposures
+    left join drug_map on drug_map.drug_concept_id = exposures.drug_concept_id
+    left join no_ingredient on no_ingredient.drug_concept_id = exposures.drug_concept_id
+    where drug_map.drug is not null
+       or no_ingredient.drug_concept_id is not null
+       or exposures.drug_concept_id is null or exposures.drug_concept_id = 0
+       or exposures.drug_exposure_id is null
+),
+
+final as (
+    select * from in_scope
+)
+
+select * from final;
+
+create or replace temp table _omop_prescriptions as
+with loadable as (
+    select * from _omop_drug_rows where rule_id is null
+),
+
+ended as (
+    select
+        loadable.*,
+        -- OHDSI drug_era: end = drug_exposure_end_date, else start + days_supply (when > 0), else start + 1
+        coalesce(
+            drug_exposure_end_date,
+            drug_exposure_start_date + cast(nullif(days_supply, 0) as integer),
+            drug_exposure_start_date + 1
+        ) as exposure_end
+    from loadable
+),
+
+strength as (
+    -- mg per unit of the ingredient in the drug: amount (solids), or numerator per mL (liquids)
+    select drug_concept_id, ingredient_concept_id,
+           max(case
+               when amount_value > 0 and amount_unit_concept_id in {mg_units}
+                   then amount_value * {mg_factor_amount}
+               when numerator_value > 0 and numerator_unit_concept_id in {mg_units}
+                    and denominator_unit_concept_id = {milliliter}
+                   then numerator_value * {mg_factor_numerator} / coalesce(nullif(denominator_value, 0), 1)
+           end) as strength_mg
+    from _omop_drug_strength
+    group by drug_concept_id, ingredient_concept_id
+),
+
+dosed as (
+    select
+        ended.*,
+        -- last day covered, inclusive, equals the era script's exposure end
+        (ended.exposure_end - ended.drug_exposure_start_date + 1)::bigint as exposure_days,
+        strength.strength_mg as known_strength_mg,
+        ended.quantity > 0 and strength.strength_mg is not null as dose_known
+    from ended
+    left join strength
+        on strength.drug_concept_id = ended.drug_concept_id
+        and strength.ingredient_concept_id = ended.ingredient_concept_id
+),
+
+segments as (
+    -- exposures longer than {max_days} days: consecutive segments of at most {max_days} days
+    select dosed.*, unnest(range(0, dosed.exposure_days, {max_days})) as segment_offset
+    from dosed
+),
+
+final as (
+    select
+        cast(drug_exposure_id as varchar)
+            || case when selected_ingredients > 1 then ':' || drug else '' end
+            || case when segment_offset > 0 then '#' || (segment_offset // {max_days} + 1) else '' end
+            as prescription_id,
+        cast(person_id as varchar) as person_id,
+        drug_exposure_start_date + cast(segment_offset as integer) as dispensed_on,
+        drug as drug,
+        case when dose_known then known_strength_mg else 1.0 end as strength_mg,
+        case
+            when dose_known then quantity * least({max_days}, exposure_days - segment_offset) / exposure_days
+            else cast(least({max_days}, exposure_days - segment_offset) as double)
+        end as quantity,
+        least({max_days}, exposure_days - segment_offset)::bigint as days_supply,
+        case when dose_known then known_strength_mg * quantity / exposure_days end as daily_dose_mg,
+        'unknown' as indication,
+        cast(nullif(provider_id, 0) as varchar) as prescriber_id,
+        NULL::varchar as pharmacy_id,
+        drug_exposure_id as _source_row
+    from segments
+)
+
+select * from final;
+"""
+
+
+SQL_PERSONS = """
+create or replace temp table _omop_person_rows as
+with persons as (
+    select * from _omop_person
+),
+
+periods as (
+    select *,
+           case
+               when person_id not in (select person_id from persons where person_id is not null) then 'omop.person_missing'
+               when observation_period_start_date is null then 'omop.required_missing.observation_start'
+               when observation_period_end_date is null then 'omop.required_missing.observation_end'
+               when observation_period_end_date < observation_period_start_date then 'omop.end_before_start'
+           end as invalid_rule
+    from _omop_observation_period
+),
+
+exposures_per_period as (
+    select periods.person_id, periods.observation_period_id,
+           periods.observation_period_start_date, periods.observation_period_end_date,
+           count(prescriptions.prescription_id) as exposures
+    from periods
+    left join _omop_prescriptions as prescriptions
+        on prescriptions.person_id = cast(periods.person_id as varchar)
+        and prescriptions.dispensed_on between periods.observation_period_start_date and periods.observation_period_end_date
+    where periods.invalid_rule is null
+    group by all
+),
+
+ranked as (
+    -- the contract has one period per person: the one holding most selected
+    -- exposures; ties go to the latest-ending, then latest-starting period
+    select *,
+           row_number() over (
+               partition by person_id
+               order by exposures desc, observation_period_end_date desc, observation_period_start_date desc,
+                        observation_period_id
+           ) as period_rank
+    from exposures_per_period
+),
+
+deaths as (
+    select person_id, min(death_date) as death_date
+    from _omop_death
+    where person_id is not null and death_date is not null
+    group by person_id
+),
+
+final as (
+    select
+        persons.person_id,
+        coalesce(persons.year_of_birth, year(persons.birth_datetime)) as birth_year,
+        {sex} as sex,
+        ranked.observation_period_start_date as observation_start,
+        ranked.observation_period_end_date as observation_end,
+        deaths.death_date,
+        case
+            when persons.person_id is null then 'omop.required_missing.person_id'
+            when coalesce(persons.year_of_birth, year(persons.birth_datetime)) is null then 'omop.required_missing.birth_year'
+            when ranked.person_id is null then 'omop.no_observation_period'
+        end as rule_id
+    from persons
+    left join ranked on ranked.person_id = persons.person_id and ranked.period_rank = 1
+    left join deaths on deaths.person_id = persons.person_id
+)
+
+select * from final;
+
+create or replace temp table _omop_period_rows as
+with periods as (
+    select *,
+           case
+               when person_id not in (select person_id from _omop_person where person_id is not null) then 'omop.person_missing'
+               when observation_period_start_date is null then 'omop.required_missing.observation_start'
+               when observation_period_end_date is null then 'omop.required_missing.observation_end'
+               when observation_period_end_date < observation_period_start_date then 'omop.end_before_start'
+           end as invalid_rule
+    from _omop_observation_period
+),
+
+final as (
+    select periods.observation_period_id, periods.person_id,
+           coalesce(
+               periods.invalid_rule,
+               case when chosen.person_id is null then 'omop.other_observation_period' end
+           ) as rule_id
+    from periods
+    left join _omop_person_rows as chosen
+        on chosen.person_id = periods.person_id
+        and chosen.rule_id is null
+        and chosen.observation_start = periods.observation_period_start_date
+        and chosen.observation_end = periods.observation_period_end_date
+)
+
+select * from final;
+
+create or replace temp table _omop_death_rows as
+with deaths as (
+    select *, row_number() over (partition by person_id order by death_date nulls last) as death_rank
+    from _omop_death
+),
+
+final as (
+    select person_id, death_date,
+           case
+               when person_id is null then 'omop.required_missing.person_id'
+               when person_id not in (select person_id from _omop_person where person_id is not null) then 'omop.person_missing'
+               when death_date is null then 'omop.required_missing.death_date'
+               when death_rank > 1 then 'omop.duplicate_death'
+           end as rule_id
+    from deaths
+)
+
+select * from final;
+"""
+
+
+def _resolve_condition_set(con: duckdb.DuckDBPyConnection, config: Config, concept_set: dict) -> list[dict]:
+    """Standard condition concept -> (ICD code, system) to emit, from the concept set JSON (see its description)."""
+    dependence = {
+        "ICD10": [p.replace(".", "").upper() for p in config.outcome.dependence_icd10_prefixes],
+        "ICD10CM": [p.replace(".", "").upper() for p in config.outcome.dependence_icd10cm_prefixes],
+    }
+    explicit = [
+        (int(c["concept_id"]), str(c["emit_code"]), str(c["code_system"]), 0) for c in concept_set.get("standard_concepts", [])
+    ]
+    prefixes = [(p["code_system"], icd_prefix_like(p["code_prefix"])) for p in concept_set.get("icd_source_codes", [])]
+    patterns = [
+        (p["pattern"].lower(), p["emit_code"], p["code_system"], order)
+        for order, p in enumerate(concept_set.get("standard_name_patterns", []), start=1)
+    ]
+    explicit_sql = "values " + ", ".join(f"({i}, {sql_literal(c)}, {sql_literal(s)}, {o})" for i, c, s, o in explicit) if explicit else "select NULL::bigint, NULL::varchar, NULL::varchar, NULL::integer where false"
+    prefix_sql = "values " + ", ".join(f"({sql_literal(s)}, {sql_literal(p)})" for s, p in prefixes) if prefixes else "select NULL::varchar, NULL::varchar where false"
+    pattern_sql = "values " + ", ".join(f"({sql_literal(p)}, {sql_literal(c)}, {sql_literal(s)}, {o})" for p, c, s, o in patterns) if patterns else "select NULL::varchar, NULL::varchar, NULL::varchar, NULL::integer where false"
+    dependence_sql = " or ".join(
+        f"(system = {sql_literal(system)} and replace(code, '.', '') like {sql_literal(p + '%')})"
+        for system, codes in dependence.items() for p in codes
+    ) or "false"
+    con.execute(
+        f"""create or replace temp table _omop_condition_set as
+        with explicit_concepts as (
+            select * from ({explicit_sql}) as e(concept_id, code, system, pattern_order)
+        ),
+        icd_prefixes as (
+            select * from ({prefix_sql}) as p(system, code_like)
+        ),
+        icd_sources as (
+            select concept.concept_id, concept.concept_code as code, concept.vocabulary_id as system
+            from _omop_concept as concept
+            join icd_prefixes
+                on icd_prefixes.system = concept.vocabulary_id
+                and concept.concept_code like icd_prefixes.code_like
+        ),
+        mapped as (
+            -- ICD source concept --'Maps to'--> standard concept, emitted as the ICD code
+            select relationship.concept_id_2 as concept_id, icd_sources.code, icd_sources.system, 0 as pattern_order
+            from icd_sources
+            join _omop_concept_relationship as relationship
+                on relationship.concept_id_1 = icd_sources.concept_id
+                and relationship.relationship_id = 'Maps to'
+                and coalesce(relationship.invalid_reason, '') = ''
+        ),
+        name_patterns as (
+            select * from ({pattern_sql}) as n(name_like, code, system, pattern_order)
+        ),
+        named as (
+            select concept.concept_id, name_patterns.code, name_patterns.system, name_patterns.pattern_order
+            from _omop_concept as concept
+            join name_patterns on lower(concept.concept_name) like name_patterns.name_like
+            where concept.standard_concept = 'S' and concept.domain_id = 'Condition'
+        ),
+        candidates as (
+            select *, 1 as source_rank, 'explicit' as found_by from explicit_concepts
+            union all select *, 2, 'maps_to' from mapped
+            union all select *, 3, 'name' from named
+        ),
+        ranked as (
+            -- one code per concept: explicit first, then 'Maps to' (a code marking
+            -- dependence first, ICD10 before ICD10CM, the shortest), then name patterns
+            select *,
+                   row_number() over (
+                       partition by concept_id
+                       order by source_rank, ({dependence_sql}) desc, system = 'ICD10' desc,
+                                length(code), code, pattern_order
+                   ) as code_rank
+            from candidates
+        ),
+        final as (
+            select ranked.concept_id, coalesce(concept.concept_name, '') as concept_name, ranked.code,
+                   ranked.system as code_system, ranked.found_by
+            from ranked
+            left join _omop_concept as concept on concept.concept_id = ranked.concept_id
+            where ranked.code_rank = 1
+        )
+        select * from final"""
+    )
+    rows = con.execute("select concept_id, concept_name, code, code_system, found_by from _omop_condition_set order by code, concept_id").fetchall()
+    return [dict(zip(("concept_id", "concept_name", "code", "code_system", "found_by"), r)) for r in rows]
+
+
+SQL_CONDITIONS = """
+create or replace temp table _omop_condition_rows as
+with conditions as (
+    select * from _omop_condition_occurrence
+),
+
+coded as (
+    select
+        conditions.*,
+        -- an ICD-10 / ICD-10-CM source concept: its own code; else the concept set's equivalent
+        case when source.vocabulary_id in ('ICD10', 'ICD10CM') then source.concept_code else condition_set.code end as code,
+        case when source.vocabulary_id in ('ICD10', 'ICD10CM') then source.vocabulary_id else condition_set.code_system end as code_system
+    from conditions
+    left join _omop_concept as source on source.concept_id = conditions.condition_source_concept_id
+    left join _omop_condition_set as condition_set on condition_set.concept_id = conditions.condition_concept_id
+),
+
+final as (
+    select *,
+           case
+               when condition_occurrence_id is null then 'omop.required_missing.diagnosis_id'
+               when person_id is null then 'omop.required_missing.person_id'
+               when condition_start_date is null then 'omop.required_missing.recorded_on'
+           end as rule_id
+    from coded
+    where code is not null
+)
+
+select * from final;
+"""
+
+
+def _resolve_follow_up_set(con: duckdb.DuckDBPyConnection, concept_set: dict) -> list[dict]:
+    rows = []
+    for order, (component, spec) in enumerate(concept_set.get("components", {}).items(), start=1):
+        for concept_id in spec.get("concept_ids", []):
+            rows.append(f"({int(concept_id)}, NULL::varchar, {sql_literal(component)}, {order})")
+        for pattern in spec.get("name_patterns", []):
+            rows.append(f"(NULL::bigint, {sql_literal(pattern.lower())}, {sql_literal(component)}, {order})")
+    wanted = ("values " + ", ".join(rows)) if rows else "select NULL::bigint, NULL::varchar, NULL::varchar, NULL::integer where false"
+    con.execute(
+        f"""create or replace temp table _omop_follow_up_set as
+        with wanted as (
+            select * from ({wanted}) as w(concept_id, name_like, component, component_order)
+        ),
+        matched as (
+            select concept.concept_id, concept.concept_name, wanted.component, wanted.component_order
+            from _omop_concept as concept
+            join wanted
+                on wanted.concept_id = concept.concept_id
+                or lower(concept.concept_name) like wanted.name_like
+            union
+            -- explicit ids the (subset) vocabulary lacks still count
+            select wanted.concept_id, '', wanted.component, wanted.component_order
+            from wanted
+            where wanted.concept_id is not null
+              and wanted.concept_id not in (select concept_id from _omop_concept where concept_id is not null)
+        ),
+        final as (
+            select concept_id, arg_min(concept_name, component_order) as concept_name,
+                   arg_min(component, component_order) as component
+            from matched
+            group by concept_id
+        )
+        select * from final"""
+    )
+    found = con.execute("select concept_id, concept_name, component from _omop_follow_up_set order by component, concept_id").fetchall()
+    return [dict(zip(("concept_id", "concept_name", "component"), r)) for r in found]
+
+
+SQL_FOLLOW_UPS = """
+create or replace temp table _omop_follow_up_rows as
+with assessments as (
+    select 'observation' as cdm_table, observation_id as record_id, person_id, observation_date as assessed_on,
+           observation_concept_id as concept_id, value_as_number, value_as_concept_id
+    from _omop_observation
+    union all
+    select 'measurement', measurement_id, person_id, measurement_date, measurement_concept_id,
+           value_as_number, value_as_concept_id
+    from _omop_measurement
+),
+
+matched as (
+    select assessments.*, follow_up_set.component,
+           lower(coalesce(value_concept.concept_name, '')) in {negative_names} as negative_value,
+           row_number() over (order by assessments.cdm_table, assessments.record_id) as source_row
+    from assessments
+    join _omop_follow_up_set as follow_up_set on follow_up_set.concept_id = assessments.concept_id
+    left join _omop_concept as value_concept on value_concept.concept_id = assessments.value_as_concept_id
+),
+
+final as (
+    select *,
+           case
+               when record_id is null then 'omop.required_missing.follow_up_id'
+               when person_id is null then 'omop.required_missing.person_id'
+               when assessed_on is null then 'omop.required_missing.assessed_on'
+               when component = 'sds_score' and value_as_number is null then 'omop.required_missing.sds_score'
+               when component = 'sds_score' and value_as_number <> round(value_as_number) then 'omop.type.sds_score'
+           end as rule_id
+    from matched
+)
+
+select * from final;
+"""
+
+REASONS = {
+    "omop.unmapped_drug": "drug_concept_id is 0 or missing: the drug cannot be identified",
+    "omop.no_ingredient": "the RxNorm drug concept has no Ingredient ancestor in concept_ancestor",
+    "omop.unknown_drug_concept": "drug_concept_id is not in the CDM's concept table (vocabulary subset?)",
+    "omop.end_before_start": "end date before start date",
+    "omop.negative_days_supply": "days_supply is negative (the OHDSI era script skips these too)",
+    "omop.person_missing": "person_id is not in the person table",
+    "omop.no_observation_period": "person has no usable observation_period",
+    "omop.other_observation_period": "person has several observation periods; another one was used (docs/omop.md)",
+    "omop.duplicate_death": "person has several death rows; the earliest date was used",
+    "omop.type.sds_score": "Severity of Dependence Scale value is not an integer",
+}
+
+
+def _reason(rule_id: str) -> str:
+    if rule_id in REASONS:
+        return REASONS[rule_id]
+    if rule_id.startswith("omop.required_missing."):
+        return f"required value {rule_id.rsplit('.', 1)[1]} is missing or does not cast"
+    return rule_id
+
+
+def _signature_of_raw_tables(con: duckdb.DuckDBPyConnection) -> set[str | None]:
+    comments = set()
+    for name in RAW_TABLES:
+        if not table_exists(con, f"raw_{name}"):
+            return {None}
+        comments.add(scalar(con, "select comment from duckdb_tables() where table_name = ? and schema_name = 'main' "
+                                 "and database_name = current_database()", [f"raw_{name}"]))
+    return comments
+
+
+def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, progress=None) -> OmopSummary:
+    """Map the OMOP CDM at ``source`` into ``raw_*`` (see the module docstring and docs/omop.md)."""
+    source = Path(source)
+    ensure_audit_tables(con)
+    load_id = new_id()
+    alias = f"_omop_source_{load_id}"
+    attached = False
+    summary = OmopSummary(load_id, str(source.resolve()), [])
+    try:
+        attached = source.is_file()
+        tables = discover(con, source, alias)
+        source_signature = hashlib.sha256(
+            json.dumps(sorted((t.name, t.sha256) for t in tables if t.relation)).encode()
+        ).hexdigest()
+        signature = f"omop:{source_signature}:{mapping_signature(config)}"
+        if _signature_of_raw_tables(con) == {signature}:
+            summary.skipped = True
+            summary.tables = [TableLoad(t.name, t.source_file, t.file_format, t.sha256, skipped=True) for t in tables if t.relation]
+            return summary
+        for table in tables:
+            _create_typed_view(con, table)
+            if table.note:
+                summary.notes.append(table.note)
+        read = [t for t in tables if t.relation is not None]
+        if progress:
+            progress("mapping the CDM")
+        summary.ingredients = _map_ingredients(con, config)
+        missing = [d for d in (x.strip().lower() for x in config.drugs.ingredients) if d and d not in summary.ingredients]
+        if missing:
+            summary.notes.append(f"drugs.ingredients {', '.join(missing)}: not in this CDM's vocabulary; no prescriptions")
+        concept_sets = load_concept_sets()
+        summary.concept_sets["dependence_conditions"] = _resolve_condition_set(con, config, concept_sets["dependence_conditions"])
+        summary.concept_sets["follow_up_concepts"] = _resolve_follow_up_set(con, concept_sets["follow_up_concepts"])
+        if not summary.concept_sets["dependence_conditions"]:
+            summary.notes.append("no sedative/hypnotic dependence or withdrawal concept in this vocabulary: "
+                                 "diagnoses come from ICD-10 source codes only")
+        if not summary.concept_sets["follow_up_concepts"]:
+            summary.notes.append("no follow-up assessment concept (SDS, withdrawal, dependence) in this vocabulary: zero follow_ups")
+        negative_names = "(" + ", ".join(sql_literal(n) for n in concept_sets["follow_up_concepts"].get("negative_value_names", ["no"])) + ")"
+        mg_units = "(" + ", ".join(str(u) for u in MG_PER_UNIT) + ")"
+
+        def mg_factor(column: str) -> str:
+            return "case " + " ".join(f"when {column} = {u} then {f!r}" for u, f in MG_PER_UNIT.items()) + " end"
+
+        con.execute("begin transaction")
+        try:
+            con.execute(SQL_DRUG_EXPOSURE.format(
+                mg_units=mg_units, mg_factor_amount=mg_factor("amount_unit_concept_id"),
+                mg_factor_numerator=mg_factor("numerator_unit_concept_id"), milliliter=MILLILITER,
+                max_days=MAX_DAYS_SUPPLY,
+            ))
+            con.execute(SQL_PERSONS.format(sex=gender_sex_sql("persons.gender_concept_id")))
+            con.execute(SQL_CONDITIONS)
+            con.execute(SQL_FOLLOW_UPS.format(negative_names=negative_names))
+            _write_raw_tables(con, load_id, signature)
+            counts = _write_audit(con, load_id, read)
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        summary.tables = counts
+        return summary
+    finally:
+        for view in CDM_COLUMNS:
+            try:
+                con.execute(f"drop view if exists _omop_{view}")
+            except duckdb.Error:
+                pass
+        for temp in ("_omop_ingredients", "_omop_drug_rows", "_omop_prescriptions", "_omop_person_rows",
+                     "_omop_period_rows", "_omop_death_rows", "_omop_condition_set", "_omop_condition_rows",
+                     "_omop_follow_up_set", "_omop_follow_up_rows", "_omop_quarantine"):
+            try:
+                con.execute(f"drop table if exists {temp}")
+            except duckdb.Error:
+                pass
+        if attached:
+            try:
+                con.execute(f"detach {alias}")
+            except duckdb.Error:
+                pass
+
+
+def _write_raw_tables(con: duckdb.DuckDBPyConnection, load_id: str, signature: str) -> None:
+    """Replace raw_* with the mapped rows, typed exactly as the native ingest types them."""
+    lid = sql_literal(load_id)
+    con.execute(
+        f"""create or replace table raw_persons as
+            select cast(person_id as varchar) as person_id, birth_year::bigint as birth_year, sex,
+                   NULL::varchar as region, observation_start, observation_end, death_date,
+                   person_id::bigint as _source_row, {lid} as _load_id
+            from _omop_person_rows where rule_id is null order by person_id"""
+    )
+    con.execute(
+        f"""create or replace table raw_prescriptions as
+            select prescription_id, person_id, dispensed_on, drug, strength_mg::double as strength_mg,
+                   quantity::double as quantity, days_supply, daily_dose_mg::double as daily_dose_mg, indication,
+                   prescriber_id, pharmacy_id, _source_row::bigint as _source_row, {lid} as _load_id
+            from _omop_prescriptions order by _source_row, dispensed_on, prescription_id"""
+    )
+    con.execute(
+        f"""create or replace table raw_diagnoses as
+            select cast(condition_occurrence_id as varchar) as diagnosis_id, cast(person_id as varchar) as person_id,
+                   condition_start_date as recorded_on, code, code_system,
+                   condition_occurrence_id::bigint as _source_row, {lid} as _load_id
+            from _omop_condition_rows where rule_id is null order by condition_occurrence_id"""
+    )
+    con.execute(
+        f"""create or replace table raw_follow_ups as
+            select cdm_table || ':' || record_id as follow_up_id, cast(person_id as varchar) as person_id,
+                   assessed_on,
+                   case when component = 'sds_score' then value_as_number::bigint end as sds_score,
+                   case when component = 'withdrawal_symptoms' then not negative_value end as withdrawal_symptoms,
+                   case when component = 'dependence_assessed' then not negative_value end as dependence_assessed,
+                   case when component = 'misuse' then not negative_value end as misuse,
+                   source_row::bigint as _source_row, {lid} as _load_id
+            from _omop_follow_up_rows where rule_id is null order by source_row"""
+    )
+    for name in RAW_TABLES:
+        con.execute(f"comment on table raw_{name} is {sql_literal(signature)}")
+
+
+# CDM table -> (temp table of its selected rows, record id column, source row column)
+_ROW_TABLES = {
+    "person": ("_omop_person_rows", "person_id", "person_id"),
+    "observation_period": ("_omop_period_rows", "observation_period_id", "observation_period_id"),
+    "death": ("_omop_death_rows", "person_id", "person_id"),
+    "drug_exposure": ("_omop_drug_rows", "drug_exposure_id", "drug_exposure_id"),
+    "condition_occurrence": ("_omop_condition_rows", "condition_occurrence_id", "condition_occurrence_id"),
+}
+
+
+def _write_audit(con: duckdb.DuckDBPyConnection, load_id: str, read: list[CdmTable]) -> list[TableLoad]:
+    """audit_quarantine rows (stage 'ingest') and one audit_load row per CDM table read."""
+    con.execute(
+        """create or replace temp table _omop_quarantine (load_id varchar, stage varchar, table_name varchar,
+           record_id varchar, source_row bigint, rule_id varchar, reason varchar)"""
+    )
+    lid = sql_literal(load_id)
+    for table, (rows, id_column, row_column) in _ROW_TABLES.items():
+        # one CDM record may give several rows (ingredients): quarantine it once
+        con.execute(
+            f"""insert into _omop_quarantine
+                select distinct {lid}, 'ingest', {sql_literal(table)}, cast({id_column} as varchar),
+                       {row_column}::bigint, rule_id, NULL
+                from {rows} where rule_id is not null"""
+        )
+    for table in ("observation", "measurement"):
+        con.execute(
+            f"""insert into _omop_quarantine
+                select {lid}, 'ingest', cdm_table, cdm_table || ':' || record_id, source_row, rule_id, NULL
+                from _omop_follow_up_rows where rule_id is not null and cdm_table = {sql_literal(table)}"""
+        )
+    for rule_id, in con.execute("select distinct rule_id from _omop_quarantine").fetchall():
+        con.execute("update _omop_quarantine set reason = ? where rule_id = ?", [_reason(rule_id), rule_id])
+    # a new load replaces the previous one: its ingest quarantine (native or OMOP table
+    # names) and the validation quarantine of the raw tables go with it
+    cdm_names = ", ".join(sql_literal(n) for n in CDM_COLUMNS)
+    contract_names = ", ".join(sql_literal(n) for n in RAW_TABLES)
+    con.execute(f"delete from audit_quarantine where stage = 'ingest' and table_name in ({cdm_names}, {contract_names})")
+    con.execute(f"delete from audit_quarantine where stage = 'validate' and table_name in ({contract_names})")
+    con.execute("insert into audit_quarantine select * from _omop_quarantine")
+
+    counts_sql = {
+        "person": "select count(*) filter (where rule_id is null), count(*) filter (where rule_id is not null) from _omop_person_rows",
+        "observation_period": "select count(*) filter (where rule_id is null), count(*) filter (where rule_id is not null) from _omop_period_rows",
+        "death": "select count(*) filter (where rule_id is null), count(*) filter (where rule_id is not null) from _omop_death_rows",
+        "drug_exposure": """select count(distinct drug_exposure_id) filter (where rule_id is null),
+                                   count(*) filter (where rule_id is not null)
+                            from (select distinct drug_exposure_id, rule_id, drug_concept_id from _omop_drug_rows)""",
+        "condition_occurrence": "select count(*) filter (where rule_id is null), count(*) filter (where rule_id is not null) from _omop_condition_rows",
+        "observation": "select count(*) filter (where rule_id is null), count(*) filter (where rule_id is not null) from _omop_follow_up_rows where cdm_table = 'observation'",
+        "measurement": "select count(*) filter (where rule_id is null), count(*) filter (where rule_id is not null) from _omop_follow_up_rows where cdm_table = 'measurement'",
+    }
+    loads = []
+    now = dt.datetime.now()
+    for table in read:
+        if table.name in counts_sql:
+            loaded, quarantined = con.execute(counts_sql[table.name]).fetchall()[0]
+        else:
+            # vocabulary tables are lookups: every row is read and available to the mapping
+            loaded, quarantined = scalar(con, f"select count(*) from _omop_{table.name}"), 0
+        load = TableLoad(table.name, table.source_file, table.file_format, table.sha256,
+                         rows_read=loaded + quarantined, rows_loaded=loaded, rows_quarantined=quarantined)
+        loads.append(load)
+        con.execute(
+            "insert into audit_load values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [load_id, load.table, load.source_file, load.file_format, load.sha256, load.rows_read,
+             load.rows_loaded, load.rows_quarantined, now],
+        )
+    return loads
