@@ -3,6 +3,8 @@
 # rerun redoes only what changed.
 
 SHELL := /bin/bash
+export OPENBLAS_NUM_THREADS := 1
+export GX_ANALYTICS_ENABLED := false
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -281,6 +281,12 @@ def dose_response_rows(person, model, config) -> list[dict]:
     indication, misuse) and a trend model with log2(duration) instead of bands."""
     rows = []
     conf = config.estimate.confidence_level
+    known = person["_outcome_known"].to_numpy(dtype=bool)
+    outcome = np.nan_to_num(stats.as_float(person["_dependence"]))[known]
+    if outcome.size == 0 or outcome.min() == outcome.max():
+        # No persons with a known outcome, or no contrast (zero events is a result,
+        # but no model can be fitted to it): the report says there is no model.
+        return rows
     references = {"duration_band": config.estimate.band_labels()[0]}
     frame = person.assign(
         misuse=np.nan_to_num(stats.as_float(person["misuse"]), nan=0.0),
