@@ -1,1 +1,126 @@
-"""transform stage."""
+"""Transform stage: staging -> treatment episodes -> cohort -> outcomes -> analysis_person.
+
+Every step is a SQL file in ``pipeline/transform/sql`` (a chain of named CTEs
+ending in ``final``), run in file order by DuckDB; Python only fills the
+configuration into the SQL and counts the results. Conventions (last day of
+supply inclusive, gap, stockpiling, taper rule, bands): ``docs/episodes.md``.
+
+>>> values_rows([("clonazepam", 0.5), ("o'x", 1.0)])
+"values ('clonazepam', 0.5), ('o''x', 1.0)"
+>>> values_rows([], ("varchar", "double"))
+'select NULL::varchar, NULL::double where false'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import duckdb
+
+from pipeline.config import Config
+from pipeline.errors import StageOrderError
+from pipeline.warehouse import ensure_audit_tables, run_sql_file, sql_literal, table_exists
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+RAW_TABLES = ("raw_persons", "raw_prescriptions", "raw_diagnoses", "raw_follow_ups")
+OUTPUT_TABLES = (
+    "stg_persons",
+    "stg_prescriptions",
+    "stg_diagnoses",
+    "stg_follow_ups",
+    "episodes",
+    "cohort_attrition",
+    "cohort",
+    "outcomes",
+    "analysis_person",
+)
+CLASS_INGREDIENT = "any_benzodiazepine"
+
+
+def values_rows(rows: Sequence[Sequence[Any]], types: Sequence[str] = ()) -> str:
+    """A SQL ``VALUES`` list of literal rows (an empty typed relation when there are none)."""
+    if not rows:
+        return "select " + ", ".join(f"NULL::{t}" for t in types) + " where false"
+    return "values " + ", ".join("(" + ", ".join(sql_literal(v) for v in row) + ")" for row in rows)
+
+
+def analysed_ingredients(config: Config) -> list[str]:
+    """Ingredients the cohort is built on: the class when ``drugs.class_level``, else the configured ones.
+
+    >>> from pipeline.config import Config
+    >>> analysed_ingredients(Config())
+    ['clonazepam']
+    >>> analysed_ingredients(Config().replace(drugs={"class_level": True}))
+    ['any_benzodiazepine']
+    """
+    if config.drugs.class_level:
+        return [CLASS_INGREDIENT]
+    return [d.strip().lower() for d in config.drugs.ingredients]
+
+
+def sql_parameters(config: Config) -> dict[str, Any]:
+    """Every configuration value the SQL files use, as placeholder -> value."""
+    drugs, estimate = config.drugs, config.estimate
+    bands = [
+        (order, low, label)
+        for order, (low, label) in enumerate(zip(estimate.duration_band_lower_days, estimate.band_labels()), start=1)
+    ]
+    return {
+        "equivalence_rows": values_rows(
+            sorted((d.lower(), float(mg)) for d, mg in drugs.mg_equivalent_to_10mg_diazepam.items()),
+            ("varchar", "double"),
+        ),
+        "labelled_max_rows": values_rows(
+            sorted((d.lower(), float(mg)) for d, mg in drugs.labelled_max_daily_mg.items()), ("varchar", "double")
+        ),
+        "duration_band_rows": values_rows(bands, ("integer", "integer", "varchar")),
+        "ingredients": [d.strip().lower() for d in drugs.ingredients],
+        "class_level": bool(drugs.class_level),
+        "analysed_ingredients": analysed_ingredients(config),
+        "stockpiling": bool(config.episodes.stockpiling),
+        "persistence_window_days": int(config.episodes.persistence_window_days),
+        "min_age_years": int(config.cohort.min_age_years),
+        "washout_days": int(config.cohort.washout_days),
+        "headline_split_days": int(estimate.headline_split_days),
+        "window_after_end_days": int(config.outcome.window_after_end_days),
+        "sds_cutoff": int(config.outcome.sds_cutoff),
+        "dependence_icd10_prefixes": [p.replace(".", "").upper() for p in config.outcome.dependence_icd10_prefixes],
+        "dependence_icd10cm_prefixes": [p.replace(".", "").upper() for p in config.outcome.dependence_icd10cm_prefixes],
+        "misuse_icd10_prefixes": [p.replace(".", "").upper() for p in config.outcome.misuse_icd10_prefixes],
+        "distinct_prescribers": int(config.misuse.distinct_prescribers),
+        "distinct_pharmacies": int(config.misuse.distinct_pharmacies),
+        "misuse_window_days": int(config.misuse.window_days),
+        "early_refill_fraction": float(config.misuse.early_refill_fraction),
+        "early_refills": int(config.misuse.early_refills),
+    }
+
+
+def sql_files() -> list[Path]:
+    """The transform's SQL files, in the order they run."""
+    return sorted(SQL_DIR.glob("*.sql"))
+
+
+def run(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, int]:
+    """Build staging, episodes, cohort, outcomes and analysis_person; return row counts."""
+    missing = [name for name in RAW_TABLES if not table_exists(con, name)]
+    if missing:
+        raise StageOrderError(f"transform needs {', '.join(missing)}: run `python -m pipeline ingest` first")
+    ensure_audit_tables(con)  # audit_quarantine may still be empty (validation not run)
+    params = sql_parameters(config)
+    for path in sql_files():
+        run_sql_file(con, path, **params)
+    counts = " union all ".join(f"select '{name}', count(*) from {name}" for name in OUTPUT_TABLES)
+    summary = dict(con.execute(counts).fetchall())  # fetch everything: DuckDB 2.0 keeps open results busy
+    summary.update(
+        dict(
+            con.execute(
+                "select 'cohort_ascertained', count(*) filter (where ascertained) from outcomes"
+                " union all select 'cohort_dependent', count(*) filter (where dependence) from outcomes"
+            ).fetchall()
+        )
+    )
+    return summary
+
+
+build = run  # name used in docs/ARCHITECTURE.md
