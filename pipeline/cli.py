@@ -155,8 +155,13 @@ def do_estimate(con, cfg: Config) -> dict:
     from pipeline.warehouse import logged_stage
 
     _require(con, "analysis_person", "transform")
-    with step("estimate"), logged_stage(con, "estimate", cfg):
-        result = estimate_run(con, cfg)
+    from pipeline.transform import rebuild_analysis_person
+
+    def rebuild(varied: Config):
+        return rebuild_analysis_person(con, varied, base=cfg)
+
+    with step("estimate (with sensitivity analyses)"), logged_stage(con, "estimate", cfg):
+        result = estimate_run(con, cfg, rebuild=rebuild)
     return result
 
 

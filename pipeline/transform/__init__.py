@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import duckdb
+import pandas as pd
 
 from pipeline.config import Config
 from pipeline.errors import StageOrderError
@@ -124,3 +125,32 @@ def run(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, int]:
 
 
 build = run  # name used in docs/ARCHITECTURE.md
+
+
+def rebuild_analysis_person(
+    con: duckdb.DuckDBPyConnection, config: Config, base: Config, schema: str = "sensitivity"
+) -> pd.DataFrame:
+    """``analysis_person`` under other settings (the sensitivity analyses), main tables untouched.
+
+    The SQL runs on a cursor whose default schema is a scratch schema, searched
+    before ``main``: tables it creates land in the scratch schema, tables it only
+    reads (raw_*, audit_quarantine) come from ``main``. When only outcome settings
+    differ from ``base``, staging, episodes and the cohort are reused from ``main``
+    and only the outcome steps run. The scratch schema is dropped afterwards.
+    """
+    same_cohort = (config.drugs, config.episodes, config.cohort, config.estimate) == (
+        base.drugs, base.episodes, base.cohort, base.estimate
+    )
+    files = [p for p in sql_files() if not same_cohort or p.name >= "04"]
+    cursor = con.cursor()
+    try:
+        cursor.execute(f"create schema if not exists {schema}")
+        cursor.execute(f"set schema = '{schema}'")
+        cursor.execute(f"set search_path = '{schema},main'")
+        params = sql_parameters(config)
+        for path in files:
+            run_sql_file(cursor, path, **params)
+        return cursor.execute("select * from analysis_person").df()
+    finally:
+        cursor.execute(f"drop schema if exists {schema} cascade")
+        cursor.close()
