@@ -121,13 +121,21 @@ def do_ingest(con, source: Path, cfg: Config):
 def do_privacy_report(con, cfg: Config) -> dict:
     from pipeline.privacy.gate import k_anonymity
 
-    risk = k_anonymity(con, k=cfg.disclosure.min_cell_count)
+    k = cfg.disclosure.min_cell_count
+    risk = k_anonymity(con, k=k)
     if risk.get("persons_in_small_groups"):
         console.print(
             f"[yellow]warning[/] k-anonymity over (birth_year, sex, region): smallest group {risk['smallest_group']}, "
-            f"{risk['persons_in_small_groups']:,} persons in groups below k={cfg.disclosure.min_cell_count}"
+            f"{risk['persons_in_small_groups']:,} persons in groups below k={k}"
         )
-    return risk
+    # What is published (manifest, report) holds no small count: a share and a group count.
+    persons = risk.get("persons") or 0
+    return {
+        "quasi_identifiers": "birth_year, sex, region",
+        "k": k,
+        "groups_below_k": risk.get("groups_below_k"),
+        "share_of_persons_in_groups_below_k": round(risk["persons_in_small_groups"] / persons, 4) if persons else None,
+    }
 
 
 def do_validate(con, cfg: Config, reports: Path, warehouse: Path):

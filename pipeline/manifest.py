@@ -38,15 +38,19 @@ def git_commit() -> str | None:
 
 
 def build_manifest(con: duckdb.DuckDBPyConnection, config: Config, extra: dict[str, Any]) -> dict[str, Any]:
-    """Inputs (latest load of each table: file, sha256, rows), versions, config and time."""
+    """Inputs (latest load of each table: file name, sha256, rows read), versions, config and time.
+
+    Rows loaded and quarantined are left out: they can be small counts, and are
+    published, suppressed, in ``exports/data_quality``.
+    """
     inputs = []
     if table_exists(con, "audit_load"):
         rows = con.execute(
-            """select table_name, source_file, file_format, sha256, rows_read, rows_loaded, rows_quarantined, loaded_at
+            """select table_name, regexp_extract(source_file, '[^/]+$'), file_format, sha256, rows_read, loaded_at
                from audit_load qualify row_number() over (partition by table_name order by loaded_at desc) = 1
                order by table_name"""
         ).fetchall()
-        keys = ("table", "file", "format", "sha256", "rows_read", "rows_loaded", "rows_quarantined_at_ingest", "loaded_at")
+        keys = ("table", "file", "format", "sha256", "rows_read", "loaded_at")
         inputs = [dict(zip(keys, row)) for row in rows]
         for item in inputs:
             item["loaded_at"] = item["loaded_at"].isoformat(timespec="seconds")

@@ -3,8 +3,8 @@
 >>> con = connect(":memory:")
 >>> render_sql("select {{ window }} as w", window=30)
 'select 30 as w'
->>> con.execute(render_sql("select {{ window }} as w", window=30)).fetchone()
-(30,)
+>>> con.execute(render_sql("select {{ window }} as w", window=30)).fetchall()
+[(30,)]
 """
 
 from __future__ import annotations

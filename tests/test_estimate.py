@@ -220,7 +220,7 @@ def test_estimates_table_conventions(warehouse):
 def test_run_replaces_the_table(warehouse):
     con, result, _ = warehouse
     again = estimate_run.run(con, Config())
-    assert con.execute("select count(*) from estimates").fetchone()[0] == again["rows"] == result["rows"]
+    assert con.execute("select count(*) from estimates").fetchall()[0][0] == again["rows"] == result["rows"]
 
 
 def test_headline_recovers_mar_truth_and_complete_case_is_biased():
@@ -252,7 +252,7 @@ def test_sensitivity_rows_and_reuse_of_current_table(warehouse):
         for group in ("gt_4_weeks", "le_4_weeks")
     }
     assert set(frame.loc[frame["variable"].str.startswith("sds_cutoff"), "level"]) == {"6", "7", "8"}
-    stored = con.execute("select count(*) from estimates where analysis = 'sensitivity'").fetchone()[0]
+    stored = con.execute("select count(*) from estimates where analysis = 'sensitivity'").fetchall()[0][0]
     assert stored == len(frame)
     assert {c.outcome.sds_cutoff for c in calls} >= {6, 8}
 

@@ -112,7 +112,7 @@ def test_clean_extract_passes_and_writes_results(tmp_path):
     assert quarantined(con) == set()
     # every check of every suite has a real GX verdict and an audit row
     assert all(r.gx_success is not None for r in report.results)
-    audit = con.execute("select count(*), count(distinct check_id) from audit_validation where run_id = 'clean'").fetchone()
+    audit = con.execute("select count(*), count(distinct check_id) from audit_validation where run_id = 'clean'").fetchall()[0]
     assert audit == (len(load_checks(CONFIG)), len(load_checks(CONFIG)))
     latest = json.loads((tmp_path / "quality" / "latest.json").read_text())
     assert latest["run_id"] == "clean" and latest["passed"] is True
@@ -133,7 +133,7 @@ def test_each_rule_quarantines_its_planted_row(table, row, rule, record_id):
     bad_source_row = len(CLEAN[table]) + 1
     clean_rows = con.execute(
         "select count(*) from audit_quarantine where table_name = ? and source_row <> ?", [table, bad_source_row]
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if "conflicting_duplicate" not in rule:  # a conflict sets aside every copy, the clean one too
         assert clean_rows == 0
 
@@ -161,7 +161,7 @@ def test_error_stops_with_one_line_naming_table_column_rule_count_examples(tmp_p
     status = con.execute(
         "select status, failing_rows, examples from audit_validation "
         "where run_id = 'stop' and check_id = 'prescriptions.days_supply.range'"
-    ).fetchone()
+    ).fetchall()[0]
     assert status == ("fail", 2, "R7, R8")
     latest = json.loads((tmp_path / "quality" / "latest.json").read_text())
     assert latest["stopped_by"] == ["prescriptions.days_supply.range"] and latest["gx_errors"] == []
@@ -199,7 +199,7 @@ def test_quarantine_within_threshold_does_not_stop_and_is_idempotent(tmp_path):
     assert (result.status, result.failing_rows, result.quarantined_rows) == ("pass", 1, 1)
     reason, source_row, load_id, table_name = con.execute(
         "select reason, source_row, load_id, table_name from audit_quarantine"
-    ).fetchone()
+    ).fetchall()[0]
     assert reason.startswith("days_supply=400") and (source_row, load_id, table_name) == (204, "L1", "prescriptions")
 
 
@@ -249,5 +249,5 @@ def test_gx_shim_returns_real_metric_results_through_the_pipeline_connection():
     assert not between.exception_info.get("raised_exception"), between.exception_info
     assert (between.success, between.result["element_count"], between.result["unexpected_count"]) == (False, 10, 2)
     assert rows.result["observed_value"] == 2
-    assert con.execute("select count(*) from t").fetchone() == (10,)  # the pipeline connection still works
+    assert con.execute("select count(*) from t").fetchall()[0] == (10,)  # the pipeline connection still works
     assert isinstance(gx.__version__, str)

@@ -310,7 +310,7 @@ def k_anonymity(
     present = {row[0] for row in con.execute(f'describe "{table}"').fetchall()}
     used = [q for q in quasi_identifiers if q in present]
     if not used:
-        return {"quasi_identifiers": [], "k": k, "persons": con.execute(f'select count(*) from "{table}"').fetchone()[0],
+        return {"quasi_identifiers": [], "k": k, "persons": con.execute(f'select count(*) from "{table}"').fetchall()[0][0],
                 "groups": 0, "smallest_group": None, "groups_below_k": 0, "persons_in_small_groups": 0,
                 "share_in_small_groups": 0.0}
     keys = ", ".join(f'"{q}"' for q in used)
@@ -318,7 +318,7 @@ def k_anonymity(
         with sized as (select count(*) as persons from "{table}" group by {keys})
         select coalesce(sum(persons), 0), count(*), min(persons),
                count(*) filter (where persons < $k), coalesce(sum(persons) filter (where persons < $k), 0)
-        from sized""", {"k": k}).fetchone()
+        from sized""", {"k": k}).fetchall()[0]
     return {
         "quasi_identifiers": used, "k": k, "persons": int(persons), "groups": int(groups),
         "smallest_group": None if smallest is None else int(smallest), "groups_below_k": int(below),

@@ -147,7 +147,7 @@ def run(
     if missing_tables:
         raise StageOrderError(f"validate needs {', '.join(missing_tables)}: run ingest first")
     checks = checks if checks is not None else load_checks(config)
-    totals = {t: con.execute(f"select count(*) from raw_{t}").fetchone()[0] for t in TABLES}
+    totals = {t: con.execute(f"select count(*) from raw_{t}").fetchall()[0][0] for t in TABLES}
     missing_columns = _missing_columns(con, checks)
 
     quarantined: dict[str, int] = {}
@@ -240,7 +240,7 @@ def quarantine_rows(con: duckdb.DuckDBPyConnection, checks: list[Check]) -> dict
                    failing._source_row, {_literal(check.id)}, {reason}
             from ({failing_rows_sql(check)}) as failing
             """
-        ).fetchone()
+        ).fetchall()[0]
         counts[check.id] = int(inserted[0]) if inserted else 0
     return counts
 
@@ -253,7 +253,7 @@ def _distinct_quarantined(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute(
         "select count(*) from (select distinct table_name, load_id, source_row from audit_quarantine "
         "where stage = 'validate')"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
 
 
 def _run_gx(
@@ -365,7 +365,7 @@ def _result(
         failing = _gx_failing_rows(check, gx_outcome)
         if failing is None:  # GX could not evaluate it: count in DuckDB and say so
             gx_error = gx_outcome.get("error") or "no result from GX"
-            failing = con.execute(f"select count(*) from ({failing_rows_sql(check)})").fetchone()[0]
+            failing = con.execute(f"select count(*) from ({failing_rows_sql(check)})").fetchall()[0][0]
             log.warning("GX could not evaluate %s (%s); counted in DuckDB", check.id, gx_error)
         elif check.id in quarantined and failing != quarantined[check.id]:
             gx_error = f"GX counted {failing} failing rows, the DuckDB row rule {quarantined[check.id]}"
