@@ -11,6 +11,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -62,13 +63,18 @@ def step(name: str) -> Iterator[None]:
     console.print(f"[green]done[/] {name} ({time.perf_counter() - started:.1f} s)")
 
 
+_OPEN_CONNECTIONS: list = []  # closed by main() before the process ends
+
+
 def _connect(warehouse: Path):
     import duckdb
 
     from pipeline.warehouse import connect
 
     try:
-        return connect(warehouse)
+        con = connect(warehouse)
+        _OPEN_CONNECTIONS.append(con)
+        return con
     except duckdb.IOException as error:
         raise PipelineError(f"cannot open warehouse {warehouse}: {str(error).splitlines()[0]}") from None
 
@@ -256,7 +262,8 @@ def run(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, c
     do_validate(con, cfg, reports, warehouse)
     do_transform(con, cfg)
     result = do_estimate(con, cfg)
-    index = do_report(con, cfg, reports, result, {"source": str(source), "k_anonymity": risk})
+    is_demo = (Path(source) / "truth.json").exists()  # the generator writes its truth beside the demo only
+    index = do_report(con, cfg, reports, result, {"source": Path(source).name, "demo": is_demo, "k_anonymity": risk})
     headline = (result or {}).get("headline", {}).get("gt_4_weeks", {})
     if headline.get("estimate") is not None:
         console.print(
@@ -267,8 +274,24 @@ def run(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, c
 
 
 def main() -> None:
+    code = 0
     try:
         app()
     except PipelineError as error:
         console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
-        sys.exit(error.exit_code)
+        code = error.exit_code
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        for con in _OPEN_CONNECTIONS:
+            try:
+                con.close()  # checkpoints the warehouse
+            except Exception:  # noqa: BLE001 - closing must not hide the real outcome
+                pass
+    # With duckdb-engine and great-expectations both imported, DuckDB 2.0's
+    # bindings print dozens of "nanobind: leaked instance" lines while the
+    # interpreter tears down (harmless, but alarming to an analyst). All work is
+    # finished and the warehouse closed, so skip the teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -164,17 +164,32 @@ def headline_sentence(gt: dict, le: dict, drug: str, level: float) -> str:
             f"{others} treated for up to 4 weeks.")
 
 
-def anchor_sentence(gt: dict) -> str:
-    comparison = ""
-    if not _missing(gt.get("estimate")):
-        low, high = gt.get("ci_low"), gt.get("ci_high")
-        if not _missing(low) and not _missing(high):
-            if low <= MARRIOTT_SHARE <= high:
-                comparison = " The interval for more than 4 weeks includes one-third."
-            elif high < MARRIOTT_SHARE:
-                comparison = " The estimate for more than 4 weeks is below one-third (the whole interval is)."
-            else:
-                comparison = " The estimate for more than 4 weeks is above one-third (the whole interval is)."
+def _against_one_third(entry: dict, who: str) -> str:
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    if _missing(entry.get("estimate")) or _missing(low) or _missing(high):
+        return ""
+    if low <= MARRIOTT_SHARE <= high:
+        return f" The interval for {who} includes one-third."
+    if high < MARRIOTT_SHARE:
+        return f" The estimate for {who} is below one-third (the whole interval is)."
+    return f" The estimate for {who} is above one-third (the whole interval is)."
+
+
+def anchor_sentence(gt: dict, supervised: dict | None = None, level: float = 0.95) -> str:
+    """The anchors, and where our estimates stand against one-third.
+
+    Marriott & Tyrer describe patients on regular prescriptions, i.e. supervised
+    use: the closest comparison is the > 4 weeks estimate among people with no
+    sign of misuse, given beside the all-comers estimate when it is published.
+    """
+    comparison = _against_one_third(gt, "everyone treated more than 4 weeks")
+    if supervised and not _missing(supervised.get("estimate")):
+        comparison += (
+            f" Among people treated more than 4 weeks with no sign of misuse (supervised use, the population "
+            f"Marriott & Tyrer describe) the estimate is {pct(supervised['estimate'])} "
+            f"({ci_text(supervised['ci_low'], supervised['ci_high'], level)})."
+            + _against_one_third(supervised, "supervised use")
+        )
     return (f"Published anchors: {MARRIOTT_1993}; {RICKELS_1983}.{comparison} The anchors come from small "
             "clinical samples with other outcome definitions: they set the scale, not a target.")
 
@@ -569,9 +584,19 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
         f"{pct(cc['estimate'])}</div></div>"
         for label, entry, cc in (("Treated more than 4 weeks", gt, cc_gt), ("Treated up to 4 weeks", le, cc_le))
     )
+    strata = _analysis(published, "by_stratum")
+    supervised_rows = strata[(strata["variable"] == "misuse") & (strata["level"] == "supervised")] if not strata.empty else strata
+    supervised_rows = [r for r in supervised_rows.to_dict("records") if not is_complete_case(r["analysis"], r["method"])]
+    supervised = supervised_rows[0] if supervised_rows else None
+    demo_note = (
+        "<p class='demo'><b>Synthetic data.</b> This report is built on the demo extract: made-up persons generated "
+        "from a documented model calibrated to the published figures (docs/demo_model.md). Its numbers show what the "
+        "pipeline does; they are not evidence.</p>"
+        if manifest.get("demo") else ""
+    )
     headline_html = (
-        f"<p id='headline-sentence' class='headline'>{esc(sentence)}</p><div class='cards'>{cards}</div>"
-        f"<p class='anchors'>{esc(anchor_sentence(gt))}</p>"
+        f"{demo_note}<p id='headline-sentence' class='headline'>{esc(sentence)}</p><div class='cards'>{cards}</div>"
+        f"<p class='anchors'>{esc(anchor_sentence(gt, supervised, level))}</p>"
         f"<p class='howto'><b>How to read this report.</b> Percentages are the share of people who developed physical "
         f"dependence (any of: ICD-10 F13.2-F13.4, documented withdrawal symptoms, a clinician's judgement, Severity "
         f"of Dependence Scale &ge; {config.outcome.sds_cutoff}) within {config.outcome.window_after_end_days} days "
@@ -852,6 +877,7 @@ ul.values { padding-left: 1.1rem; margin: .3rem 0; } .ci { color: var(--muted); 
 table { border-collapse: collapse; font-size: .88rem; margin: .4rem 0 1rem; }
 th, td { border-bottom: 1px solid var(--line); padding: .25rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f1f1f1; } td:nth-child(n+3) { font-variant-numeric: tabular-nums; }
+p.demo { background: #fff4d6; border-left: 4px solid #E69F00; padding: .5rem .8rem; }
 table.settings td, table.manifest td { font-size: .82rem; word-break: break-all; }
 .flow { display: flex; flex-direction: column; align-items: flex-start; }
 .flow-box { border: 2px solid var(--blue); border-radius: 4px; padding: .4rem .8rem; background: #eef6fb; font-weight: 600; }
