@@ -67,7 +67,7 @@ bench: $(STAMP) ## Benchmark every stage at 1M and 10M prescriptions against Duc
 	$(PY) -m pipeline.bench
 
 simulate: $(STAMP) ## Simulation study: bias and CI coverage of primary vs complete-case estimates
-	$(PY) -m pipeline.estimate.simulate
+	$(PY) -m pipeline.estimate.simulate --source demo --sims 400 --persons 5000 --out docs/simulation_demo.csv
 
 clean: ## Remove data/, reports/ and the environment
 	rm -rf $(VENV) data/warehouse.duckdb* data/demo data/.settings reports/*

@@ -387,11 +387,13 @@ def incidence_chart(rows: pd.DataFrame, title: str, subtitle: str, level: float)
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         part = rows[(rows["variable"] == variable) & (rows["level"].astype(str) == group)].sort_values("time_days")
         shown = part[~part["suppressed"].astype(bool)]
-        # A withheld time point breaks the line instead of joining across it.
-        y = [None if (s or _missing(e)) else 100 * float(e) for s, e in zip(part["suppressed"], part["estimate"])]
-        lo = [None if (s or _missing(e)) else 100 * float(e) for s, e in zip(part["suppressed"], part["ci_low"])]
-        hi = [None if (s or _missing(e)) else 100 * float(e) for s, e in zip(part["suppressed"], part["ci_high"])]
-        x = [int(t) for t in part["time_days"]]
+        # Only published points are drawn: the step line holds each published value until
+        # the next one (disclosure control coarsens the curve; it adds nothing in between).
+        shown = shown[shown["estimate"].notna()]
+        y = [100 * float(e) for e in shown["estimate"]]
+        lo = [None if _missing(e) else 100 * float(e) for e in shown["ci_low"]]
+        hi = [None if _missing(e) else 100 * float(e) for e in shown["ci_high"]]
+        x = [int(t) for t in shown["time_days"]]
         name = level_label(variable, group)
         fill = _rgba(colour, 0.18)
         fig.add_trace(go.Scatter(x=x, y=hi, mode="lines", line={"width": 0, "shape": "hv"}, hoverinfo="skip",
@@ -599,8 +601,8 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
         f"<p class='anchors'>{esc(anchor_sentence(gt, supervised, level))}</p>"
         f"<p class='howto'><b>How to read this report.</b> Percentages are the share of people who developed physical "
         f"dependence (any of: ICD-10 F13.2-F13.4, documented withdrawal symptoms, a clinician's judgement, Severity "
-        f"of Dependence Scale &ge; {config.outcome.sds_cutoff}) within {config.outcome.window_after_end_days} days "
-        f"after their first treatment episode ended. Each estimate has a {ci_name} (whiskers and shaded bands): the "
+        f"of Dependence Scale &ge; {config.outcome.sds_cutoff}) between the start of their first treatment episode and "
+        f"{config.outcome.window_after_end_days} days after it ended. Each estimate has a {ci_name} (whiskers and shaded bands): the "
         f"range of values compatible with the data; narrower means more certain. <b>Primary</b> estimates (blue) "
         f"weight people whose outcome was recorded to stand for everyone; <b>complete-case</b> estimates (orange) use "
         f"recorded outcomes only. Groups with 1 to {k - 1} people or events are withheld (disclosure control) and "
@@ -644,6 +646,11 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
                           f"<span class='ci'>({esc(ci_text(r['ci_low'], r['ci_high'], level))})</span></li>"
                           for name, r in last)
         body = page.chart("cumulative_incidence", fig, f"<p>{esc(title)}.</p><ul class='values'>{summary}</ul>"
+                          f"<p class='note'>How to read it: people leave the curve when their outcome window ends "
+                          f"(their treatment episode ended {config.outcome.window_after_end_days} days earlier). The "
+                          f"curve therefore shows how risk builds up for people who stay on treatment -- late points "
+                          f"rest on the few treated longest -- not the share of the whole cohort, which the duration "
+                          f"bands above give.</p>"
                           f"<p class='note'>Method: {esc(primary.iloc[0]['method'])}.</p>")
     page.section("over-time", "Dependence over time since starting treatment", body)
 
