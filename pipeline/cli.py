@@ -112,7 +112,15 @@ def do_ingest(con, source: Path, cfg: Config):
         from pipeline.ingest.omop import load_omop
 
         with step(f"ingest OMOP CDM {source}"), logged_stage(con, "ingest", cfg):
-            return load_omop(con, source, cfg)
+            summary = load_omop(con, source, cfg)
+        if summary.skipped:
+            console.print("  CDM and mapping unchanged, skipped")
+        for load in summary.tables:
+            console.print(f"  {load.table:<22} {load.rows_read:,} read, {load.rows_loaded:,} loaded, "
+                          f"{load.rows_quarantined:,} quarantined")
+        for note in summary.notes:
+            console.print(f"  note: {escape(note)}")
+        return summary
     with step(f"ingest {source}"), logged_stage(con, "ingest", cfg):
         summary = load_native(con, source, cfg, privacy_gate=refuse_if_identifiers)
     for load in summary.tables:

@@ -141,3 +141,19 @@ def test_unknown_setting_is_one_line(tmp_path):
     result = run_cli("run", "--set", "episodes.window=3", "--warehouse", str(tmp_path / "w.duckdb"), check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "unknown setting 'episodes.window'" in result.stderr
+
+
+def test_small_extract_publishes_no_count_below_k(tmp_path):
+    """At 600 persons most strata are small: every export must still hold no count from 1 to k-1."""
+    from pipeline.privacy.disclosure import scan_for_small_counts
+
+    extract, reports = tmp_path / "extract", tmp_path / "reports"
+    run_cli("demo", "--out", str(extract), "--persons", "600", "--seed", "7")
+    run_cli("run", "--source", str(extract), "--warehouse", str(tmp_path / "w.duckdb"), "--reports", str(reports))
+    k = load_config().disclosure.min_cell_count
+    scanned = [p for p in (reports / "exports").iterdir() if p.suffix in {".csv", ".parquet", ".json"}]
+    assert len(scanned) >= 7
+    findings = [finding for path in scanned for finding in scan_for_small_counts(path, k)]
+    assert findings == []
+    estimates = __import__("pandas").read_csv(reports / "exports" / "estimates.csv")
+    assert estimates["suppressed"].any()  # the small extract really has cells to withhold
