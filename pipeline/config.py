@@ -80,7 +80,6 @@ class EstimateConfig:
     duration_band_lower_days: tuple[int, ...] = (0, 14, 28, 56, 84, 182)
     headline_split_days: int = 28
     confidence_level: float = 0.95
-    bootstrap_replicates: int = 200
     seed: int = 20261122
     sensitivity_persistence_window_days: tuple[int, ...] = (10, 30, 60)
     sensitivity_sds_cutoff: tuple[int, ...] = (6, 7, 8)
