@@ -66,13 +66,14 @@ def step(name: str) -> Iterator[None]:
 _OPEN_CONNECTIONS: list = []  # closed by main() before the process ends
 
 
-def _connect(warehouse: Path):
+def _connect(warehouse: Path, cfg: Config):
     import duckdb
 
-    from pipeline.warehouse import connect
+    from pipeline.warehouse import apply_settings, connect
 
     try:
         con = connect(warehouse)
+        apply_settings(con, cfg)
         _OPEN_CONNECTIONS.append(con)
         return con
     except duckdb.IOException as error:
@@ -221,7 +222,7 @@ def ingest(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt
            set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Load an extract into the warehouse (privacy gate first; bad rows quarantined)."""
     cfg = _config(config, set_, format)
-    con = _connect(warehouse)
+    con = _connect(warehouse, cfg)
     do_ingest(con, _ensure_demo(source, cfg), cfg)
     do_privacy_report(con, cfg)
 
@@ -231,14 +232,14 @@ def validate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, wareh
              reports: Path = ReportsOpt) -> None:
     """Run the Great Expectations suites; stop on errors, quarantine bad rows."""
     cfg = _config(config, set_, None)
-    do_validate(_connect(warehouse), cfg, reports, warehouse)
+    do_validate(_connect(warehouse, cfg), cfg, reports, warehouse)
 
 
 @app.command()
 def transform(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Build staging, treatment episodes, the new-user cohort and outcomes (SQL)."""
     cfg = _config(config, set_, None)
-    summary = do_transform(_connect(warehouse), cfg)
+    summary = do_transform(_connect(warehouse, cfg), cfg)
     console.print(json.dumps(summary, default=str))
 
 
@@ -246,7 +247,7 @@ def transform(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, ware
 def estimate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Estimate dependence by duration band and stratum (writes table `estimates`)."""
     cfg = _config(config, set_, None)
-    do_estimate(_connect(warehouse), cfg)
+    do_estimate(_connect(warehouse, cfg), cfg)
 
 
 @app.command()
@@ -254,7 +255,7 @@ def report(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehou
            reports: Path = ReportsOpt) -> None:
     """Publish reports/index.html and reports/exports/ (disclosure control applied)."""
     cfg = _config(config, set_, None)
-    do_report(_connect(warehouse), cfg, reports, None)
+    do_report(_connect(warehouse, cfg), cfg, reports, None)
 
 
 @app.command()
@@ -263,7 +264,7 @@ def run(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, c
     """Run every stage: ingest, validate, transform, estimate, report."""
     cfg = _config(config, set_, format)
     started = time.perf_counter()
-    con = _connect(warehouse)
+    con = _connect(warehouse, cfg)
     source = _ensure_demo(source, cfg)
     do_ingest(con, source, cfg)
     risk = do_privacy_report(con, cfg)

@@ -109,6 +109,12 @@ class DisclosureConfig:
 
 
 @dataclass(frozen=True)
+class WarehouseConfig:
+    memory_limit: str = "2GB"
+    threads: int = 0
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     seed: int = 20261122
     persons: int = 20000
@@ -124,6 +130,7 @@ class Config:
     misuse: MisuseConfig = MisuseConfig()
     estimate: EstimateConfig = EstimateConfig()
     disclosure: DisclosureConfig = DisclosureConfig()
+    warehouse: WarehouseConfig = WarehouseConfig()
     demo: DemoConfig = DemoConfig()
 
     def to_dict(self) -> dict[str, Any]:

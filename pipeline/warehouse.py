@@ -32,6 +32,13 @@ def connect(path: Path | str = DEFAULT_WAREHOUSE, read_only: bool = False) -> du
     return duckdb.connect(str(path), read_only=read_only)
 
 
+def apply_settings(con: duckdb.DuckDBPyConnection, config: Config) -> None:
+    """DuckDB resource settings from ``[warehouse]`` in the configuration."""
+    con.execute(f"set memory_limit = {sql_literal(config.warehouse.memory_limit)}")
+    if config.warehouse.threads > 0:
+        con.execute(f"set threads = {int(config.warehouse.threads)}")
+
+
 def scalar(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None) -> Any:
     """The single value a query returns (None when it returns no row).
 

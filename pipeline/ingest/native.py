@@ -205,22 +205,36 @@ def _reason(table: Table, rule_id: str) -> str:
 
 
 def sample_tables(con: duckdb.DuckDBPyConnection, files: dict[str, tuple[Path, str]], rows: int = SAMPLE_ROWS) -> dict[str, pd.DataFrame]:
-    """A reproducible sample of every column of every file, as text, for the privacy gate."""
+    """The first ``rows`` rows of every column of every file, as text, for the privacy gate.
+
+    Reading the head is cheap (DuckDB stops early); a reservoir sample over the
+    whole of each table follows once it is parsed (``_gate_parsed``).
+    """
     samples = {}
     for name, (path, fmt) in files.items():
         _describe(con, path, fmt)
-        scan = _scan_sql(path, fmt)
-        frame = con.sql(
-            f"select * from (select * from {scan}) using sample reservoir({rows} rows) repeatable (17)"
-        ).df()
-        samples[name] = frame.astype("string")
+        samples[name] = con.sql(f"select * from {_scan_sql(path, fmt)} limit {rows}").df().astype("string")
     return samples
 
 
+def _gate_parsed(con: duckdb.DuckDBPyConnection, table: str, privacy_gate, rows: int = SAMPLE_ROWS) -> None:
+    """The privacy gate on a reservoir sample of the whole parsed table (inside the load's transaction)."""
+    frame = con.sql(
+        f"select * exclude (_readable_row) from _ingest_readable using sample reservoir({rows} rows) repeatable (17)"
+    ).df()
+    privacy_gate({table: frame.astype("string")})
+
+
 def _stage_table(
-    con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str, load: TableLoad, load_id: str
+    con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str, load: TableLoad, load_id: str,
+    privacy_gate=None,
 ) -> None:
-    """Read one file into ``_ingest_<table>`` (typed rows) and ``_ingest_quarantine`` (temporary tables)."""
+    """Read one file into ``raw_<table>`` (typed rows) and ``_ingest_quarantine`` (rows set aside).
+
+    One parse of the file into ``_ingest_readable`` (text); the typed raw table
+    and the quarantine are both selected from it through views, so a 10M-row
+    file is materialised twice (text, typed), not once per step.
+    """
     columns = _describe(con, path, fmt)
     mapping = _check_columns(table, path, columns)
     load.extra_columns = [c for c in columns if c.strip().lower() not in mapping]
@@ -231,13 +245,18 @@ def _stage_table(
         for c in table.columns
     }
     row_number = "file_row_number + 1" if fmt == "parquet" else "row_number() over ()"
+    # File order must survive the parse for row_number() to be the file's row number.
+    con.execute("set preserve_insertion_order = true")
     con.execute(
-        f"""create or replace temp table _ingest_readable as
+        f"""create or replace table _ingest_readable as
             select {row_number} as _readable_row, {', '.join(f'{expr} as {_quote(name)}' for name, expr in texts.items())}
             from {scan}"""
     )
+    con.execute("set preserve_insertion_order = false")
+    if privacy_gate is not None:
+        _gate_parsed(con, table.name, privacy_gate)
     unreadable = 0
-    con.execute("create or replace temp table _ingest_rejected (data_row bigint, readable_before bigint)")
+    rejected = []
     if fmt == "csv":
         # Lines DuckDB could not split into the header's columns (wrong column count,
         # invalid UTF-8): counted and quarantined with DuckDB's own error type.
@@ -247,41 +266,47 @@ def _stage_table(
                 from {rejects} group by line order by line"""
         ).fetchall()
         unreadable = len(rejected)
-        if rejected:
-            con.executemany(
-                "insert into _ingest_quarantine values (?, 'ingest', ?, null, ?, ?, ?)",
-                [
-                    [load_id, table.name, row, f"ingest.unreadable_line.{error_type.lower().replace(' ', '_')}", message[:200]]
-                    for row, error_type, message in rejected
-                ],
-            )
-            # Readable rows before the j-th rejected row r_j: r_j - j. A readable row k
-            # then sits at data row k + #{j : r_j - j < k} (an ASOF join on that count).
-            con.executemany(
-                "insert into _ingest_rejected values (?, ?)",
-                [[row, row - j] for j, (row, _, _) in enumerate(rejected, start=1)],
-            )
         con.execute(f"drop table if exists {rejects}; drop table if exists {rejects}_scan")
-    con.execute(
-        """create or replace temp table _ingest_text as
-           with rejected_before as (
-               select readable_before, row_number() over (order by data_row) as rejected_so_far
-               from _ingest_rejected
-           ),
-           final as (
-               select r.* exclude (_readable_row),
-                      r._readable_row + coalesce(b.rejected_so_far, 0) as _source_row
-               from _ingest_readable as r
-               asof left join rejected_before as b on r._readable_row > b.readable_before
-           )
-           select * from final"""
-    )
+    if rejected:
+        con.executemany(
+            "insert into _ingest_quarantine values (?, 'ingest', ?, null, ?, ?, ?)",
+            [
+                [load_id, table.name, row, f"ingest.unreadable_line.{error_type.lower().replace(' ', '_')}", message[:200]]
+                for row, error_type, message in rejected
+            ],
+        )
+        # Readable rows before the j-th rejected row r_j: r_j - j. A readable row k
+        # then sits at data row k + #{j : r_j - j < k} (an ASOF join on that count).
+        con.execute("create or replace temp table _ingest_rejected (data_row bigint, readable_before bigint)")
+        con.executemany(
+            "insert into _ingest_rejected values (?, ?)",
+            [[row, row - j] for j, (row, _, _) in enumerate(rejected, start=1)],
+        )
+        con.execute(
+            """create or replace temp view _ingest_text as
+               with rejected_before as (
+                   select readable_before, row_number() over (order by data_row) as rejected_so_far
+                   from _ingest_rejected
+               ),
+               final as (
+                   select r.* exclude (_readable_row),
+                          r._readable_row + coalesce(b.rejected_so_far, 0) as _source_row
+                   from _ingest_readable as r
+                   asof left join rejected_before as b on r._readable_row > b.readable_before
+               )
+               select * from final"""
+        )
+    else:
+        con.execute(
+            "create or replace temp view _ingest_text as "
+            "select * exclude (_readable_row), _readable_row as _source_row from _ingest_readable"
+        )
     checks = [(cond, rule) for c in table.columns for cond, rule in _failure_checks(c, _quote(c.name))]
     first_failure = "case " + " ".join(f"when {cond} then '{rule}'" for cond, rule in checks) + " end"
-    con.execute(f"create or replace temp table _ingest_checked as select *, {first_failure} as _rule from _ingest_text")
+    con.execute(f"create or replace temp view _ingest_checked as select *, {first_failure} as _rule from _ingest_text")
     typed = ", ".join(f"{_typed_expression(c, _quote(c.name))}::{c.duckdb_type} as {_quote(c.name)}" for c in table.columns)
     con.execute(
-        f"""create or replace temp table _ingest_typed as
+        f"""create or replace table raw_{table.name} as
             select {typed}, _source_row, {sql_literal(load_id)} as _load_id from _ingest_checked where _rule is null"""
     )
     id_column = _quote(table.id_column)
@@ -291,8 +316,12 @@ def _stage_table(
                    _source_row, _rule, null
             from _ingest_checked where _rule is not null"""
     )
-    load.rows_loaded = scalar(con, "select count(*) from _ingest_typed")
-    typed_failures = scalar(con, "select count(*) from _ingest_checked where _rule is not null")
+    load.rows_loaded = scalar(con, f"select count(*) from raw_{table.name}")
+    typed_failures = scalar(
+        con, "select count(*) from _ingest_quarantine where table_name = ? and rule_id not like 'ingest.unreadable_line%'",
+        [table.name],
+    )
+    con.execute("drop view if exists _ingest_checked; drop view if exists _ingest_text; drop table if exists _ingest_readable")
     load.rows_quarantined = typed_failures + unreadable
     load.rows_read = load.rows_loaded + load.rows_quarantined
     if load.rows_read and load.rows_quarantined / load.rows_read > MAX_UNREADABLE_SHARE:
@@ -315,8 +344,10 @@ def load_native(
 ) -> IngestSummary:
     """Load the extract in ``source`` into the warehouse (see module docstring).
 
-    ``privacy_gate(samples)`` is called with a text sample of every table before
-    anything is written; it raises ``PrivacyError`` to refuse the extract.
+    ``privacy_gate(samples)`` is called with the first rows of every column of
+    every file before the load starts, then with a reservoir sample of each
+    parsed table inside the load's transaction; it raises ``PrivacyError`` to
+    refuse the extract, and the transaction is rolled back: nothing is committed.
     ``progress(message)`` is called as each table is read.
     """
     files = find_table_files(Path(source))
@@ -347,8 +378,7 @@ def load_native(
             if progress:
                 progress(f"reading {Path(load.source_file).name}")
             path, fmt = files[load.table]
-            _stage_table(con, TABLES[load.table], path, fmt, load, load_id)
-            con.execute(f"create or replace table raw_{load.table} as select * from _ingest_typed")
+            _stage_table(con, TABLES[load.table], path, fmt, load, load_id, privacy_gate)
             con.execute(
                 "delete from audit_quarantine where stage = 'ingest' and table_name = ?", [load.table]
             )
@@ -377,9 +407,11 @@ def load_native(
         con.execute("rollback")
         raise
     finally:
-        for temp in ("_ingest_readable", "_ingest_rejected", "_ingest_text", "_ingest_checked", "_ingest_typed", "_ingest_quarantine"):
+        for drop in ("drop view if exists _ingest_checked", "drop view if exists _ingest_text",
+                     "drop table if exists _ingest_readable", "drop table if exists _ingest_rejected",
+                     "drop table if exists _ingest_quarantine", "set preserve_insertion_order = true"):
             try:
-                con.execute(f"drop table if exists {temp}")
+                con.execute(drop)
             except duckdb.Error:
                 pass
     return summary
