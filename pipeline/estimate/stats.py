@@ -242,6 +242,41 @@ class AscertainmentModel:
         return out[:, 0] if np.ndim(cross) == 1 else out
 
 
+def fit_binomial_glm(X: np.ndarray, y: np.ndarray, var_weights: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """Coefficients and convergence of a binomial GLM, fitted on distinct rows.
+
+    Persons sharing a covariate pattern, outcome and weight contribute
+    identical score terms, so fitting the distinct rows with their counts as
+    frequency weights gives the same maximum-likelihood coefficients as the
+    person-level fit -- with a design of a few thousand rows instead of one row
+    per person (the person-level design is what used the memory at scale).
+
+    >>> X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
+    >>> coef, converged = fit_binomial_glm(X, np.array([0, 1, 1, 0, 0, 1.0]))
+    >>> np.round(coef, 3).tolist(), converged
+    ([0.693, -1.386], True)
+    """
+    w = np.ones(len(y)) if var_weights is None else np.asarray(var_weights, dtype=float)
+    stacked = np.ascontiguousarray(np.column_stack([X, y, w]), dtype=float)
+    # Hash the rows (each row's bytes as one value): pandas' factorize is a hash
+    # table, an order of magnitude faster than np.unique's sort over rows.
+    codes, _ = pd.factorize(stacked.view(np.dtype((np.void, 8 * stacked.shape[1]))).ravel())
+    counts = np.bincount(codes)
+    first = np.zeros(len(counts), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    distinct = stacked[first]
+    with warnings.catch_warnings():
+        # Perfect separation (a level where everyone or no one is ascertained)
+        # is harmless here: those persons get p close to 0 or 1 and no weight
+        # is needed for the empty side.
+        warnings.simplefilter("ignore")
+        fit = sm.GLM(
+            distinct[:, -2], distinct[:, :-2], family=sm.families.Binomial(),
+            freq_weights=counts.astype(float), var_weights=distinct[:, -1],
+        ).fit(maxiter=100)
+    return np.asarray(fit.params, dtype=float), bool(getattr(fit, "converged", True))
+
+
 def fit_ascertainment_model(design: np.ndarray, ascertained, names: Sequence[str] = ()) -> AscertainmentModel:
     """Fit ``P(ascertained | X)`` by a binomial GLM (statsmodels, IRLS) on the whole cohort.
 
@@ -256,13 +291,8 @@ def fit_ascertainment_model(design: np.ndarray, ascertained, names: Sequence[str
     """
     X = np.asarray(design, dtype=float)
     r = np.nan_to_num(as_float(ascertained), nan=0.0) > 0
-    with warnings.catch_warnings():
-        # Perfect separation (a level where everyone or no one is ascertained)
-        # is harmless here: those persons get p close to 0 or 1 and no weight
-        # is needed for the empty side.
-        warnings.simplefilter("ignore")
-        fit = sm.GLM(r.astype(float), X, family=sm.families.Binomial()).fit(maxiter=100)
-    p = np.clip(np.asarray(fit.fittedvalues, dtype=float), 1e-12, 1 - 1e-12)
+    coef, converged = fit_binomial_glm(X, r.astype(float))
+    p = np.clip(scipy.special.expit(X @ coef), 1e-12, 1 - 1e-12)
     information = (X * (p * (1 - p))[:, None]).T @ X
     weight = np.where(r, 1.0 / p, 0.0)
     return AscertainmentModel(
@@ -272,7 +302,7 @@ def fit_ascertainment_model(design: np.ndarray, ascertained, names: Sequence[str
         probability=p,
         weight=weight,
         inverse_information=np.linalg.pinv(information),
-        converged=bool(getattr(fit, "converged", True)),
+        converged=converged,
     )
 
 
@@ -535,10 +565,7 @@ def logistic_odds_ratios(
     keep_columns = np.union1d([0], keep_columns) if names and names[0] == "intercept" else keep_columns
     Z = Z[:, keep_columns]
     names = [names[i] for i in keep_columns]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = sm.GLM(y[mask], Z[mask], family=sm.families.Binomial(), var_weights=w[mask]).fit(maxiter=100)
-    coef = np.asarray(fit.params, dtype=float)
+    coef, _ = fit_binomial_glm(Z[mask], y[mask], w[mask])
     mu = scipy.special.expit(Z @ coef)
     residual = np.where(mask, y - mu, 0.0)
     psi = (w * residual)[:, None] * Z
