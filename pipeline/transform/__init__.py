@@ -127,6 +127,26 @@ def run(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, int]:
 build = run  # name used in docs/ARCHITECTURE.md
 
 
+def first_changed_step(config: Config, base: Config) -> str:
+    """The first SQL step whose inputs differ between two configurations.
+
+    >>> base = Config()
+    >>> first_changed_step(base.replace(outcome={"sds_cutoff": 6}), base)
+    '04'
+    >>> first_changed_step(base.replace(episodes={"persistence_window_days": 60}), base)
+    '02'
+    >>> first_changed_step(base.replace(drugs={"ingredients": ("diazepam",)}), base)
+    '00'
+    """
+    if (config.drugs, config.estimate) != (base.drugs, base.estimate):
+        return "00"  # reference tables and staging (diazepam equivalents, bands)
+    if config.episodes != base.episodes:
+        return "02"
+    if config.cohort != base.cohort:
+        return "03"
+    return "04"
+
+
 def rebuild_analysis_person(
     con: duckdb.DuckDBPyConnection, config: Config, base: Config, schema: str = "sensitivity"
 ) -> pd.DataFrame:
@@ -136,12 +156,10 @@ def rebuild_analysis_person(
     before ``main``: tables it creates land in the scratch schema, tables it only
     reads (raw_*, audit_quarantine) come from ``main``. When only outcome settings
     differ from ``base``, staging, episodes and the cohort are reused from ``main``
-    and only the outcome steps run. The scratch schema is dropped afterwards.
+    and only the outcome steps run (see ``first_changed_step``). The scratch schema
+    is dropped afterwards.
     """
-    same_cohort = (config.drugs, config.episodes, config.cohort, config.estimate) == (
-        base.drugs, base.episodes, base.cohort, base.estimate
-    )
-    files = [p for p in sql_files() if not same_cohort or p.name >= "04"]
+    files = [p for p in sql_files() if p.name >= first_changed_step(config, base)]
     cursor = con.cursor()
     try:
         cursor.execute(f"create schema if not exists {schema}")
