@@ -763,17 +763,19 @@ def write_chart(results: dict) -> Optional[Path]:
         return None
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Wall time, x DuckDB bare load", "Peak memory, MB"))
     names = list(STAGES) + ["whole pipeline"]
-    for result in results["sizes"]:
+    palette = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#E45756")
+    for index, result in enumerate(results["sizes"]):
+        colour = palette[index % len(palette)]
         by_name = {s["name"]: s for s in result["stages"]}
         ratios = [by_name[n]["ratio_to_bare_load"] if by_name[n]["status"] == "ok" else None for n in STAGES]
         ratios.append(result["pipeline_ratio"] if result["pipeline_complete"] else None)
         peaks = [by_name[n]["peak_mb"] if by_name[n]["status"] == "ok" else None for n in STAGES]
         peaks.append(result["pipeline_peak_mb"] if result["pipeline_complete"] else None)
         label = f"{result['label']} prescriptions"
-        fig.add_bar(x=names, y=ratios, name=label, legendgroup=label, row=1, col=1)
-        fig.add_bar(x=names, y=peaks, name=label, legendgroup=label, showlegend=False, row=1, col=2)
+        fig.add_bar(x=names, y=ratios, name=label, legendgroup=label, marker_color=colour, row=1, col=1)
+        fig.add_bar(x=names, y=peaks, name=label, legendgroup=label, marker_color=colour, showlegend=False, row=1, col=2)
     fig.add_hline(y=TARGET_PIPELINE_RATIO, line_dash="dash", annotation_text="pipeline target", row=1, col=1)
-    fig.add_hline(y=TARGET_VALIDATE_RATIO, line_dash="dot", annotation_text="validation target", row=1, col=1)
+    fig.add_hline(y=TARGET_VALIDATE_RATIO, line_dash="dot", annotation_text="validation target", annotation_position="bottom left", row=1, col=1)
     fig.add_hline(y=TARGET_PEAK_MB, line_dash="dash", annotation_text="3 GB", row=1, col=2)
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(barmode="group", template="plotly_white", height=480, width=1100,
