@@ -17,18 +17,33 @@ PERSISTENCE_DAYS ?=
 STOCKPILING ?=
 MIN_CELL_COUNT ?=
 
-# Make variables -> configuration overrides (printed with every result).
-OVERRIDES := $(if $(DRUGS),--set drugs.ingredients=$(DRUGS)) \
-             $(if $(PERSISTENCE_DAYS),--set episodes.persistence_window_days=$(PERSISTENCE_DAYS)) \
-             $(if $(STOCKPILING),--set episodes.stockpiling=$(STOCKPILING)) \
-             $(if $(MIN_CELL_COUNT),--set disclosure.min_cell_count=$(MIN_CELL_COUNT))
-SOURCE_ARG := $(if $(SOURCE),--source $(SOURCE))
+# No make variable's value reaches a shell command line: each is handed to the
+# recipes through the environment ($(value X): never expanded by make either)
+# and used there only inside double quotes ("$$BENZO_X"), so `make DRUGS='x;id'`
+# passes the text x;id to the pipeline, which refuses it as an unknown drug.
+# Make would otherwise export command-line variables itself, expanding them.
+USER_VARIABLES := PYTHON SOURCE FORMAT DRUGS PERSISTENCE_DAYS STOCKPILING MIN_CELL_COUNT
+$(foreach name,$(USER_VARIABLES),$(eval export BENZO_$(name) := $$(value $(name))))
+unexport $(USER_VARIABLES)
+
+# The pipeline's arguments, built by the shell from the environment (bash: an
+# empty variable adds no argument). Make variables -> configuration overrides,
+# checked before any work and printed with every result.
+ARGS = $${BENZO_SOURCE:+--source "$$BENZO_SOURCE"} $${BENZO_FORMAT:+--format "$$BENZO_FORMAT"} \
+       $${BENZO_DRUGS:+--set "drugs.ingredients=$$BENZO_DRUGS"} \
+       $${BENZO_PERSISTENCE_DAYS:+--set "episodes.persistence_window_days=$$BENZO_PERSISTENCE_DAYS"} \
+       $${BENZO_STOCKPILING:+--set "episodes.stockpiling=$$BENZO_STOCKPILING"} \
+       $${BENZO_MIN_CELL_COUNT:+--set "disclosure.min_cell_count=$$BENZO_MIN_CELL_COUNT"}
+# Run a pipeline command with ARGS, echoing it as the shell sees it.
+PIPELINE = set -- $(ARGS); echo "$(PY) -m pipeline $(1) $${*@Q}"; $(PY) -m pipeline $(1) "$$@"
+
 DEMO := data/demo
 PACKAGE_FILES := $(shell find pipeline expectations config -type f \( -name '*.py' -o -name '*.sql' -o -name '*.json' -o -name '*.toml' \) 2>/dev/null)
-INPUT_FILES := $(if $(SOURCE),$(shell find $(SOURCE) -maxdepth 1 -type f 2>/dev/null),$(DEMO)/truth.json)
-# The settings of the last run: the report is rebuilt when they change.
-SETTINGS := data/.settings
-SETTINGS_TEXT := $(SOURCE)|$(FORMAT)|$(OVERRIDES)
+# What the report is built from: the settings and the extract's file names,
+# sizes and sha256 (python -m pipeline stamp), rewritten only when they change.
+# Content, not modification times: copies that keep old times (cp -p, rsync -a,
+# tar) and symlinked folders or files rerun the pipeline; a second make does not.
+SOURCE_STAMP := data/.source-stamp
 
 .DEFAULT_GOAL := all
 .PHONY: all help setup demo run test bench simulate clean
@@ -39,26 +54,26 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_./-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock
-	$(PYTHON) -m venv $(VENV)
+	"$$BENZO_PYTHON" -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
 	touch $@
 
 setup: $(STAMP) ## Create .venv with the pinned dependencies (requirements.lock)
 
 $(DEMO)/truth.json: $(STAMP) $(wildcard pipeline/demo/*.py) config/default.toml
+	@set -- $(ARGS); $(PY) -m pipeline check "$$@" > /dev/null  # a wrong setting stops make before any work
 	$(PY) -m pipeline demo --out $(DEMO)
 
 demo: $(DEMO)/truth.json ## Build the synthetic demo extract (seeded) and its truth.json
 
-$(SETTINGS): FORCE
-	@mkdir -p data
-	@[ "$$(cat $@ 2>/dev/null)" = "$(SETTINGS_TEXT)" ] || echo "$(SETTINGS_TEXT)" > $@
+$(SOURCE_STAMP): $(STAMP) $(if $(value SOURCE),,$(DEMO)/truth.json) FORCE
+	@$(PY) -m pipeline stamp $(ARGS) --out $@
 
-reports/index.html: $(STAMP) $(INPUT_FILES) $(PACKAGE_FILES) $(SETTINGS)
-	$(PY) -m pipeline run $(SOURCE_ARG) --format $(FORMAT) $(OVERRIDES)
+reports/index.html: $(STAMP) $(PACKAGE_FILES) $(SOURCE_STAMP)
+	@$(call PIPELINE,run)
 
-run: $(STAMP) ## Run every stage again, even if nothing changed
-	$(PY) -m pipeline run $(SOURCE_ARG) --format $(FORMAT) $(OVERRIDES)
+run: $(STAMP) $(if $(value SOURCE),,$(DEMO)/truth.json) ## Run every stage again, even if nothing changed
+	@$(call PIPELINE,run)
 
 test: $(STAMP) ## Set up and run the tests (unit, fixtures, end to end, browser)
 	GX_ANALYTICS_ENABLED=false $(PY) -m pytest
@@ -70,6 +85,6 @@ simulate: $(STAMP) ## Simulation study: bias and CI coverage of primary vs compl
 	$(PY) -m pipeline.estimate.simulate --source demo --sims 400 --persons 5000 --out docs/simulation_demo.csv
 
 clean: ## Remove data/, reports/ and the environment
-	rm -rf $(VENV) data/warehouse.duckdb* data/demo data/.settings reports/*
+	rm -rf $(VENV) data/warehouse.duckdb* data/demo data/.source-stamp data/.source-stamp.cache reports/*
 
 FORCE:

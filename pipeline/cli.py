@@ -22,8 +22,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from pipeline.config import PROJECT_ROOT, Config, load_config
-from pipeline.errors import PipelineError, StageOrderError
+from pipeline.config import BENZODIAZEPINES, INN_SHAPE, PROJECT_ROOT, Config, load_config
+from pipeline.errors import ExtractError, PipelineError, StageOrderError
 
 console = Console(stderr=True, highlight=False)
 app = typer.Typer(
@@ -36,6 +36,7 @@ app = typer.Typer(
 DEFAULT_DEMO = PROJECT_ROOT / "data" / "demo"
 DEFAULT_WAREHOUSE = PROJECT_ROOT / "data" / "warehouse.duckdb"
 DEFAULT_REPORTS = PROJECT_ROOT / "reports"
+DEFAULT_STAMP = PROJECT_ROOT / "data" / ".source-stamp"
 
 SourceOpt = typer.Option(None, "--source", "-s", help="Extract folder (native) or CDM (.duckdb file or folder, with --format omop). Default: the demo extract.")
 FormatOpt = typer.Option(None, "--format", "-f", help="native or omop (default: extract.format in the config).")
@@ -46,12 +47,12 @@ ReportsOpt = typer.Option(DEFAULT_REPORTS, "--reports", help="Folder the report 
 
 
 def _config(config_path: Optional[Path], overrides: list[str], fmt: Optional[str]) -> Config:
-    cfg = load_config(config_path, overrides)
-    if fmt:
+    """Every setting checked before any data is read (the format decides which drug names are known)."""
+    if fmt is not None:
         if fmt not in ("native", "omop"):
-            raise PipelineError(f"--format must be native or omop, got '{fmt}'")
-        cfg = cfg.replace(extract={"format": fmt})
-    return cfg
+            raise PipelineError(f"--format must be native or omop, got {fmt!r}")
+        overrides = [*overrides, f"extract.format={fmt}"]
+    return load_config(config_path, overrides)
 
 
 @contextmanager
@@ -131,6 +132,37 @@ def do_ingest(con, source: Path, cfg: Config):
         extra = f" (ignored extra columns: {', '.join(load.extra_columns)})" if load.extra_columns else ""
         console.print(f"  {load.table:<14} {state}{extra}")
     return summary
+
+
+def do_check_drugs(con, cfg: Config) -> None:
+    """Right after ingest: the drugs asked for must be in the extract, else say which drugs it holds.
+
+    Drug names are contract values (lower-case INN), not identifiers; only
+    values of that shape are named, at most 20 of them.
+    """
+    _require(con, "raw_prescriptions", "ingest")
+    held = [row[0] for row in con.execute(
+        "select lower(trim(drug)) as drug from raw_prescriptions where drug is not null "
+        "group by 1 order by count(*) desc, 1").fetchall()]
+    wanted = list(cfg.drugs.ingredients)
+    if cfg.drugs.class_level:
+        wanted += [*BENZODIAZEPINES, *cfg.drugs.mg_equivalent_to_10mg_diazepam]
+    present = set(held)
+    if not any(name in present for name in wanted):
+        shown = [name for name in held if INN_SHAPE.fullmatch(name)][:20]
+        others = len(held) - len(shown)
+        listing = ", ".join(shown) if shown else "no drug name of the contract's shape (lower-case INN)"
+        if others and shown:
+            listing += f" and {others:,} other value{'s' if others > 1 else ''}"
+        what = "any benzodiazepine" if cfg.drugs.class_level else ", ".join(cfg.drugs.ingredients)
+        raise ExtractError(
+            f"drugs.ingredients: {what} not in the extract's prescriptions (column drug), which hold "
+            f"{listing if held else 'no drug at all'}; choose with DRUGS=... or --set drugs.ingredients=..."
+        )
+    missing = [name for name in cfg.drugs.ingredients if name not in present]
+    if missing:
+        console.print(f"[yellow]warning[/] drugs.ingredients {escape(', '.join(missing))}: not in the extract's "
+                      "prescriptions; the analysis covers the others")
 
 
 def do_privacy_report(con, cfg: Config) -> dict:
@@ -224,6 +256,7 @@ def ingest(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt
     cfg = _config(config, set_, format)
     con = _connect(warehouse, cfg)
     do_ingest(con, _ensure_demo(source, cfg), cfg)
+    do_check_drugs(con, cfg)
     do_privacy_report(con, cfg)
 
 
@@ -239,7 +272,9 @@ def validate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, wareh
 def transform(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Build staging, treatment episodes, the new-user cohort and outcomes (SQL)."""
     cfg = _config(config, set_, None)
-    summary = do_transform(_connect(warehouse, cfg), cfg)
+    con = _connect(warehouse, cfg)
+    do_check_drugs(con, cfg)
+    summary = do_transform(con, cfg)
     console.print(json.dumps(summary, default=str))
 
 
@@ -267,6 +302,7 @@ def run(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, c
     con = _connect(warehouse, cfg)
     source = _ensure_demo(source, cfg)
     do_ingest(con, source, cfg)
+    do_check_drugs(con, cfg)
     risk = do_privacy_report(con, cfg)
     do_validate(con, cfg, reports, warehouse)
     do_transform(con, cfg)
@@ -282,12 +318,36 @@ def run(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, c
     console.print(f"report: {index}  ({time.perf_counter() - started:.1f} s in all)")
 
 
+@app.command()
+def check(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, config: Optional[Path] = ConfigOpt,
+          set_: list[str] = SetOpt) -> None:
+    """Check every setting (types, ranges, band lists, drug names) and print them; reads no data."""
+    cfg = _config(config, set_, format)
+    if source is not None and not source.exists():
+        raise ExtractError(f"extract not found: {source}")
+    typer.echo(json.dumps(cfg.to_dict(), indent=1))
+
+
+@app.command()
+def stamp(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, config: Optional[Path] = ConfigOpt,
+          set_: list[str] = SetOpt,
+          out: Path = typer.Option(DEFAULT_STAMP, "--out", help="Stamp file (make's rebuild rule compares it).")) -> None:
+    """Check the settings and record the extract's file names, sizes and sha256; rewrite the stamp only on change."""
+    from pipeline.stamp import write_stamp
+
+    cfg = _config(config, set_, format)
+    source = source if source is not None else DEFAULT_DEMO
+    if write_stamp(out, source, cfg.to_dict()):
+        console.print(f"extract or settings changed since the last run: {out}")
+
+
 def main() -> None:
     code = 0
     try:
         app()
     except PipelineError as error:
-        console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
+        for line in str(error).splitlines() or [type(error).__name__]:  # one line per mistake
+            console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
         code = error.exit_code
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)

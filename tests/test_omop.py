@@ -227,7 +227,7 @@ def test_prescriptions_follow_the_drug_era_end_and_doses(con, cdm, cfg):
 
 
 def test_ingredient_by_concept_id_keeps_its_configured_label(con, cdm):
-    load_omop(con, cdm, load_config(overrides=["drugs.ingredients=1005"]))
+    load_omop(con, cdm, load_config(overrides=["extract.format=omop", "drugs.ingredients=1005"]))
     assert rows(con, "select drug, count(*) from raw_prescriptions group by 1 order by 1") == [
         ("1005", 1), ("clonazepam", 3), ("diazepam", 2),
     ]
@@ -235,7 +235,7 @@ def test_ingredient_by_concept_id_keeps_its_configured_label(con, cdm):
 
 def test_unknown_ingredient_fails_with_one_line(con, cdm):
     with pytest.raises(ExtractError, match="drugs.ingredients 'zolpidem'.*e.g. clonazepam"):
-        load_omop(con, cdm, load_config(overrides=["drugs.ingredients=zolpidem"]))
+        load_omop(con, cdm, load_config(overrides=["extract.format=omop", "drugs.ingredients=zolpidem"]))
 
 
 def test_diagnoses_icd_source_codes_and_concept_set_equivalents(con, cdm, cfg):
@@ -284,7 +284,7 @@ def test_audit_accounts_for_every_selected_row_and_reload_is_skipped(con, cdm, c
     assert scalar(con, "select count(*) from audit_load") == len(audit)
     assert scalar(con, "select count(*) from audit_quarantine") == quarantined
     # another ingredient is another mapping: loaded again
-    third = load_omop(con, cdm, load_config(overrides=["drugs.ingredients=ibuprofen"]))
+    third = load_omop(con, cdm, load_config(overrides=["extract.format=omop", "drugs.ingredients=ibuprofen"]))
     assert not third.skipped
     assert scalar(con, "select count(*) from raw_prescriptions where drug = 'ibuprofen'") == 1
 
@@ -318,7 +318,7 @@ def test_failed_load_leaves_the_warehouse_as_it_was(tmp_path, con, cdm, cfg, mon
 
     monkeypatch.setattr(omop, "_write_audit", broken)
     with pytest.raises(RuntimeError):
-        load_omop(con, cdm, load_config(overrides=["drugs.ingredients=ibuprofen"]))
+        load_omop(con, cdm, load_config(overrides=["extract.format=omop", "drugs.ingredients=ibuprofen"]))
     assert rows(con, "select * from raw_prescriptions order by all") == before
 
 
@@ -329,7 +329,7 @@ ACETAMINOPHEN = 1125315  # RxNorm ingredient concept id
 # within the person's observation exactly equal an episode (99.94%); the 8 others are eras
 # the OHDSI script collapsed to one day (a 0-day exposure starting with a longer one).
 ERA_MATCH_THRESHOLD = 0.999
-ERA_SETTINGS = ["drugs.ingredients=acetaminophen", "episodes.persistence_window_days=30", "episodes.stockpiling=off"]
+ERA_SETTINGS = ["extract.format=omop", "drugs.ingredients=acetaminophen", "episodes.persistence_window_days=30", "episodes.stockpiling=off"]
 
 
 @pytest.fixture(scope="module")
