@@ -53,10 +53,13 @@ all: reports/index.html ## Set up, build the demo extract if no SOURCE is given,
 help: ## List the targets
 	@grep -E '^[a-zA-Z_./-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
+# The environment is rebuilt when the dependency files' content changes (their
+# sha256 is kept in the stamp), not when a checkout merely gives them new times.
 $(STAMP): pyproject.toml requirements.lock
-	"$$BENZO_PYTHON" -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
-	touch $@
+	@if [ -x $(PY) ] && sha256sum pyproject.toml requirements.lock | cmp -s - $@; then touch $@; else \
+	  set -x && "$$BENZO_PYTHON" -m venv $(VENV) && \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock && \
+	  sha256sum pyproject.toml requirements.lock > $@; fi
 
 setup: $(STAMP) ## Create .venv with the pinned dependencies (requirements.lock)
 

@@ -138,26 +138,32 @@ def do_check_drugs(con, cfg: Config) -> None:
     """Right after ingest: the drugs asked for must be in the extract, else say which drugs it holds.
 
     Drug names are contract values (lower-case INN), not identifiers; only
-    values of that shape are named, at most 20 of them.
+    values of that shape held by at least min_cell_count rows are named, at
+    most 20 of them.
     """
     _require(con, "raw_prescriptions", "ingest")
-    held = [row[0] for row in con.execute(
-        "select lower(trim(drug)) as drug from raw_prescriptions where drug is not null "
-        "group by 1 order by count(*) desc, 1").fetchall()]
+    counts = con.execute(
+        "select lower(trim(drug)) as drug, count(*) from raw_prescriptions where drug is not null "
+        "group by 1 order by 2 desc, 1").fetchall()
+    held = [drug for drug, _ in counts]
     wanted = list(cfg.drugs.ingredients)
     if cfg.drugs.class_level:
         wanted += [*BENZODIAZEPINES, *cfg.drugs.mg_equivalent_to_10mg_diazepam]
     present = set(held)
     if not any(name in present for name in wanted):
-        shown = [name for name in held if INN_SHAPE.fullmatch(name)][:20]
+        # a value on fewer than k rows could be a stray identifier, not a drug: not named
+        k = cfg.disclosure.min_cell_count
+        shown = [name for name, rows in counts if INN_SHAPE.fullmatch(name) and rows >= k][:20]
         others = len(held) - len(shown)
-        listing = ", ".join(shown) if shown else "no drug name of the contract's shape (lower-case INN)"
-        if others and shown:
-            listing += f" and {others:,} other value{'s' if others > 1 else ''}"
+        parts = [", ".join(shown)] if shown else []
+        if others:
+            parts.append(f"{others:,} other value{'s' if others > 1 else ''} not named here (not a lower-case "
+                         f"drug name, on fewer than {k} rows, or beyond the 20 most frequent)")
+        listing = " and ".join(parts) if held else "no drug at all"
         what = "any benzodiazepine" if cfg.drugs.class_level else ", ".join(cfg.drugs.ingredients)
         raise ExtractError(
-            f"drugs.ingredients: {what} not in the extract's prescriptions (column drug), which hold "
-            f"{listing if held else 'no drug at all'}; choose with DRUGS=... or --set drugs.ingredients=..."
+            f"drugs.ingredients: {what} not in the extract's prescriptions (column drug), which hold {listing}; "
+            "choose with DRUGS=... or --set drugs.ingredients=..."
         )
     missing = [name for name in cfg.drugs.ingredients if name not in present]
     if missing:

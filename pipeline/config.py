@@ -109,15 +109,9 @@ def _is_sequence(annotation: Any) -> bool:
 
 
 class _Settings(BaseModel):
-    """Frozen, no unknown keys, no NaN / infinity; a mistake is a ConfigError of one line per setting."""
+    """Frozen, no unknown keys, no NaN / infinity."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, validate_default=True)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as error:
-            raise ConfigError(describe_errors(error, getattr(self, "SECTION", None))) from None
 
 
 class _Section(_Settings):
@@ -323,6 +317,13 @@ class Config(_Settings):
     warehouse: WarehouseConfig
     demo: DemoConfig
 
+    def __init__(self, **sections: Any) -> None:
+        """Every setting checked; a mistake is a ConfigError with one line per wrong setting."""
+        try:
+            super().__init__(**sections)
+        except ValidationError as error:
+            raise ConfigError(describe_errors(error)) from None
+
     @model_validator(mode="before")
     @classmethod
     def _every_section(cls, data: Any) -> Any:
@@ -406,12 +407,12 @@ def _allowed(annotation: Any, metadata: list[Any] | None = None) -> str:
     return str(annotation)
 
 
-def describe_errors(error: ValidationError, section: str | None = None) -> str:
+def describe_errors(error: ValidationError) -> str:
     """One line per wrong setting: its name, the value given and what is allowed."""
     lines: list[str] = []
     seen: set[str] = set()
     for item in error.errors():
-        loc = ([section] if section else []) + [str(part) for part in item["loc"]]
+        loc = [str(part) for part in item["loc"]]
         message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if len(loc) < 2:  # a check across settings names them itself
             line = message

@@ -1,0 +1,184 @@
+"""`make` as a user runs it: on a small extract, in a copy of the project.
+
+The copy (Makefile, pipeline/, config/, expectations/, pyproject.toml,
+requirements.lock and a symlink to the shared .venv) lives in a temporary
+folder, so the repository's own data/ and reports/ are never touched. make runs
+with ``-o .venv/.installed``: the environment is never rebuilt from a test.
+
+What is checked: make reruns the pipeline when the extract's *content*
+changes -- also when the new files carry older modification times (cp -p) and
+when SOURCE is a symlink to a folder (with spaces in its path) whose files are
+themselves symlinks -- and does nothing on a second call; no make variable
+reaches a shell; a wrong setting stops make before any work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+OLD = time.mktime((2001, 1, 1, 0, 0, 0, 0, 0, -1))  # a modification time long before any run
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+
+
+def _copy_project(root: Path) -> Path:
+    repo = root / "repo"
+    repo.mkdir()
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy2(PROJECT / name, repo / name)  # copy2 keeps mtimes: .venv/.installed stays newer
+    for folder in ("pipeline", "config", "expectations"):
+        shutil.copytree(PROJECT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / ".venv").symlink_to((PROJECT / ".venv").resolve(), target_is_directory=True)
+    return repo
+
+
+def _environment() -> dict[str, str]:
+    """The user's environment, without what an enclosing `make test` passes down."""
+    drop = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "SOURCE", "FORMAT", "DRUGS", "PERSISTENCE_DAYS",
+            "STOCKPILING", "MIN_CELL_COUNT", "PYTHON"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["GX_ANALYTICS_ENABLED"] = "false"
+    return env
+
+
+def make(repo: Path, *variables: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    # -o: never remake the shared virtual environment, whatever its timestamps say
+    return subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", *variables], cwd=repo,
+                          capture_output=True, text=True, timeout=timeout, env=_environment())
+
+
+def demo_extract(out: Path, persons: int) -> Path:
+    """A small demo extract (default seed: its run passes validation), every file with an old mtime."""
+    subprocess.run([sys.executable, "-m", "pipeline", "demo", "--persons", str(persons), "--out", str(out)], cwd=PROJECT, check=True, capture_output=True, env=_environment())
+    for path in out.iterdir():
+        os.utime(path, (OLD, OLD))
+    return out
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stamped(repo: Path) -> dict[str, str]:
+    stamp = json.loads((repo / "data" / ".source-stamp").read_text(encoding="utf-8"))
+    return {f["name"]: f["sha256"] for f in stamp["files"]}
+
+
+def ran_pipeline(result: subprocess.CompletedProcess) -> bool:
+    return "-m pipeline run" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A copy of the project, built once by `make SOURCE=<symlink to a folder, spaces in its path>`."""
+    root = tmp_path_factory.mktemp("make")
+    repo = _copy_project(root)
+    folder = demo_extract(root / "extracts" / "site a", persons=600)
+    link = root / "my extracts" / "current"
+    link.parent.mkdir()
+    link.symlink_to(folder, target_is_directory=True)
+    first = make(repo, f"SOURCE={link}")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    assert ran_pipeline(first)
+    return {"root": root, "repo": repo, "link": link, "folder": folder}
+
+
+def test_second_make_does_nothing(project):
+    repo, report = project["repo"], project["repo"] / "reports" / "index.html"
+    before = report.stat().st_mtime_ns
+    started = time.perf_counter()
+    again = make(repo, f"SOURCE={project['link']}")
+    elapsed = time.perf_counter() - started
+    assert again.returncode == 0, again.stderr
+    assert not ran_pipeline(again), again.stdout
+    assert report.stat().st_mtime_ns == before
+    assert elapsed < 10, f"a make with nothing to do took {elapsed:.1f} s"
+
+
+def test_make_reruns_when_new_files_carry_older_modification_times(project):
+    """`cp -p` (like rsync -a, tar, unzip) writes new content with the old file's older mtime."""
+    repo, folder = project["repo"], project["folder"]
+    report = repo / "reports" / "index.html"
+    before = report.stat().st_mtime_ns
+    newer = demo_extract(project["root"] / "staging", persons=610)  # every file older than the report
+    subprocess.run(["cp", "-p", *sorted(str(p) for p in newer.iterdir()), str(folder)], check=True)
+    assert (folder / "persons.csv").stat().st_mtime < report.stat().st_mtime
+    result = make(repo, f"SOURCE={project['link']}")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert ran_pipeline(result), "make did not rerun on an extract whose content changed"
+    assert report.stat().st_mtime_ns != before
+    assert stamped(repo)["persons.csv"] == sha256(newer / "persons.csv")
+
+
+def test_make_reruns_when_the_symlinked_folder_points_to_another_extract(project):
+    """SOURCE is a symlink to a folder; the folder's files are symlinks (to older files)."""
+    repo, link, root = project["repo"], project["link"], project["root"]
+    report = repo / "reports" / "index.html"
+    before = report.stat().st_mtime_ns
+    files = demo_extract(root / "extracts" / "site b files", persons=620)
+    folder = root / "extracts" / "site b"
+    folder.mkdir()
+    for path in files.iterdir():
+        (folder / path.name).symlink_to(path)
+    link.unlink()
+    link.symlink_to(folder, target_is_directory=True)
+    result = make(repo, f"SOURCE={link}")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert ran_pipeline(result), "make did not rerun after SOURCE's symlink was pointed at another extract"
+    assert report.stat().st_mtime_ns != before
+    assert stamped(repo)["prescriptions.csv"] == sha256(files / "prescriptions.csv")
+
+
+@pytest.mark.parametrize("value", [
+    "x;touch PWNED",
+    "$(shell touch PWNED)",
+    "`touch PWNED`",
+    "$$(touch PWNED)",
+    'clonazepam" ; touch PWNED ; "',
+])
+def test_make_variables_never_reach_a_shell(project, value):
+    repo, root = project["repo"], project["root"]
+    result = make(repo, f"SOURCE={project['link']}", f"DRUGS={value}", timeout=60)
+    assert not list(repo.rglob("PWNED")) and not list(root.rglob("PWNED")) and not Path("PWNED").exists()
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "setting 'drugs.ingredients'" in errors[0], result.stderr
+    assert not ran_pipeline(result)
+
+
+def test_source_never_reaches_a_shell(project):
+    repo, root = project["repo"], project["root"]
+    result = make(repo, f"SOURCE={root}/nothing here;touch PWNED", timeout=60)
+    assert not list(repo.rglob("PWNED")) and not list(root.rglob("PWNED"))
+    assert result.returncode != 0 and "extract not found" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("variables, setting", [
+    (["MIN_CELL_COUNT=0"], "disclosure.min_cell_count"),
+    (["PERSISTENCE_DAYS=-5"], "episodes.persistence_window_days"),
+    (["STOCKPILING=maybe"], "episodes.stockpiling"),
+    (["DRUGS=notadrug"], "drugs.ingredients"),
+])
+def test_a_wrong_setting_stops_make_before_any_work(project, variables, setting):
+    repo = project["repo"]
+    warehouse = repo / "data" / "warehouse.duckdb"
+    before = warehouse.stat().st_mtime_ns
+    started = time.perf_counter()
+    result = make(repo, f"SOURCE={project['link']}", *variables, timeout=120)
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"setting '{setting}'" in errors[0], result.stderr
+    assert not ran_pipeline(result)
+    assert warehouse.stat().st_mtime_ns == before
+    assert elapsed < 10, f"refusing a setting took {elapsed:.1f} s"
