@@ -7,8 +7,8 @@ with ``-o .venv/.installed``: the environment is never rebuilt from a test.
 
 What is checked: make reruns the pipeline when the extract's *content*
 changes -- also when the new files carry older modification times (cp -p) and
-when SOURCE is a symlink to a folder (with spaces in its path) whose files are
-themselves symlinks -- and does nothing on a second call; no make variable
+when SOURCE is a symlink to a folder (with spaces in its path) or the folder's
+files are symlinks -- and does nothing on a second call; no make variable
 reaches a shell; a wrong setting stops make before any work.
 """
 
@@ -80,24 +80,21 @@ def ran_pipeline(result: subprocess.CompletedProcess) -> bool:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A copy of the project, built once by `make SOURCE=<symlink to a folder, spaces in its path>`."""
+    """A copy of the project, built once by `make SOURCE=<a folder>`."""
     root = tmp_path_factory.mktemp("make")
     repo = _copy_project(root)
-    folder = demo_extract(root / "extracts" / "site a", persons=600)
-    link = root / "my extracts" / "current"
-    link.parent.mkdir()
-    link.symlink_to(folder, target_is_directory=True)
-    first = make(repo, f"SOURCE={link}")
+    folder = demo_extract(root / "extracts" / "site_a", persons=600)
+    first = make(repo, f"SOURCE={folder}")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     assert ran_pipeline(first)
-    return {"root": root, "repo": repo, "link": link, "folder": folder}
+    return {"root": root, "repo": repo, "folder": folder}
 
 
 def test_second_make_does_nothing(project):
     repo, report = project["repo"], project["repo"] / "reports" / "index.html"
     before = report.stat().st_mtime_ns
     started = time.perf_counter()
-    again = make(repo, f"SOURCE={project['link']}")
+    again = make(repo, f"SOURCE={project['folder']}")
     elapsed = time.perf_counter() - started
     assert again.returncode == 0, again.stderr
     assert not ran_pipeline(again), again.stdout
@@ -113,18 +110,25 @@ def test_make_reruns_when_new_files_carry_older_modification_times(project):
     newer = demo_extract(project["root"] / "staging", persons=610)  # every file older than the report
     subprocess.run(["cp", "-p", *sorted(str(p) for p in newer.iterdir()), str(folder)], check=True)
     assert (folder / "persons.csv").stat().st_mtime < report.stat().st_mtime
-    result = make(repo, f"SOURCE={project['link']}")
+    result = make(repo, f"SOURCE={folder}")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert ran_pipeline(result), "make did not rerun on an extract whose content changed"
     assert report.stat().st_mtime_ns != before
     assert stamped(repo)["persons.csv"] == sha256(newer / "persons.csv")
 
 
-def test_make_reruns_when_the_symlinked_folder_points_to_another_extract(project):
-    """SOURCE is a symlink to a folder; the folder's files are symlinks (to older files)."""
-    repo, link, root = project["repo"], project["link"], project["root"]
+def test_make_follows_a_symlinked_folder_with_spaces_and_symlinked_files(project):
+    """SOURCE is a symlink (spaces in its path) to a folder; later to one whose files are symlinks to older files."""
+    repo, root = project["repo"], project["root"]
     report = repo / "reports" / "index.html"
+    link = root / "my extracts" / "current"
+    link.parent.mkdir()
+    link.symlink_to(demo_extract(root / "extracts" / "site c", persons=600), target_is_directory=True)
+    first = make(repo, f"SOURCE={link}")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    assert ran_pipeline(first)
     before = report.stat().st_mtime_ns
+
     files = demo_extract(root / "extracts" / "site b files", persons=620)
     folder = root / "extracts" / "site b"
     folder.mkdir()
@@ -148,7 +152,7 @@ def test_make_reruns_when_the_symlinked_folder_points_to_another_extract(project
 ])
 def test_make_variables_never_reach_a_shell(project, value):
     repo, root = project["repo"], project["root"]
-    result = make(repo, f"SOURCE={project['link']}", f"DRUGS={value}", timeout=60)
+    result = make(repo, f"SOURCE={project['folder']}", f"DRUGS={value}", timeout=60)
     assert not list(repo.rglob("PWNED")) and not list(root.rglob("PWNED")) and not Path("PWNED").exists()
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -174,7 +178,7 @@ def test_a_wrong_setting_stops_make_before_any_work(project, variables, setting)
     warehouse = repo / "data" / "warehouse.duckdb"
     before = warehouse.stat().st_mtime_ns
     started = time.perf_counter()
-    result = make(repo, f"SOURCE={project['link']}", *variables, timeout=120)
+    result = make(repo, f"SOURCE={project['folder']}", *variables, timeout=120)
     elapsed = time.perf_counter() - started
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
