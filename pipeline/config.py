@@ -138,6 +138,12 @@ class ExtractConfig(_Section):
     format: Literal["native", "omop"]
     extract_date: str
 
+    @field_validator("extract_date", mode="before")
+    @classmethod
+    def _toml_date(cls, value: Any) -> Any:
+        """A TOML date (``extract_date = 2024-06-30``, unquoted) is taken as written."""
+        return value.isoformat() if isinstance(value, dt.date) and not isinstance(value, dt.datetime) else value
+
     @field_validator("extract_date")
     @classmethod
     def _iso_date(cls, value: str) -> str:

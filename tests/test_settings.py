@@ -126,6 +126,8 @@ def test_a_config_file_holds_only_what_it_changes_and_is_checked(tmp_path):
     cfg = load_config(path)
     assert cfg.episodes.persistence_window_days == 60
     assert cfg.replace(episodes={"persistence_window_days": 30}) == Config()
+    path.write_text("[extract]\nextract_date = 2024-06-30\n", encoding="utf-8")  # a TOML date, unquoted
+    assert load_config(path).extract.extract_day.isoformat() == "2024-06-30"
     path.write_text("[estimate]\nconfidence_level = 95\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"'estimate.confidence_level' = 95 is not allowed: must be a number > 0 and < 1"):
         load_config(path)
