@@ -47,6 +47,9 @@ ReportsOpt = typer.Option(DEFAULT_REPORTS, "--reports", help="Folder the report 
 
 def _config(config_path: Optional[Path], overrides: list[str], fmt: Optional[str]) -> Config:
     cfg = load_config(config_path, overrides)
+    from pipeline.privacy.disclosure import rounding_base_of
+
+    rounding_base_of(cfg)  # refused before any work, not at publish time
     if fmt:
         if fmt not in ("native", "omop"):
             raise PipelineError(f"--format must be native or omop, got '{fmt}'")
@@ -143,13 +146,13 @@ def do_privacy_report(con, cfg: Config) -> dict:
             f"[yellow]warning[/] k-anonymity over (birth_year, sex, region): smallest group {risk['smallest_group']}, "
             f"{risk['persons_in_small_groups']:,} persons in groups below k={k}"
         )
-    # What is published (manifest, report) holds no small count: a share and a group count.
-    persons = risk.get("persons") or 0
+    # Exact counts for the publish stage, which suppresses and rounds them (publish.manifest.release_manifest).
     return {
         "quasi_identifiers": "birth_year, sex, region",
         "k": k,
+        "persons": risk.get("persons"),
+        "persons_in_groups_below_k": risk.get("persons_in_small_groups"),
         "groups_below_k": risk.get("groups_below_k"),
-        "share_of_persons_in_groups_below_k": round(risk["persons_in_small_groups"] / persons, 4) if persons else None,
     }
 
 
@@ -159,7 +162,8 @@ def do_validate(con, cfg: Config, reports: Path, warehouse: Path):
 
     _require(con, "raw_prescriptions", "ingest")
     with step("validate"), logged_stage(con, "validate", cfg):
-        result = validate_run(con, cfg, quality_dir=reports / "quality", warehouse_path=warehouse)
+        # Full results and GX Data Docs name records: the analyst's folder beside the warehouse, never reports/.
+        result = validate_run(con, cfg, quality_dir=Path(warehouse).parent / "quality-internal", warehouse_path=warehouse)
     return result
 
 

@@ -106,6 +106,7 @@ class EstimateConfig:
 @dataclass(frozen=True)
 class DisclosureConfig:
     min_cell_count: int = 11
+    rounding_base: int = 5
 
 
 @dataclass(frozen=True)
