@@ -626,8 +626,8 @@ def round_to_step(value: Any, step: float | None) -> float | None:
     number = _number(value)
     if number is None:
         return None
-    if step is None:
-        return number
+    if step is None or not math.isfinite(number):
+        return number  # an infinite odds ratio (a level with no events) says nothing more than its counts
     decimals = max(0, -math.floor(math.log10(step)) + 1)
     return round(round(number / step) * step, decimals)
 
