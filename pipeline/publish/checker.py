@@ -10,7 +10,9 @@ Rules (``docs/privacy.md``, "The output checker"):
 
 * **count**: a field named like a count (``n``, ``events``, ``*_count``,
   ``persons*``, ``rows_*``, ``total``, ``excluded``, ...) in a CSV, Parquet or
-  JSON file -- or a weighted count (``estimate`` of an ``ess`` row) -- holds
+  JSON file -- or a weighted count (``estimate`` of an ``ess`` row), or in a
+  long table the ``<x>_value`` of a row whose ``<x>_name`` names a count
+  (omopgenerics' ``estimate_name = count``) -- holds
   null, 0, or a rounded value: the middle of a band of ``b`` values starting at
   ``k`` (13, 18, 23, ... for k = 11, b = 5). A value from 1 to k-1 breaks
   "count below k", any other value "count not rounded".
@@ -139,6 +141,18 @@ def _check_frame(frame: pd.DataFrame, where: str, k: int, b: int) -> Iterator[Vi
             if rule:
                 yield Violation(where, f"estimate (row {list(frame.index).index(i) + 1}, weighted count)", rule)
                 break
+    # Long formats (omopgenerics summarised_result: estimate_name / estimate_value): a value whose
+    # name says it is a count is a count.
+    for name_col in [c for c in columns if c.endswith("_name") and c[: -len("_name")] + "_value" in columns]:
+        value_col = name_col[: -len("_name")] + "_value"
+        for i, (name, value) in enumerate(zip(frame[name_col], frame[value_col])):
+            if isinstance(name, str) and is_count_column(name):
+                number = _number(value)
+                rule = _count_rule(number, k, b) if number is not None else (
+                    None if value is None or pd.isna(value) or not str(value).strip() else "count field holds a non-number")
+                if rule:
+                    yield Violation(where, f"{value_col} (row {i + 1}, {name_col} {name})", rule)
+                    break
     if {"share", "count", "total"} <= set(columns):
         for i, (share, count, total) in enumerate(zip(frame["share"], frame["count"], frame["total"])):
             share, count, total = _number(share), _number(count), _number(total)
