@@ -561,6 +561,8 @@ def round_count(value: Any, min_cell_count: int, base: int) -> int | None:
     number = _number(value)
     if number is None:
         return None
+    if number < 0:
+        raise ValueError("a count cannot be negative")
     whole = math.floor(number + 1e-9)
     if whole <= 0 and number < 1:
         if number > 0:
