@@ -181,13 +181,13 @@ def do_privacy_report(con, cfg: Config) -> dict:
             f"[yellow]warning[/] k-anonymity over (birth_year, sex, region): smallest group {risk['smallest_group']}, "
             f"{risk['persons_in_small_groups']:,} persons in groups below k={k}"
         )
-    # What is published (manifest, report) holds no small count: a share and a group count.
-    persons = risk.get("persons") or 0
+    # Exact counts for the publish stage, which suppresses and rounds them (publish.manifest.release_manifest).
     return {
         "quasi_identifiers": "birth_year, sex, region",
         "k": k,
+        "persons": risk.get("persons"),
+        "persons_in_groups_below_k": risk.get("persons_in_small_groups"),
         "groups_below_k": risk.get("groups_below_k"),
-        "share_of_persons_in_groups_below_k": round(risk["persons_in_small_groups"] / persons, 4) if persons else None,
     }
 
 
@@ -197,7 +197,8 @@ def do_validate(con, cfg: Config, reports: Path, warehouse: Path):
 
     _require(con, "raw_prescriptions", "ingest")
     with step("validate"), logged_stage(con, "validate", cfg):
-        result = validate_run(con, cfg, quality_dir=reports / "quality", warehouse_path=warehouse)
+        # Full results and GX Data Docs name records: the analyst's folder beside the warehouse, never reports/.
+        result = validate_run(con, cfg, quality_dir=Path(warehouse).parent / "quality-internal", warehouse_path=warehouse)
     return result
 
 

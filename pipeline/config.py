@@ -283,6 +283,9 @@ class DisclosureConfig(_Section):
     SECTION: ClassVar[str] = "disclosure"
     # k = 1 would publish every count; 2 is the least that suppresses anything.
     min_cell_count: Annotated[int, Ge(2), Le(1000)]
+    # Every published count is rounded to the middle of its band of this width
+    # (docs/privacy.md); 1 and 2 would let differences pin small counts.
+    rounding_base: Annotated[int, Ge(3), Le(1000)]
 
 
 class WarehouseConfig(_Section):

@@ -374,3 +374,87 @@ def test_attrition_exclusions_cannot_be_recovered(original):
             if 0 < value < K:
                 target = vector([((i, col), 1)])
                 assert target.any() and not _determined(equations, target), f"row {i} {col} = {value}"
+
+
+# ---------------------------------------------------------------- rounding (after suppression)
+
+from pipeline.errors import ConfigError  # noqa: E402
+from pipeline.privacy.disclosure import (  # noqa: E402
+    count_band,
+    estimate_step,
+    is_published_count,
+    round_count,
+    round_count_columns,
+    round_estimates,
+    rounding_base_of,
+)
+
+
+@given(st.integers(min_value=0, max_value=100_000), st.sampled_from([(11, 5), (8, 6), (11, 3), (14, 5), (5, 10)]))
+@QUICK
+def test_a_rounded_count_is_a_band_midpoint_whose_band_holds_the_truth(true, policy):
+    k, b = policy
+    if 0 < true < k:
+        with pytest.raises(ValueError):
+            round_count(true, k, b)
+        return
+    published = round_count(true, k, b)
+    low, high = count_band(published, k, b)
+    assert low <= true <= high and high - low == (0 if true == 0 else b - 1)
+    assert is_published_count(published, k, b) and (published == 0 or published >= k)
+    assert round_count(published, k, b) == published  # idempotent: the same cell rounds the same everywhere
+
+
+@given(st.integers(min_value=11, max_value=5000), st.integers(min_value=11, max_value=5000))
+@QUICK
+def test_no_difference_of_two_rounded_counts_pins_a_small_count(a, c):
+    """Nested populations a >= c: the difference of the published counts leaves >= 2 candidates in 1..k-1."""
+    a, c = max(a, c), min(a, c)
+    (a_lo, a_hi), (c_lo, c_hi) = count_band(round_count(a, 11, 5), 11, 5), count_band(round_count(c, 11, 5), 11, 5)
+    candidates = [d for d in range(max(0, a_lo - c_hi), a_hi - c_lo + 1) if 1 <= d <= 10]
+    assert a - c in range(max(0, a_lo - c_hi), a_hi - c_lo + 1)
+    assert len(candidates) != 1
+
+
+def test_rounding_base_is_a_checked_setting():
+    assert rounding_base_of(Config()) == 5
+    for bad in (0, 1, 2, "x"):
+        with pytest.raises(ConfigError, match="disclosure.rounding_base"):
+            rounding_base_of(bad)
+
+
+def test_plain_proportions_are_recomputed_from_the_rounded_counts():
+    table = pd.DataFrame([estimates_row("a", "sex", "F", 417, 131), estimates_row("a", "sex", "M", 1000, 0)])
+    out = round_estimates(suppress(table, K), K, 5)
+    assert list(out["n"]) == [418, 998] and list(out["events"]) == [133, 0]
+    # estimate x published n = published events: the estimate says nothing finer than the counts
+    assert out.loc[0, "estimate"] * 418 == pytest.approx(133) and out.loc[1, "estimate"] == 0
+    assert out.loc[0, "ci_low"] < out.loc[0, "estimate"] < out.loc[0, "ci_high"]
+
+
+def test_other_estimates_are_rounded_so_that_estimate_times_n_is_uncertain_by_the_base():
+    table = pd.DataFrame([{**estimates_row("a", "sex", "F", 417, 131), "estimate": 0.3312345, "ci_low": 0.28,
+                           "ci_high": 0.3811111, "method": "IPW"}])
+    out = round_estimates(table, K, 5)
+    step = estimate_step(418, 5)
+    assert step == 0.02 and step * 418 >= 5
+    assert out.loc[0, "estimate"] == pytest.approx(0.34) and out.loc[0, "ci_high"] == pytest.approx(0.38)
+
+
+def test_curve_estimates_use_the_curves_starting_population_and_weighted_counts_are_counts():
+    curve = pd.DataFrame([
+        {**estimates_row("ci", "g", "all", 9000, 50, time_days=7), "estimate": 0.0055555, "method": "AJ"},
+        {**estimates_row("ci", "g", "all", 300, 80, time_days=70), "estimate": 0.0123456, "method": "AJ"},
+        {"analysis": "weights", "variable": "ess", "level": "all", "time_days": None, "n": 9000, "events": 6000,
+         "estimate": 5123.7, "ci_low": None, "ci_high": None, "method": "w"},
+    ])
+    out = round_estimates(curve, K, 5)
+    assert list(out["estimate"].round(6))[:2] == [0.006, 0.012]  # step 0.001 (x 9000 >= 5), not 0.02 from n = 300
+    assert out.loc[2, "estimate"] == 5123 and is_published_count(out.loc[2, "estimate"], K, 5)
+
+
+def test_count_tables_round_every_count_column():
+    frame = pd.DataFrame({"excluded": [0, 12, None], "persons_after": [1000, 988, 977]})
+    out = round_count_columns(frame, ["excluded", "persons_after"], K, 5)
+    assert out["excluded"].tolist()[:2] == [0, 13] and pd.isna(out["excluded"].iloc[2])
+    assert all(is_published_count(v, K, 5) for v in out["persons_after"])

@@ -40,15 +40,18 @@ def reports(tmp_path) -> Path:
     return _publish(tmp_path).parent
 
 
-def test_run_writes_the_whole_set_and_keeps_quality(reports):
+def test_run_writes_the_whole_set_and_replaces_quality(reports):
     names = {p.relative_to(reports).as_posix() for p in reports.rglob("*")}
-    assert {"index.html", "plotly.min.js", "manifest.json", "quality/index.html", "exports/headline.json",
+    # the previous set's quality/ (GX Data Docs of an earlier run) is not carried over: publish writes its own
+    assert "quality/index.html" not in names
+    assert {"index.html", "plotly.min.js", "manifest.json", "quality/validation.json", "exports/headline.json",
             "exports/schema.json", "exports/schema_version.txt", "exports/data_dictionary.csv",
             "exports/data_dictionary.md"} <= names
     assert {f"exports/{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")} <= names
     assert not list(reports.parent.glob("reports.tmp-*")) and not list(reports.parent.glob("reports.old-*"))
     manifest = json.loads((reports / "manifest.json").read_text())
     assert manifest["run_id"] == "fixture-run" and manifest["config"]["disclosure"]["min_cell_count"] == 11
+    assert manifest["disclosure"]["min_cell_count"] == 11 and manifest["disclosure"]["rounding_base"] == 5
 
 
 def test_exports_match_their_json_schema(reports):
@@ -88,10 +91,13 @@ def test_headline_json_has_designs_shape_and_matches_the_reports_sentence(report
         for entry in headline[block].values():
             assert set(entry) == {"estimate", "ci_low", "ci_high", "n", "events", "method"}
     gt = headline["headline"]["gt_4_weeks"]
-    assert gt == {"estimate": pytest.approx(1263 / 4210 + 0.012), "ci_low": pytest.approx(gt["ci_low"]),
-                  "ci_high": pytest.approx(gt["ci_high"]), "n": 4210, "events": 1263,
+    # counts rounded to the middle of their band of 5 (4206-4210 -> 4208); the weighted estimate to a
+    # step of 0.002 (the smallest with step x n >= 5)
+    assert gt == {"estimate": pytest.approx(1263 / 4210 + 0.012, abs=0.001), "ci_low": pytest.approx(gt["ci_low"]),
+                  "ci_high": pytest.approx(gt["ci_high"]), "n": 4208, "events": 1263,
                   "method": PRIMARY}
-    assert headline["complete_case"]["gt_4_weeks"]["estimate"] == pytest.approx(1263 / 4210)
+    assert round(gt["estimate"] / 0.002, 6).is_integer()
+    assert headline["complete_case"]["gt_4_weeks"]["estimate"] == pytest.approx(1263 / 4208)  # from the rounded counts
     assert headline["config"] == load_config().to_dict()
 
     page = (reports / "index.html").read_text()
@@ -129,7 +135,7 @@ def test_suppressed_cells_publish_nothing_anywhere(reports):
     assert pd.isna(loaded.loc["rows_quarantined", "count"]) and pd.isna(loaded.loc["rows_loaded", "count"])
     page = (reports / "index.html").read_text()
     assert "another sex (X)<br>" not in page  # no hover text for the withheld cell
-    assert "withheld: fewer than 11 persons" in page
+    assert "withheld (disclosure control)" in page
 
 
 def test_suppressed_cells_have_no_chart_point(tmp_path):
@@ -171,16 +177,64 @@ def test_atomic_swap_keeps_the_old_set_when_the_build_fails(tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
 
 
-def test_small_count_found_by_the_last_guard_stops_publication(tmp_path, monkeypatch):
+@pytest.mark.parametrize("planted, message", [
+    ("events=3", "exports/estimates.csv: events (row 1): count below k (1..10)"),
+    ("events=12", "exports/estimates.csv: events (row 1): count not rounded (base 5, bands from 11)"),
+    ("reason", "exports/estimates.csv: suppression_reason (row 1): text quotes a value"),
+])
+def test_the_output_checker_stops_the_publication_and_keeps_the_old_set(tmp_path, monkeypatch, planted, message):
     reports = tmp_path / "reports"
     reports.mkdir()
     (reports / "index.html").write_text("old report")
-    monkeypatch.setattr(disclosure, "scan_for_small_counts",
-                        lambda path, k: ["events=3"] if Path(path).name == "estimates.csv" else [])
-    with pytest.raises(PrivacyError, match="estimates.csv: events=3"):
+    real = publish.write_exports
+
+    def leaky(published, config, exports_dir):
+        written = real(published, config, exports_dir)
+        frame = pd.read_csv(exports_dir / "estimates.csv")
+        if planted == "reason":
+            frame.loc[0, "suppression_reason"] = "indication=Doe, Jane"
+        else:
+            frame.loc[0, "events"] = int(planted.split("=")[1])
+        frame.to_csv(exports_dir / "estimates.csv", index=False)
+        return written
+
+    monkeypatch.setattr(publish, "write_exports", leaky)
+    with pytest.raises(PrivacyError) as refused:
         _publish(tmp_path)
+    assert str(refused.value).startswith(f"refusing to publish: {message}")
+    assert "\n" not in str(refused.value) and "Doe" not in str(refused.value)
     assert (reports / "index.html").read_text() == "old report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+
+
+def test_the_output_checker_reads_files_it_was_never_told_about(tmp_path, monkeypatch):
+    """A future export is checked without being registered: a Parquet file, a JSON file, an HTML page."""
+    from pipeline.publish.checker import check_release
+
+    real = publish.write_exports
+
+    def more(published, config, exports_dir):
+        written = real(published, config, exports_dir)
+        pd.DataFrame({"group_level": ["a"], "n_assessed": [7]}).to_parquet(exports_dir / "summarised_result.parquet")
+        (exports_dir / "extra.json").write_text(json.dumps({"result": [{"count": 14}]}))
+        pd.DataFrame({"variable_name": ["number subjects", "number subjects"], "estimate_name": ["count", "percentage"],
+                      "estimate_value": ["7", "3.5"]}).to_csv(exports_dir / "summarised_result.csv", index=False)
+        (exports_dir / "page.html").write_text("<p>4 people excluded</p><img src='https://cdn.example/x.png'>")
+        (exports_dir / "notes.bin").write_bytes(b"\x00")
+        return written
+
+    monkeypatch.setattr(publish, "write_exports", more)
+    monkeypatch.setattr(publish, "require_clean", lambda root, k, b: None)  # look at everything it would say
+    reports = _publish(tmp_path).parent
+    found = {str(v) for v in check_release(reports, 11, 5)}
+    assert found == {
+        "exports/summarised_result.parquet: n_assessed (row 1): count below k (1..10)",
+        "exports/summarised_result.csv: estimate_value (row 1, estimate_name count): count below k (1..10)",
+        "exports/extra.json: result[0].count: count not rounded (base 5, bands from 11)",
+        "exports/page.html: src/href: loads a resource from the network (the report must open offline)",
+        "exports/page.html: text '...<p>4 people': count below k (1..10)",
+        "exports/notes.bin: file: file type '.bin' cannot be checked, so it is not published",
+    }
 
 
 def test_attrition_never_gives_back_a_small_exclusion(tmp_path):
@@ -191,14 +245,11 @@ def test_attrition_never_gives_back_a_small_exclusion(tmp_path):
     frame = pd.read_csv(reports / "exports" / "cohort_attrition.csv")
     assert pd.isna(frame.loc[2, "excluded"]) and frame.loc[2, "suppressed"]
     # no published running total minus a later one, less the published exclusions between, is 1..10
-    totals = [(i, frame.loc[i, "persons_before"]) for i in range(4)] + [(4, frame.loc[3, "persons_after"])]
-    totals = [(i, v) for i, v in totals if pd.notna(v)]
-    for a, before in totals:
-        for b, after in totals:
-            if b > a:
-                rest = before - after - frame.loc[a:b - 1, "excluded"].fillna(0).sum()
-                assert not 1 <= rest <= 10, (a, b, rest)
-    assert "fewer than 11 (withheld)" in (reports / "index.html").read_text()
+    # no difference of published running totals and exclusions pins the withheld exclusion down
+    from test_attacker import attack
+
+    assert attack(reports)[1] == []
+    assert "withheld (disclosure control)" in (reports / "index.html").read_text()
 
 
 def test_missing_analyses_say_so_and_headline_can_come_from_the_estimate_result(tmp_path):
@@ -215,8 +266,11 @@ def test_missing_analyses_say_so_and_headline_can_come_from_the_estimate_result(
                     "withdrawal by ending"):
         assert f"No estimates for {section} were produced" in page
     headline = json.loads((reports / "exports" / "headline.json").read_text())
-    assert headline["headline"]["gt_4_weeks"]["estimate"] == 0.3
-    assert headline["headline"]["le_4_weeks"] == result["headline"]["le_4_weeks"]
+    # counts rounded to the middle of their band of 5; the proportion recomputed from them
+    gt, le = headline["headline"]["gt_4_weeks"], headline["headline"]["le_4_weeks"]
+    assert (gt["n"], gt["events"], le["n"], le["events"]) == (3998, 1198, 4998, 298)
+    assert gt["estimate"] == pytest.approx(1198 / 3998) and le["estimate"] == pytest.approx(298 / 4998)
+    assert le["method"] == "IPW"
     assert headline["complete_case"]["gt_4_weeks"]["estimate"] is None
     assert "not published: free text" not in page
 

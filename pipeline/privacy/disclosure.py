@@ -499,6 +499,264 @@ def _suppress_attrition(out, excluded_col, before_col, after_col, k, hide, hidde
 
 
 # --------------------------------------------------------------------------
+# Rounding: after suppression, every published count is rounded
+# --------------------------------------------------------------------------
+
+# Steps a published proportion / interval bound is rounded to (see ``estimate_step``).
+_STEPS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+# Rows of the long estimates table whose ``estimate`` is itself a (weighted) count of
+# persons: the Kish effective sample size of the ascertainment weights.
+WEIGHTED_COUNT_VARIABLES = frozenset({"ess"})
+
+
+def rounding_base_of(setting: Any) -> int:
+    """``b`` from an int or a ``Config`` (``config.disclosure.rounding_base``), at least 3.
+
+    1 (no rounding) is refused: differences of exact counts give small counts
+    back. 2 is refused too: two counts in the same band of two differ by 0 or 1,
+    and a suppressed count known to be 1..k-1 would be pinned at 1.
+
+    >>> from pipeline.config import Config
+    >>> rounding_base_of(Config()), rounding_base_of(10)
+    (5, 10)
+    >>> rounding_base_of(2)
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.ConfigError: setting 'disclosure.rounding_base' must be at least 3 (see docs/privacy.md), got 2
+    """
+    from pipeline.errors import ConfigError
+
+    b = setting.disclosure.rounding_base if hasattr(setting, "disclosure") else setting
+    try:
+        b = int(b)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting 'disclosure.rounding_base' must be an integer, got {b!r}") from None
+    if b < 3:
+        raise ConfigError(f"setting 'disclosure.rounding_base' must be at least 3 (see docs/privacy.md), got {b}")
+    return b
+
+
+def _base(setting: Any) -> int:
+    # The setting is checked by ``rounding_base_of``; the functions below also take a
+    # plain int, 1 included (no rounding), so tests can build an unrounded release.
+    return rounding_base_of(setting) if hasattr(setting, "disclosure") else int(setting)
+
+
+def round_count(value: Any, min_cell_count: int, base: int) -> int | None:
+    """A count as published: 0 stays 0, ``x >= k`` goes to the middle of its band of ``base``
+    values, bands starting at ``k`` (k..k+b-1, k+b..k+2b-1, ...). Null stays null.
+
+    Weighted (non-integer) counts are banded by their integer part. A count from 1 to
+    k-1 must have been suppressed before: it raises rather than being published.
+
+    >>> [round_count(v, 11, 5) for v in (0, 11, 12, 15, 16, 20, 21, 1234.7, None)]
+    [0, 13, 13, 13, 18, 18, 23, 1233, None]
+    >>> [round_count(v, 11, 1) for v in (0, 11, 12)]
+    [0, 11, 12]
+    >>> round_count(3, 11, 5)
+    Traceback (most recent call last):
+    ...
+    ValueError: count 1..10 reached rounding unsuppressed
+    """
+    number = _number(value)
+    if number is None:
+        return None
+    if number < 0:
+        raise ValueError("a count cannot be negative")
+    whole = math.floor(number + 1e-9)
+    if whole <= 0 and number < 1:
+        if number > 0:
+            raise ValueError(f"count 1..{min_cell_count - 1} reached rounding unsuppressed")
+        return 0
+    if whole < min_cell_count:
+        raise ValueError(f"count 1..{min_cell_count - 1} reached rounding unsuppressed")
+    band_start = min_cell_count + base * ((whole - min_cell_count) // base)
+    return int(band_start + (base - 1) // 2)
+
+
+def count_band(published: Any, min_cell_count: int, base: int) -> tuple[int, int] | None:
+    """What a published count says about the true count: the closed range it came from.
+
+    >>> count_band(13, 11, 5), count_band(0, 11, 5), count_band(None, 11, 5)
+    ((11, 15), (0, 0), None)
+    """
+    number = _number(published)
+    if number is None:
+        return None
+    if number == 0:
+        return (0, 0)
+    low = int(number) - (base - 1) // 2
+    return (low, low + base - 1)
+
+
+def is_published_count(value: Any, min_cell_count: int, base: int) -> bool:
+    """True for a value the policy can publish as a count: null, 0, or the middle of a band.
+
+    >>> [is_published_count(v, 11, 5) for v in (None, 0, 13, 18, 10, 11, 14, 12.5)]
+    [True, True, True, True, False, False, False, False]
+    """
+    number = _number(value)
+    if number is None or number == 0:
+        return True
+    if number != math.floor(number) or number < min_cell_count:
+        return False
+    return (int(number) - min_cell_count) % base == (base - 1) // 2
+
+
+def estimate_step(n_published: Any, base: int) -> float | None:
+    """The step a non-count estimate computed over ``n`` persons is rounded to: the
+    smallest of 0.0001, 0.0002, 0.0005, 0.001, ... with ``step * n >= base``, so that
+    ``estimate * n`` is uncertain by at least ``base`` persons -- no sharper than the
+    rounded count itself. None when there is nothing to round (no rounding, no n).
+
+    >>> estimate_step(10_898, 5), estimate_step(303, 5), estimate_step(23, 5), estimate_step(100, 1)
+    (0.0005, 0.02, 0.5, None)
+    """
+    n = _number(n_published)
+    if base <= 1 or n is None or n <= 0:
+        return None
+    need = base / n
+    return next((step for step in _STEPS if step >= need - 1e-12), 1.0)
+
+
+def round_to_step(value: Any, step: float | None) -> float | None:
+    """``value`` rounded to a multiple of ``step`` (unchanged without a step).
+
+    >>> round_to_step(0.38302, 0.0005), round_to_step(None, 0.1), round_to_step(0.123, None)
+    (0.383, None, 0.123)
+    """
+    number = _number(value)
+    if number is None:
+        return None
+    if step is None or not math.isfinite(number):
+        return number  # an infinite odds ratio (a level with no events) says nothing more than its counts
+    decimals = max(0, -math.floor(math.log10(step)) + 1)
+    return round(round(number / step) * step, decimals)
+
+
+def wilson_interval(events: float, n: float, level: float) -> tuple[float | None, float | None]:
+    """Wilson score interval of ``events / n``.
+
+    >>> [round(x, 4) for x in wilson_interval(20, 100, 0.95)]
+    [0.1334, 0.2888]
+    """
+    from statistics import NormalDist
+
+    if not n:
+        return None, None
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = events / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _is_plain_proportion(estimate: float | None, n: float | None, events: float | None) -> bool:
+    return (estimate is not None and n is not None and events is not None and n > 0
+            and abs(estimate - events / n) <= 1e-9)
+
+
+def round_estimates(table: pd.DataFrame, min_cell_count: Any = 11, base: Any = 5,
+                    confidence_level: float = 0.95) -> pd.DataFrame:
+    """The suppressed long estimates table with every count rounded and every estimate
+    made unable to give an exact count back (see docs/privacy.md, "Rounding"):
+
+    * ``n`` and ``events`` -> ``round_count``; the ``estimate`` of a weighted-count row
+      (``variable`` in ``WEIGHTED_COUNT_VARIABLES``) too.
+    * A plain proportion (``estimate == events / n``) is republished as
+      rounded events / rounded n with the Wilson interval of those rounded counts:
+      ``estimate * n`` then gives the rounded count back, nothing more.
+    * Any other estimate with an ``n`` (weighted, Aalen-Johansen, ratios) and its
+      interval are rounded to ``estimate_step(n)`` -- for a curve, the largest ``n`` of
+      the curve (its starting population): ``estimate * n`` is then uncertain by at
+      least ``base`` persons.
+
+    >>> t = pd.DataFrame({"analysis": "a", "variable": "sex", "level": ["F", "M"], "time_days": None,
+    ...                   "n": [200, 1000], "events": [50, 300], "estimate": [0.25, 0.31234],
+    ...                   "ci_low": [0.19, 0.28], "ci_high": [0.31, 0.34], "method": "m"})
+    >>> round_estimates(t, 11, 5)[["n", "events", "estimate", "ci_low"]].round(4)
+         n  events  estimate  ci_low
+    0  198      48    0.2424   0.188
+    1  998     298      0.31    0.28
+    """
+    k, b = min_cell_count_of(min_cell_count), _base(base)
+    out = table.copy().reset_index(drop=True)
+    if out.empty:
+        return out
+    columns = [c for c in ("n", "events", "estimate", "ci_low", "ci_high") if c in out]
+    values = {c: [_number(v) for v in out[c].tolist()] for c in columns}
+    rows = len(out)
+    n_raw = values.get("n", [None] * rows)
+    e_raw = values.get("events", [None] * rows)
+    est = values.get("estimate", [None] * rows)
+    low = values.get("ci_low", [None] * rows)
+    high = values.get("ci_high", [None] * rows)
+    n_pub = [round_count(v, k, b) for v in n_raw]
+    e_pub = [round_count(v, k, b) for v in e_raw]
+    variables = out["variable"].astype("string").fillna("").tolist() if "variable" in out else [""] * rows
+    # A curve's starting population: the largest n over its points.
+    curve_n: dict[tuple, float] = {}
+    curve_key = [None] * rows
+    if "time_days" in out:
+        times = [_number(v) for v in out["time_days"].tolist()]
+        keys = [tuple("" if pd.isna(x) else str(x) for x in row)
+                for row in out.reindex(columns=["analysis", "variable", "level", "method"]).itertuples(index=False)]
+        for i in range(rows):
+            if times[i] is not None and n_pub[i] is not None:
+                curve_key[i] = keys[i]
+                curve_n[keys[i]] = max(curve_n.get(keys[i], 0), n_pub[i])
+    new_est, new_low, new_high = list(est), list(low), list(high)
+    for i in range(rows):
+        if variables[i] in WEIGHTED_COUNT_VARIABLES and est[i] is not None:
+            new_est[i] = None if is_small(est[i], k) else round_count(est[i], k, b)
+            continue
+        if b == 1 or est[i] is None:
+            continue
+        if _is_plain_proportion(est[i], n_raw[i], e_raw[i]) and n_pub[i]:
+            new_est[i] = e_pub[i] / n_pub[i]
+            if low[i] is not None and high[i] is not None:
+                new_low[i], new_high[i] = wilson_interval(e_pub[i], n_pub[i], confidence_level)
+            continue
+        reference = curve_n.get(curve_key[i]) if curve_key[i] is not None else n_pub[i]
+        step = estimate_step(reference, b)
+        if step is not None:
+            new_est[i], new_low[i], new_high[i] = (round_to_step(v, step) for v in (est[i], low[i], high[i]))
+    if "n" in out:
+        out["n"] = pd.array(n_pub, dtype="Int64")
+    if "events" in out:
+        out["events"] = pd.array(e_pub, dtype="Int64")
+    for col, new in (("estimate", new_est), ("ci_low", new_low), ("ci_high", new_high)):
+        if col in out:
+            out[col] = pd.array(new, dtype="Float64")
+    return out
+
+
+def round_count_columns(frame: pd.DataFrame, count_cols: Sequence[str], min_cell_count: Any = 11,
+                        base: Any = 5) -> pd.DataFrame:
+    """A suppressed count table with its count columns rounded (``round_count``).
+
+    >>> round_count_columns(pd.DataFrame({"excluded": [0, 12, None]}), ["excluded"], 11, 5)["excluded"].tolist()
+    [0, 13, <NA>]
+    """
+    k, b = min_cell_count_of(min_cell_count), _base(base)
+    out = frame.copy()
+    for col in count_cols:
+        if col in out:
+            out[col] = pd.array([round_count(v, k, b) for v in out[col].tolist()], dtype="Int64")
+    return out
+
+
+def publish_count(value: Any, min_cell_count: Any = 11, base: Any = 5) -> int | None:
+    """One count as published on its own: suppressed (None) when 1..k-1, else rounded.
+
+    >>> publish_count(7, 11, 5), publish_count(0, 11, 5), publish_count(20_001, 11, 5)
+    (None, 0, 20003)
+    """
+    k, b = min_cell_count_of(min_cell_count), _base(base)
+    return None if is_small(value, k) else round_count(value, k, b)
+
+
+# --------------------------------------------------------------------------
 # The last guard: scan published files
 # --------------------------------------------------------------------------
 
@@ -506,11 +764,12 @@ def _suppress_attrition(out, excluded_col, before_col, after_col, k, hide, hidde
 _COUNT_NAME = re.compile(
     r"^(n|events|non_?events|persons(_\w+)?|\w+_persons|count|\w+_count|n_\w+|excluded|included|"
     r"at_risk|n_at_risk|number_at_risk|failing_rows|rows_\w+|\w+_rows|deaths|censored|"
-    r"smallest_group|persons_in_small_groups|cases|controls)$",
+    r"smallest_group|persons_in_small_groups|groups_below_k|persons_in_groups_below_k|cases|controls|total|"
+    r"total_rows|rows|ess|effective_n)$",
     re.IGNORECASE,
 )
 # Settings, not counts, even when named like one.
-_NOT_COUNT_NAME = re.compile(r"^(min_cell_count|\w*_days|bootstrap_replicates|seed|groups_below_k)$", re.IGNORECASE)
+_NOT_COUNT_NAME = re.compile(r"^(min_cell_count|rounding_base|\w*_days|bootstrap_replicates|seed)$", re.IGNORECASE)
 _SKIP_JSON_KEYS = frozenset({"config"})
 
 

@@ -2,8 +2,10 @@
 
 Everything published is read from the warehouse and passed through
 ``pipeline.privacy.disclosure`` once (``tables.collect``); the exports and the
-report only ever see the suppressed tables. The new set is built beside
-``reports/`` and swapped in whole (``atomic``).
+report only ever see the suppressed, rounded tables. The new set is built beside
+``reports/``, read whole by the one output checker (``checker``), and swapped in
+only when it passes (``atomic``): a refused or failed publish leaves ``reports/``
+as it was.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from typing import Any
 import duckdb
 
 from pipeline.config import Config
+from pipeline.privacy.disclosure import min_cell_count_of, rounding_base_of
 from pipeline.publish.atomic import atomic_reports
-from pipeline.publish.exports import write_exports
+from pipeline.publish.checker import require_clean
+from pipeline.publish.exports import write_exports, write_quality
+from pipeline.publish.manifest import release_manifest
 from pipeline.publish.figures import write_static_figures
 from pipeline.publish.report import build_report, write_manifest
 from pipeline.publish.tables import collect
@@ -40,9 +45,12 @@ def run(
     ``estimates`` table has no headline rows.
     """
     reports_dir = Path(reports_dir)
+    k, b = min_cell_count_of(config), rounding_base_of(config)
     published = collect(con, config, estimate_result)
-    with atomic_reports(reports_dir, new_id()) as build:
+    manifest = release_manifest(manifest, k, b)
+    with atomic_reports(reports_dir, new_id(), check=lambda build: require_clean(build, k, b)) as build:
         write_exports(published, config, build / "exports")
+        write_quality(published, build / "quality")
         _, figures = build_report(published, config, manifest, build, notes=published.notes)
         write_manifest(manifest, config, build / "manifest.json")
         write_static_figures(figures, build / "figures")

@@ -2,9 +2,12 @@
 
 The new set is built in ``reports.tmp-<id>`` beside ``reports/``; on success the
 old folder is renamed to ``reports.old-<id>``, the new one renamed into place and
-the old one removed. A failure anywhere before the swap removes the build and
-leaves ``reports/`` exactly as it was. Folders written earlier in the run by
-other stages (``quality/``) are carried into the new set before the swap.
+the old one removed. A failure anywhere before the swap -- including the output
+checker (``check``), which reads the finished build -- removes the build and
+leaves ``reports/`` byte for byte as it was. No other stage writes into
+``reports/``: validation's full results and Data Docs go to
+``data/quality-internal/``; only the version-controlled ``README.md`` is carried
+into the new set (and checked with it).
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -20,18 +23,18 @@ import contextlib
 import logging
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
-# Written into reports/ by earlier stages of the same run (validation's results and Data Docs),
-# or kept in version control there; carried over into every new set.
-CARRIED_OVER = ("quality", "README.md")
+# Kept in version control in reports/; carried over into every new set (and checked with it).
+CARRIED_OVER = ("README.md",)
 
 
 @contextlib.contextmanager
-def atomic_reports(reports_dir: Path, build_id: str) -> Iterator[Path]:
-    """Yield an empty build folder; swap it in for ``reports_dir`` when the block succeeds."""
+def atomic_reports(reports_dir: Path, build_id: str, check: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Yield an empty build folder; swap it in for ``reports_dir`` when the block succeeds and
+    ``check(build)`` (the output checker, run on the finished set) raises nothing."""
     reports_dir = Path(reports_dir)
     build = reports_dir.parent / f"{reports_dir.name}.tmp-{build_id}"
     old = reports_dir.parent / f"{reports_dir.name}.old-{build_id}"
@@ -49,6 +52,8 @@ def atomic_reports(reports_dir: Path, build_id: str) -> Iterator[Path]:
                 shutil.copytree(source, build / name)
             elif source.is_file() and not (build / name).exists():
                 shutil.copy2(source, build / name)
+        if check is not None:
+            check(build)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise

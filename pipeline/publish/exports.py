@@ -9,8 +9,10 @@ are both generated:
 - ``data_quality``     load volumes, validation results and quarantine counts
 
 plus ``headline.json`` (DESIGN.md "Outputs"), ``schema.json``, ``data_dictionary.csv``/``.md``
-and ``schema_version.txt``. Every file holding data is scanned for small counts
-after it is written; one finding stops the publication.
+and ``schema_version.txt``. Every file is read by the output checker
+(``pipeline.publish.checker``) before the set is published; one violation stops
+the publication. ``quality/validation.json`` (``write_quality``) is the published
+view of the validation results: rule descriptions and rounded counts, no record.
 
 >>> [c[0] for c in DICTIONARY["estimates"]][:4]
 ['schema_version', 'analysis', 'variable', 'level']
@@ -30,7 +32,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import Config
-from pipeline.errors import PrivacyError
 from pipeline.publish.tables import (
     ATTRITION_COLUMNS,
     ESTIMATE_COLUMNS,
@@ -254,7 +255,10 @@ def _dictionary_markdown(dictionary: pd.DataFrame) -> str:
         "",
         f"Schema version {SCHEMA_VERSION}. Tables are long and tidy: one row per published number set; "
         "CSV (UTF-8, header row, empty cell = null) and Parquet hold the same rows. "
-        "Proportions are in [0, 1]. Suppressed cells are empty and flagged in `suppressed`.",
+        "Proportions are in [0, 1]. Suppressed cells are empty and flagged in `suppressed`. Every count is "
+        "rounded to the middle of its band of `disclosure.rounding_base` values, bands starting at "
+        "`disclosure.min_cell_count` (0 stays 0), so published counts need not add up exactly; a proportion "
+        "events / n is computed from the rounded counts (docs/privacy.md).",
     ]
     for file, rows in dictionary.groupby("file", sort=False):
         lines += ["", f"## {file}", "", "| column | type | nullable | meaning |", "| --- | --- | --- | --- |"]
@@ -279,36 +283,38 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def write_exports(published: Published, config: Config, exports_dir: Path) -> list[Path]:
-    """Write every export file, then refuse the set if any data file still holds a small count."""
+    """Write every export file (the output checker reads them before the set is published)."""
     exports_dir.mkdir(parents=True, exist_ok=True)
     k = published.min_cell_count
-    data_files: list[Path] = []
-    data_files += _write_table(published.estimates, "estimates", exports_dir)
-    data_files += _write_table(published.attrition, "cohort_attrition", exports_dir)
-    data_files += _write_table(published.quality, "data_quality", exports_dir)
+    _write_table(published.estimates, "estimates", exports_dir)
+    _write_table(published.attrition, "cohort_attrition", exports_dir)
+    _write_table(published.quality, "data_quality", exports_dir)
     headline_path = exports_dir / "headline.json"
     headline_path.write_text(json.dumps(published.headline, indent=2) + "\n", encoding="utf-8")
-    data_files.append(headline_path)
 
     dictionary = data_dictionary()
     dictionary.to_csv(exports_dir / "data_dictionary.csv", index=False)
     (exports_dir / "data_dictionary.md").write_text(_dictionary_markdown(dictionary), encoding="utf-8")
     (exports_dir / "schema.json").write_text(json.dumps(json_schema(k), indent=2) + "\n", encoding="utf-8")
     (exports_dir / "schema_version.txt").write_text(SCHEMA_VERSION + "\n", encoding="utf-8")
-
-    guard_small_counts(data_files, k)
     return sorted(exports_dir.iterdir())
 
 
-def guard_small_counts(paths: list[Path], min_cell_count: int) -> None:
-    """Last guard before anything is published: the privacy module's scan over each data file.
-
-    schema.json and the data dictionary hold no data (only descriptions and the
-    schema's own bounds), so they are not scanned.
-    """
-    from pipeline.privacy.disclosure import scan_for_small_counts
-
-    findings = [f"{path.name}: {finding}" for path in paths for finding in scan_for_small_counts(path, min_cell_count)]
-    if findings:
-        shown = "; ".join(findings[:5]) + (f" (and {len(findings) - 5} more)" if len(findings) > 5 else "")
-        raise PrivacyError(f"refusing to publish: small counts (< {min_cell_count}) in the exports: {shown}")
+def write_quality(published: Published, quality_dir: Path) -> Path:
+    """``quality/validation.json``: one entry per validation check -- rule, table, column,
+    status, failing rows and rows checked as published counts (suppressed, rounded), the
+    share from those. Record ids and values stay in the warehouse's audit tables."""
+    quality_dir.mkdir(parents=True, exist_ok=True)
+    quality = published.quality
+    checks = quality[quality["source"] == "validation"].drop(columns=["source"])
+    content = {
+        "schema_version": SCHEMA_VERSION,
+        "disclosure": {"min_cell_count": published.min_cell_count, "rounding_base": published.rounding_base},
+        "about": ("Validation results as published: rule descriptions and counts under disclosure control "
+                  "(suppressed below min_cell_count, then rounded). Which records failed stays in the warehouse "
+                  "(audit_validation, audit_quarantine); the analyst's full view is data/quality-internal/."),
+        "checks": records(checks),
+    }
+    path = quality_dir / "validation.json"
+    path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    return path

@@ -299,7 +299,7 @@ def dot_chart(rows: pd.DataFrame, *, title: str, subtitle: str, axis_title: str,
                                  if (v, str(l)) in position})
     for i in withheld_positions:
         fig.add_annotation(x=0, xref="paper", y=i, yref="y", xanchor="left", showarrow=False,
-                           text=f"withheld: fewer than {min_cell_count} persons", font={"size": 11, "color": GREY})
+                           text="withheld (disclosure control)", font={"size": 11, "color": GREY})
     if reference is not None:
         fig.add_vline(x=reference, line={"color": GREY, "dash": "dot", "width": 1})
     fig.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed",
@@ -337,7 +337,7 @@ def duration_chart(rows: pd.DataFrame, band_labels: list[str], split_days: int, 
         ))
     for band in sorted({str(level) for level in rows.loc[rows["suppressed"].astype(bool), "level"]}):
         fig.add_annotation(x=x_of[band], y=0, yref="paper", yanchor="bottom", showarrow=False, textangle=-90,
-                           text=f"withheld (< {min_cell_count})", font={"size": 11, "color": GREY})
+                           text="withheld (disclosure control)", font={"size": 11, "color": GREY})
     # Anchor reference marks: Marriott & Tyrer over bands of 4 weeks or more; Rickels under / over ~8 months.
     long_bands = [x_of[b] for b in bands if _band_low(b) is not None and _band_low(b) >= split_days]
     if long_bands:
@@ -605,8 +605,10 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
         f"{config.outcome.window_after_end_days} days after it ended. Each estimate has a {ci_name} (whiskers and shaded bands): the "
         f"range of values compatible with the data; narrower means more certain. <b>Primary</b> estimates (blue) "
         f"weight people whose outcome was recorded to stand for everyone; <b>complete-case</b> estimates (orange) use "
-        f"recorded outcomes only. Groups with 1 to {k - 1} people or events are withheld (disclosure control) and "
-        f"marked as such.</p>"
+        f"recorded outcomes only. Disclosure control: a group whose count of people or events is below the "
+        f"minimum cell size (k = {k}), or would give such a count back, is withheld and marked as such; every other "
+        f"count is rounded to the middle of its band of {published.rounding_base} (bands start at k), so counts "
+        f"shown beside each other need not add up exactly.</p>"
     )
     page.section("headline", "Headline", headline_html)
 
@@ -771,7 +773,7 @@ def _attrition_html(published: Published, config: Config) -> str:
     steps = [f"<div class='flow-box start'>{count(first['persons_before'])} people with a {esc(' / '.join(config.drugs.ingredients))} "
              "dispensing in the extract</div>"]
     for _, r in attrition.iterrows():
-        excluded = count(r["excluded"]) if not _missing(r["excluded"]) else f"fewer than {published.min_cell_count} (withheld)"
+        excluded = count(r["excluded"]) if not _missing(r["excluded"]) else "withheld (disclosure control)"
         after = count(r["persons_after"]) if not _missing(r["persons_after"]) else "withheld (would reveal a small count)"
         steps.append(f"<div class='flow-step'><div class='flow-arrow' aria-hidden='true'>&darr;</div>"
                      f"<div class='flow-excluded'>Step {esc(r['step'])}: {esc(r['reason'])} &mdash; excluded {excluded}</div>"
@@ -803,7 +805,7 @@ def _quality_html(published: Published) -> str:
     parts.append("<h3>Rows quarantined (set aside with a reason, never silently dropped)</h3>")
     parts.append(_html_table(["table", "stage", "rule", "rows"],
                              [[esc(r["table_name"]), esc(r["category"]), esc(r["check_id"]),
-                               count(r["count"]) if not r["suppressed"] else f"fewer than {published.min_cell_count}"]
+                               count(r["count"]) if not r["suppressed"] else "withheld"]
                               for _, r in quarantine.iterrows()]) if not quarantine.empty else "<p>No rows were quarantined.</p>")
     load = quality[quality["source"] == "load"]
     if not load.empty:
@@ -814,8 +816,11 @@ def _quality_html(published: Published) -> str:
         parts.append(_html_table(["table", "rows read", "rows loaded", "rows quarantined"],
                                  [[esc(t), count(v.get("rows_read")), count(v.get("rows_loaded")),
                                    count(v.get("rows_quarantined"))] for t, v in wide.items()]))
-    parts.append("<p class='note'>Full validation results and Great Expectations Data Docs: the "
-                     "<code>quality/</code> folder beside this page.</p>")
+    parts.append("<p class='note'>This section and <code>quality/validation.json</code> beside this page are the "
+                 "published view of data quality: rule descriptions and rounded counts only. Which records failed "
+                 "which rule stays in the warehouse (<code>audit_validation</code>, <code>audit_quarantine</code>); "
+                 "the full validation results and Great Expectations Data Docs are written for the analyst to "
+                 "<code>data/quality-internal/</code>, outside the published folder.</p>")
     return "".join(parts)
 
 
@@ -835,8 +840,14 @@ def _methods_html(published: Published, config: Config, level: float) -> str:
         "People with no follow-up or diagnosis in the window have an unknown outcome, not a negative one; the primary "
         "estimate weights ascertained people by the inverse probability of ascertainment, the complete-case estimate "
         "is shown beside it.",
-        f"Intervals: {round(100 * level)}% (Wilson for proportions). Disclosure control: no count from 1 to "
-        f"{published.min_cell_count - 1} is published, nor any number that would give one back.",
+        f"Intervals: {round(100 * level)}% (Wilson for proportions). Disclosure control "
+        f"(<code>disclosure.min_cell_count</code> = {published.min_cell_count}, <code>disclosure.rounding_base</code> "
+        f"= {published.rounding_base}): no count below {published.min_cell_count} is published, nor any number that "
+        f"would give one back; every published count is rounded to the middle of its band of "
+        f"{published.rounding_base} values (bands start at {published.min_cell_count}; 0 stays 0); a proportion "
+        f"events / n is computed from the rounded counts (with the Wilson interval of those), any other estimate is "
+        f"rounded so that estimate &times; n is uncertain by at least the rounding base (persons) "
+        f"(docs/privacy.md).",
     ]
     weights = _analysis(published, "weights")
     weights_html = ("<h3>Ascertainment weights</h3>" + estimates_table(weights, level, is_percent=False)) if not weights.empty else ""

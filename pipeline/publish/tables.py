@@ -60,6 +60,7 @@ class Published:
     quality: pd.DataFrame
     headline: dict[str, Any]
     min_cell_count: int
+    rounding_base: int = 1
     notes: list[str] = field(default_factory=list)
 
 
@@ -121,13 +122,16 @@ def read_estimates(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return frame[columns]
 
 
-def suppress_estimates(estimates: pd.DataFrame, min_cell_count: int) -> pd.DataFrame:
-    """The long estimates table after disclosure control, in the published column order and types."""
+def suppress_estimates(estimates: pd.DataFrame, min_cell_count: int, rounding_base: int = 1,
+                       confidence_level: float = 0.95) -> pd.DataFrame:
+    """The long estimates table after disclosure control (suppression, then rounding),
+    in the published column order and types."""
     suppressed = _disclosure().suppress(estimates.copy(), min_cell_count)
     suppressed = _ensure_flags(estimates, suppressed, ["n", "events"])
     hidden = suppressed["suppressed"].to_numpy()
     for col in ("events", "estimate", "ci_low", "ci_high"):  # n may stay: it says how many, not who
         suppressed[col] = suppressed[col].astype("object").where(~hidden, None)
+    suppressed = _disclosure().round_estimates(suppressed, min_cell_count, rounding_base, confidence_level)
     suppressed["schema_version"] = SCHEMA_VERSION
     return typed(suppressed[ESTIMATE_COLUMNS], ESTIMATE_COLUMNS)
 
@@ -171,7 +175,7 @@ def _suppress_count_table(frame: pd.DataFrame, count_cols: list[str], min_cell_c
     return _ensure_flags(frame, suppressed, [*count_cols, *options.get("total_cols", ())])
 
 
-def read_attrition(con: duckdb.DuckDBPyConnection, min_cell_count: int) -> pd.DataFrame:
+def read_attrition(con: duckdb.DuckDBPyConnection, min_cell_count: int, rounding_base: int = 1) -> pd.DataFrame:
     """``cohort_attrition`` suppressed as an attrition chain (after = before - excluded, step by step)."""
     columns = ["step", "reason", "persons_before", "excluded", "persons_after"]
     if not table_exists(con, "cohort_attrition"):
@@ -180,6 +184,8 @@ def read_attrition(con: duckdb.DuckDBPyConnection, min_cell_count: int) -> pd.Da
         frame = con.execute(f"select {', '.join(columns)} from cohort_attrition order by step").df()
     out = _suppress_count_table(frame, ["excluded"], min_cell_count,
                                 total_cols=("persons_before", "persons_after")).reset_index(drop=True)
+    out = _disclosure().round_count_columns(out, ["persons_before", "excluded", "persons_after"], min_cell_count,
+                                            rounding_base)
     out["schema_version"] = SCHEMA_VERSION
     return typed(out, ATTRITION_COLUMNS)
 
@@ -213,8 +219,10 @@ _QUALITY_SQL = {
 }
 
 
-def read_quality(con: duckdb.DuckDBPyConnection, min_cell_count: int) -> pd.DataFrame:
-    """Load volumes, validation results and quarantine counts as one long table, suppressed."""
+def read_quality(con: duckdb.DuckDBPyConnection, min_cell_count: int, rounding_base: int = 1) -> pd.DataFrame:
+    """Load volumes, validation results and quarantine counts as one long table, suppressed and
+    rounded; ``share`` is computed from the published (rounded) counts, so share x total gives
+    back the published count and nothing more."""
     parts = [con.execute(sql).df() for name, sql in _QUALITY_SQL.items() if table_exists(con, name)]
     parts = [p for p in parts if not p.empty]
     columns = [c for c in QUALITY_COLUMNS if c not in ("schema_version", "share", "suppressed", "suppression_reason")]
@@ -233,6 +241,7 @@ def read_quality(con: duckdb.DuckDBPyConnection, min_cell_count: int) -> pd.Data
             out.loc[loaded, "count"] = None
             out.loc[loaded, "suppressed"] = True
             out.loc[loaded, "suppression_reason"] = "secondary: rows read minus rows quarantined"
+    out = _disclosure().round_count_columns(out, ["count", "total"], min_cell_count, rounding_base)
     count = pd.to_numeric(out["count"].astype("object"))
     total = pd.to_numeric(out["total"].astype("object"))
     out["share"] = (count / total.where(total > 0)).astype("object").where(count.notna() & total.notna(), None)
@@ -289,22 +298,37 @@ def headline_from_result(estimate_result: dict[str, Any] | None, config: Config)
     return result
 
 
-def suppress_headline_dict(headline: dict[str, Any], min_cell_count: int) -> dict[str, Any]:
-    """Disclosure control for headline.json, normalised to exactly DESIGN.md's keys."""
+def suppress_headline_dict(headline: dict[str, Any], min_cell_count: int, rounding_base: int = 1,
+                           confidence_level: float = 0.95) -> dict[str, Any]:
+    """Disclosure control for headline.json (suppression, then rounding: the same rules as the
+    estimates table, so a headline taken from it is unchanged), normalised to DESIGN.md's keys."""
     suppressed = _disclosure().suppress_headline(headline, min_cell_count)
     out: dict[str, Any] = {"headline": {}, "complete_case": {}, "config": headline["config"]}
+    records = []
     for key in ("headline", "complete_case"):
         for group in HEADLINE_GROUPS:
             entry = (suppressed.get(key) or {}).get(group) or {}
             out[key][group] = {k: entry.get(k) for k in HEADLINE_KEYS}
+            records.append({"analysis": key, "variable": "headline_group", "level": group, "time_days": None,
+                            **{k: entry.get(k) for k in ("n", "events", "estimate", "ci_low", "ci_high", "method")}})
+    rounded = _disclosure().round_estimates(pd.DataFrame.from_records(records), min_cell_count, rounding_base,
+                                            confidence_level)
+    for record in rounded.to_dict("records"):
+        entry = out[record["analysis"]][record["level"]]
+        for col in ("n", "events"):
+            entry[col] = None if pd.isna(record[col]) else int(record[col])
+        for col in ("estimate", "ci_low", "ci_high"):
+            entry[col] = None if pd.isna(record[col]) else float(record[col])
     return out
 
 
 def collect(con: duckdb.DuckDBPyConnection, config: Config, estimate_result: dict[str, Any] | None) -> Published:
     """Read and suppress everything that will be published."""
-    k = config.disclosure.min_cell_count
+    disclosure = _disclosure()
+    k, b = disclosure.min_cell_count_of(config), disclosure.rounding_base_of(config)
+    level = config.estimate.confidence_level
     notes: list[str] = []
-    estimates = suppress_estimates(read_estimates(con), k)
+    estimates = suppress_estimates(read_estimates(con), k, b, level)
     headline = headline_from_estimates(estimates, config)
     if headline is None:
         headline = headline_from_result(estimate_result, config)
@@ -314,12 +338,13 @@ def collect(con: duckdb.DuckDBPyConnection, config: Config, estimate_result: dic
         notes.append("no headline estimate was produced")
         headline = {"headline": {g: _entry(None) for g in HEADLINE_GROUPS},
                     "complete_case": {g: _entry(None) for g in HEADLINE_GROUPS}, "config": config.to_dict()}
-    headline = suppress_headline_dict(headline, k)
+    headline = suppress_headline_dict(headline, k, b, level)
     return Published(
         estimates=estimates,
-        attrition=read_attrition(con, k),
-        quality=read_quality(con, k),
+        attrition=read_attrition(con, k, b),
+        quality=read_quality(con, k, b),
         headline=headline,
         min_cell_count=k,
+        rounding_base=b,
         notes=notes,
     )

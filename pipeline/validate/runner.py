@@ -9,7 +9,11 @@
    the DuckDB shim (``gx_duckdb``): metrics are SQL run by DuckDB. Results go to
    audit_validation, ``<quality_dir>/validation_<run_id>.json`` and
    ``latest.json``; Data Docs to ``<quality_dir>/data_docs`` (best effort: a
-   docs failure is reported, never fatal).
+   docs failure is reported, never fatal). ``quality_dir`` is the analyst's
+   internal folder (``data/quality-internal/``), never under ``reports/``: these
+   files name records and GX shows sampled values. Each run replaces the
+   previous run's files there (nothing accumulates). The published view of
+   data quality is built by the publish stage from the warehouse.
 3. A check's status is ``fail`` when its failing share exceeds its threshold.
    A failing error check with action stop or quarantine raises
    ``ValidationFailed`` (one line); warnings are reported and the run goes on.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -229,10 +234,9 @@ def quarantine_rows(con: duckdb.DuckDBPyConnection, checks: list[Check]) -> dict
         if check.action != "quarantine":
             continue
         column = check.column or check.id_column
-        reason = (
-            f"'{column}=' || coalesce(cast(failing.{column} as varchar), 'NULL') || "
-            f"{_literal('; ' + check.description)}"
-        )
+        # The rule, never the value: a value in a category column may be an identifier
+        # (record_id and source_row lead back to the row in the warehouse).
+        reason = _literal(f"{column}: {check.description}")
         inserted = con.execute(
             f"""
             insert into audit_quarantine (load_id, stage, table_name, record_id, source_row, rule_id, reason)
@@ -266,6 +270,8 @@ def _run_gx(
 
     context = new_context()
     docs_dir = quality_dir / "data_docs"
+    if docs_dir.exists():
+        shutil.rmtree(docs_dir)  # one run's Data Docs at a time: earlier runs' pages do not pile up
     if build_docs:
         context.add_data_docs_site(
             DOCS_SITE,
@@ -445,6 +451,8 @@ def write_json(report: ValidationReport, quality_dir: Path) -> Path:
     """``validation_<run_id>.json`` and a copy as ``latest.json``; returns the first."""
     quality_dir = Path(quality_dir)
     quality_dir.mkdir(parents=True, exist_ok=True)
+    for earlier in quality_dir.glob("validation_*.json"):
+        earlier.unlink()  # the previous run's results are in audit_validation
     text = json.dumps(report.to_dict(), indent=2, default=str)
     path = quality_dir / f"validation_{report.run_id}.json"
     path.write_text(text, encoding="utf-8")
