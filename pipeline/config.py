@@ -60,10 +60,36 @@ class CohortConfig:
 @dataclass(frozen=True)
 class OutcomeConfig:
     window_after_end_days: int = 90
+    fixed_window_days: int = 90
     sds_cutoff: int = 7
-    dependence_icd10_prefixes: tuple[str, ...] = ("F132", "F133", "F134")
-    dependence_icd10cm_prefixes: tuple[str, ...] = ("F132", "F1313", "F1393")
-    misuse_icd10_prefixes: tuple[str, ...] = ("F131",)
+
+    # The F13 codes and their roles live in ONE concept list,
+    # pipeline/ingest/concept_sets/dependence_conditions.json ("outcome_codes");
+    # these read-only views of it serve the OMOP loader and the report.
+    @property
+    def dependence_icd10_prefixes(self) -> tuple[str, ...]:
+        return outcome_code_prefixes("ICD10", ("dependence", "withdrawal", "remission"))
+
+    @property
+    def dependence_icd10cm_prefixes(self) -> tuple[str, ...]:
+        return outcome_code_prefixes("ICD10CM", ("dependence", "withdrawal", "remission"))
+
+    @property
+    def misuse_icd10_prefixes(self) -> tuple[str, ...]:
+        return outcome_code_prefixes("ICD10", ("misuse",))
+
+
+def outcome_code_prefixes(code_system: str, roles: tuple[str, ...]) -> tuple[str, ...]:
+    """Code prefixes (dots removed) of the concept list with one of ``roles``.
+
+    >>> outcome_code_prefixes("ICD10", ("withdrawal",))
+    ('F133', 'F134')
+    """
+    import json
+
+    path = PROJECT_ROOT / "pipeline" / "ingest" / "concept_sets" / "dependence_conditions.json"
+    codes = json.loads(path.read_text(encoding="utf-8"))["outcome_codes"]
+    return tuple(c["code_prefix"] for c in codes if c["code_system"] == code_system and c["role"] in roles)
 
 
 @dataclass(frozen=True)
@@ -84,6 +110,8 @@ class EstimateConfig:
     sensitivity_persistence_window_days: tuple[int, ...] = (10, 30, 60)
     sensitivity_sds_cutoff: tuple[int, ...] = (6, 7, 8)
     sensitivity_window_after_end_days: tuple[int, ...] = (30, 90, 180)
+    # Truncated-weight sensitivity analysis: IPW weights clipped to these percentiles.
+    weight_truncation_percentiles: tuple[float, ...] = (1.0, 99.0)
 
     def band_labels(self) -> list[str]:
         """Human labels of the duration bands.
