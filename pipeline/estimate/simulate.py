@@ -97,8 +97,11 @@ def mar_truth() -> dict:
                 acc[0] += weight * part * p
                 acc[1] += weight * part
     proportion = {key: num / den for key, (num, den) in totals.items() if den > 0}
+    headline = {g: proportion[g] for g in ("gt_4_weeks", "le_4_weeks")}
     return {
-        "headline": {g: proportion[g] for g in ("gt_4_weeks", "le_4_weeks")},
+        "headline": headline,
+        # estimand (b): the same latent dependence; whether the fixed window is defined does not depend on covariates
+        "headline_fixed_window": dict(headline),
         "by_duration_band": {band: proportion[band] for band in DURATION_BANDS},
     }
 
@@ -141,6 +144,12 @@ def make_mar_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]:
     died = ~dependent & (rng.random(n) < 0.03)
     days_to_death = np.floor(rng.random(n) * window).astype(int)
     ending = np.array(["taper", "abrupt", "ongoing"], dtype=object)[rng.choice(3, size=n, p=[0.35, 0.35, 0.30])]
+    # estimand (b): defined when the treatment ended while observed; assessed in the fixed window with a
+    # probability that does not grow with duration (a flatter MAR model of its own)
+    fixed_defined = ending != "ongoing"
+    fixed_logit = asc_logit - _effects(DURATION_BANDS, band, 2) * 0.5 - 0.3
+    ascertained_fixed = fixed_defined & (rng.random(n) < _expit(fixed_logit))
+    unassessing = ~ascertained & (rng.random(n) < 0.2)
     documented = ascertained & (rng.random(n) < np.where(signal, 0.3, 0.03))
     icd_misuse = ascertained & (rng.random(n) < 0.01)
     increase = rng.random(n) < np.clip(0.02 + duration / 1000, 0, 0.6)
@@ -164,6 +173,11 @@ def make_mar_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]:
             "dependence": masked(dependent),
             **{name: masked(values) for name, values in comp.items()},
             "days_to_dependence": pd.array(np.where(ascertained & dependent, days_to_dependence, None), dtype="Int64"),
+            "fixed_window_defined": fixed_defined,
+            "ascertained_fixed": ascertained_fixed,
+            "dependence_fixed": pd.array(np.where(ascertained_fixed, dependent, None), dtype="boolean"),
+            "only_unassessing_records": unassessing,
+            "only_unassessing_records_fixed": fixed_defined & ~ascertained_fixed & unassessing,
             "died_in_window": died,
             "days_to_death": pd.array(np.where(died, days_to_death, None), dtype="Int64"),
             "days_followed": np.where(died, days_to_death, window),
