@@ -394,3 +394,15 @@ def test_supervised_stratum_is_defined_from_prescription_records_known_for_every
     rows = con.execute("select n from estimates where analysis = 'by_stratum_overall' and variable = 'misuse' "
                        "and level = 'supervised' and method like 'primary:%'").fetchall()
     assert rows == [(int((~person["rx_misuse_signal"]).sum()),)]
+
+
+def test_nobody_assessed_is_not_estimable_with_a_warning():
+    person, _ = make_mar_person_table(seed=9, persons=600)
+    person["ascertained"] = False
+    person["ascertained_fixed"] = False
+    for column in ("dependence", "dependence_fixed", "dep_icd", "dep_withdrawal", "dep_assessed", "dep_sds"):
+        person[column] = pd.array([None] * len(person), dtype="boolean")
+    frame, extras = estimate_run.estimate_tables(person, Config())
+    entry = extras["headline_json"]["headline"]["gt_4_weeks"]
+    assert entry["estimate"] is None and entry["n_assessed"] == 0 and entry["n"] > 0
+    assert sum("not estimable" in w for w in extras["warnings"]) == 2  # estimands (a) and (b)

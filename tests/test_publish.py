@@ -86,10 +86,10 @@ def test_headline_json_has_designs_shape_and_matches_the_reports_sentence(report
     for block in ("headline", "complete_case"):
         assert set(headline[block]) == {"gt_4_weeks", "le_4_weeks"}
         for entry in headline[block].values():
-            assert set(entry) == {"estimate", "ci_low", "ci_high", "n", "events", "method"}
+            assert set(entry) == {"estimate", "ci_low", "ci_high", "n", "n_assessed", "events", "method"}
     gt = headline["headline"]["gt_4_weeks"]
     assert gt == {"estimate": pytest.approx(1263 / 4210 + 0.012), "ci_low": pytest.approx(gt["ci_low"]),
-                  "ci_high": pytest.approx(gt["ci_high"]), "n": 4210, "events": 1263,
+                  "ci_high": pytest.approx(gt["ci_high"]), "n": 4210, "n_assessed": 4210, "events": 1263,
                   "method": PRIMARY}
     assert headline["complete_case"]["gt_4_weeks"]["estimate"] == pytest.approx(1263 / 4210)
     assert headline["config"] == load_config().to_dict()
@@ -216,7 +216,7 @@ def test_missing_analyses_say_so_and_headline_can_come_from_the_estimate_result(
         assert f"No estimates for {section} were produced" in page
     headline = json.loads((reports / "exports" / "headline.json").read_text())
     assert headline["headline"]["gt_4_weeks"]["estimate"] == 0.3
-    assert headline["headline"]["le_4_weeks"] == result["headline"]["le_4_weeks"]
+    assert headline["headline"]["le_4_weeks"] == {**result["headline"]["le_4_weeks"], "n_assessed": None}
     assert headline["complete_case"]["gt_4_weeks"]["estimate"] is None
     assert "not published: free text" not in page
 

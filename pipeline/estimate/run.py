@@ -304,6 +304,8 @@ def headline_from_person_table(person: pd.DataFrame, config: Config, estimand: s
     person = prepare(person, config)
     if estimand == "b":
         person = fixed_window_view(person)
+    if not person["_outcome_known"].any():
+        return headline_rows(person, _unassessed_model(len(person)), config)[1]
     keep, violations = positivity(person)
     person = person[keep].reset_index(drop=True)
     return headline_rows(person, fit_weights(person, config), config, label=restriction_label(violations))[1]
@@ -546,6 +548,12 @@ def _labelled(rows: list[dict], label: str) -> list[dict]:
 
 
 def _restrict(person: pd.DataFrame, estimand: str, warnings_out: list[str]) -> tuple[pd.DataFrame, list[dict], str]:
+    if len(person) and not person["_outcome_known"].any():
+        message = (f"estimand ({estimand}): no cohort person's outcome was assessed in the window (no follow-up with an "
+                   "outcome field, no dependence or withdrawal code): the estimand is not estimable")
+        warnings_out.append(message)
+        log.warning(message)
+        return person, [], ""
     keep, violations = positivity(person)
     if violations:
         levels = ", ".join(f"{v['variable']}={v['level']}" for v in violations)
@@ -557,7 +565,17 @@ def _restrict(person: pd.DataFrame, estimand: str, warnings_out: list[str]) -> t
     return person[keep].reset_index(drop=True), violations, restriction_label(violations)
 
 
+def _unassessed_model(n: int) -> stats.AscertainmentModel:
+    """The weight model when nobody was assessed: every weight 0, so every estimate is NaN (not estimable)."""
+    return stats.AscertainmentModel(
+        design=np.ones((n, 1)), names=("intercept",), ascertained=np.zeros(n, dtype=bool),
+        probability=np.full(n, 1e-12), weight=np.zeros(n), inverse_information=np.zeros((1, 1)), converged=True,
+    )
+
+
 def _fit_logged(person: pd.DataFrame, config: Config, estimand: str, warnings_out: list[str]) -> stats.AscertainmentModel:
+    if not person["_outcome_known"].any():
+        return _unassessed_model(len(person))
     model = fit_weights(person, config)
     for text in model.fit_warnings:
         message = f"estimand ({estimand}) weight model: {text}"
@@ -660,6 +678,8 @@ def in_sample_sensitivity_rows(person, model, config, estimand: str, label: str)
     """Sensitivity analyses that need no rebuild: truncated weights, and (estimand a) dropping
     episodes ended by observation end (ongoing: censored durations and windows)."""
     rows = []
+    if not model.ascertained.any():
+        return rows
     suffix = "" if estimand == "a" else FIXED
     low, high = config.estimate.weight_truncation_percentiles
     clipped = truncated(model, config)
@@ -672,6 +692,8 @@ def in_sample_sensitivity_rows(person, model, config, estimand: str, label: str)
         ended = (person["ending"].astype("str") != "ongoing").to_numpy()
         if ended.any() and not ended.all():
             kept = person[ended].reset_index(drop=True)
+            if not kept["_outcome_known"].any():
+                return rows
             keep, violations = positivity(kept)
             kept = kept[keep].reset_index(drop=True)
             refit = fit_weights(kept, config)
@@ -768,9 +790,12 @@ def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild
             varied = config.replace(**{section: {key: value}})
             person = current if getattr(getattr(config, section), key) == value else rebuild(varied)
             person = prepare(person, varied)
-            keep, violations = positivity(person)
-            person = person[keep].reset_index(drop=True)
-            model = fit_weights(person, varied)
+            if not person["_outcome_known"].any():
+                model, violations = _unassessed_model(len(person)), []
+            else:
+                keep, violations = positivity(person)
+                person = person[keep].reset_index(drop=True)
+                model = fit_weights(person, varied)
             headline = headline_rows(person, model, varied, label=restriction_label(violations))[0]
             for row in headline:
                 if row["level"] in HEADLINE_GROUPS:
