@@ -1,5 +1,8 @@
 """Simulation study: bias and 95% CI coverage of the primary (IPW) and the
-complete-case headline estimates.
+complete-case headline estimates, for both estimands: (a) the window from
+episode start to episode end + 90 days and (b) the fixed window after
+treatment ends. It runs on the SHIPPED settings (``config/default.toml`` via
+``load_config()``), not on ``Config()``.
 
 ``main(n_sims, persons, seed, make_person_table=None)`` draws ``n_sims``
 person tables, runs the headline estimators on each and compares them with
@@ -28,7 +31,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Config
+from pipeline.config import Config, load_config
 
 MakePersonTable = Callable[[int, int], tuple[pd.DataFrame, dict]]
 
@@ -194,8 +197,8 @@ def make_mar_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]:
     return person, mar_truth()
 
 
-def _truth_value(truth: dict, group: str) -> float:
-    value = truth.get("headline", truth).get(group)
+def _truth_value(truth: dict, group: str, block: str = "headline") -> float:
+    value = truth.get(block, truth).get(group)
     if isinstance(value, dict):
         value = value.get("model_expected", value.get("estimate", value.get("proportion")))
     return float(value)
@@ -219,7 +222,7 @@ def make_demo_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]
     from pipeline.ingest.native import load_native
     from pipeline.warehouse import connect
 
-    config = Config()
+    config = load_config()  # the shipped settings: equivalence and labelled-maximum tables, washout, bands
     with tempfile.TemporaryDirectory(prefix="benzo-sim-") as folder:
         extract = Path(folder) / "extract"
         import contextlib
@@ -232,11 +235,12 @@ def make_demo_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]
         transform.run(con, config)
         person = con.execute("select * from analysis_person").df()
         con.close()
-    headline = {
-        group: {"model_expected": values["model_expected"], "realised": values["proportion"]}
-        for group, values in truth["headline"].items()
+    blocks = {
+        block: {group: {"model_expected": values["model_expected"], "realised": values["proportion"]}
+                for group, values in truth[block].items()}
+        for block in ("headline", "headline_fixed_window")
     }
-    return person, {"headline": headline}
+    return person, blocks
 
 
 def main(
@@ -249,36 +253,42 @@ def main(
 ) -> pd.DataFrame:
     """Bias, empirical SE, mean CI width and coverage of primary vs complete-case.
 
-    One row per headline group x method. Seeds are ``seed + i`` (printed).
+    One row per estimand x headline group x method. Seeds are ``seed + i`` (printed).
     """
     from pipeline.estimate.run import headline_from_person_table
 
     make = make_person_table or make_mar_person_table
-    config = config or Config()
+    config = config or load_config()
     records = []
     started = time.perf_counter()
     if verbose:
-        print(f"simulation: {n_sims} data sets x {persons} persons, seeds {seed}..{seed + n_sims - 1}")
+        print(f"simulation: {n_sims} data sets x {persons} persons, seeds {seed}..{seed + n_sims - 1}", flush=True)
     for i in range(n_sims):
         person, truth = make(seed + i, persons)
-        result = headline_from_person_table(person, config)
-        for method_key, method in (("headline", "primary"), ("complete_case", "complete_case")):
-            for group, values in result[method_key].items():
-                true = _truth_value(truth, group)
-                records.append(
-                    {
-                        "group": group,
-                        "method": method,
-                        "truth": true,
-                        "estimate": values["estimate"],
-                        "covered": values["ci_low"] <= true <= values["ci_high"],
-                        "width": values["ci_high"] - values["ci_low"],
-                    }
-                )
+        for estimand, block in (("a", "headline"), ("b", "headline_fixed_window")):
+            if block not in truth and estimand == "b":
+                continue
+            result = headline_from_person_table(person, config, estimand=estimand)
+            for method_key, method in (("headline", "primary"), ("complete_case", "complete_case")):
+                for group, values in result[method_key].items():
+                    true = _truth_value(truth, group, block)
+                    records.append(
+                        {
+                            "estimand": estimand,
+                            "group": group,
+                            "method": method,
+                            "truth": true,
+                            "estimate": values["estimate"],
+                            "covered": values["ci_low"] <= true <= values["ci_high"],
+                            "width": values["ci_high"] - values["ci_low"],
+                        }
+                    )
+        if verbose and (i + 1) % 25 == 0:
+            print(f"  {i + 1} / {n_sims} ({time.perf_counter() - started:.0f} s)", flush=True)
     frame = pd.DataFrame(records)
     summary = (
         frame.assign(error=frame["estimate"] - frame["truth"])
-        .groupby(["group", "method"], as_index=False)
+        .groupby(["estimand", "group", "method"], as_index=False)
         .agg(
             truth=("truth", "mean"),
             mean_estimate=("estimate", "mean"),
