@@ -68,7 +68,6 @@ BENZODIAZEPINES: tuple[str, ...] = (
 # and concept ids ("798874").
 INN_SHAPE = re.compile(r"[a-z][a-z -]{0,58}[a-z]")
 OMOP_DRUG_SHAPE = re.compile(r"[a-z][a-z0-9 ,.()/-]{0,98}[a-z0-9)]|[0-9]{1,18}")
-CODE_PREFIX_SHAPE = re.compile(r"[A-Z][0-9][0-9A-Z]{0,5}")
 MEMORY_SHAPE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB|%)\s*", re.IGNORECASE)
 _BYTES = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -82,7 +81,6 @@ Seed = Annotated[int, Ge(0), Le(2**32 - 1)]  # numpy's seeds are 0 .. 2**32 - 1
 Milligrams = Annotated[float, Gt(0), Lt(100_000)]
 Count = Annotated[int, Ge(2), Le(1000)]  # "several" prescribers / pharmacies
 DrugName = str  # shape checked by the validators below (it depends on the extract's format)
-CodePrefix = str
 
 
 def _default_raw(section: str) -> dict[str, Any]:
@@ -205,24 +203,40 @@ class CohortConfig(_Section):
     washout_days: Days
 
 
-def _code_prefixes(value: tuple[str, ...]) -> tuple[str, ...]:
-    prefixes = tuple(item.strip().replace(".", "").upper() for item in value)
-    for prefix in prefixes:
-        if not CODE_PREFIX_SHAPE.fullmatch(prefix):
-            raise ValueError(f"has {prefix!r}: each must be an ICD-10 code prefix such as F13.2 or F132")
-    return prefixes
-
-
 class OutcomeConfig(_Section):
     SECTION: ClassVar[str] = "outcome"
     window_after_end_days: Days
+    fixed_window_days: PositiveDays
     sds_cutoff: SdsCutoff
-    dependence_icd10_prefixes: tuple[CodePrefix, ...]
-    dependence_icd10cm_prefixes: tuple[CodePrefix, ...]
-    misuse_icd10_prefixes: tuple[CodePrefix, ...]
 
-    _prefixes = field_validator("dependence_icd10_prefixes", "dependence_icd10cm_prefixes",
-                                "misuse_icd10_prefixes")(_code_prefixes)
+    # The F13 codes and their roles live in ONE concept list,
+    # pipeline/ingest/concept_sets/dependence_conditions.json ("outcome_codes");
+    # these read-only views of it serve the OMOP loader and the report.
+    @property
+    def dependence_icd10_prefixes(self) -> tuple[str, ...]:
+        return outcome_code_prefixes("ICD10", ("dependence", "withdrawal", "remission"))
+
+    @property
+    def dependence_icd10cm_prefixes(self) -> tuple[str, ...]:
+        return outcome_code_prefixes("ICD10CM", ("dependence", "withdrawal", "remission"))
+
+    @property
+    def misuse_icd10_prefixes(self) -> tuple[str, ...]:
+        return outcome_code_prefixes("ICD10", ("misuse",))
+
+
+@functools.cache
+def outcome_code_prefixes(code_system: str, roles: tuple[str, ...]) -> tuple[str, ...]:
+    """Code prefixes (dots removed) of the concept list with one of ``roles``.
+
+    >>> outcome_code_prefixes("ICD10", ("withdrawal",))
+    ('F133', 'F134')
+    """
+    import json
+
+    path = PROJECT_ROOT / "pipeline" / "ingest" / "concept_sets" / "dependence_conditions.json"
+    codes = json.loads(path.read_text(encoding="utf-8"))["outcome_codes"]
+    return tuple(c["code_prefix"] for c in codes if c["code_system"] == code_system and c["role"] in roles)
 
 
 class MisuseConfig(_Section):
@@ -243,6 +257,8 @@ class EstimateConfig(_Section):
     sensitivity_persistence_window_days: Annotated[tuple[Days, ...], MaxLen(20)]
     sensitivity_sds_cutoff: Annotated[tuple[SdsCutoff, ...], MaxLen(20)]
     sensitivity_window_after_end_days: Annotated[tuple[Days, ...], MaxLen(20)]
+    # Truncated-weight sensitivity analysis: IPW weights clipped to these percentiles.
+    weight_truncation_percentiles: Annotated[tuple[Annotated[float, Ge(0), Le(100)], ...], MinLen(2), MaxLen(2)]
 
     @field_validator("duration_band_lower_days")
     @classmethod

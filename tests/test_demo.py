@@ -186,22 +186,35 @@ final AS (SELECT person_id, min(dispensed_on) AS episode_start, max(supply_end) 
 SELECT f.person_id, f.episode_start,
        least(f.supply_end, p.observation_end, coalesce(p.death_date, p.observation_end)) AS episode_end,
        year(f.episode_start) - p.birth_year AS age,
-       f.episode_start - p.observation_start AS prior_days
+       f.episode_start - p.observation_start AS prior_days,
+       f.supply_end <= p.observation_end AND (p.death_date IS NULL OR p.death_date > f.supply_end) AS ended_while_observed
 FROM final f JOIN persons_ok p USING (person_id);
+CREATE TABLE outcome_dx AS
+  SELECT *, (code_system = 'ICD10' AND (code_nodot LIKE 'F132%' OR code_nodot LIKE 'F133%' OR code_nodot LIKE 'F134%'))
+         OR (code_system = 'ICD10CM' AND (code_nodot LIKE 'F132%' OR code_nodot LIKE 'F1313%' OR code_nodot LIKE 'F1393%'))
+         AS is_outcome
+  FROM dx_ok;
+CREATE TABLE assessing AS
+  SELECT person_id, assessed_on AS day, coalesce(withdrawal_symptoms OR dependence_assessed OR sds_score >= 7, false) AS positive
+  FROM fu_ok WHERE sds_score IS NOT NULL OR withdrawal_symptoms IS NOT NULL OR dependence_assessed IS NOT NULL
+  UNION ALL
+  SELECT person_id, recorded_on, true FROM outcome_dx WHERE is_outcome;
 CREATE TABLE reference AS
 SELECT e.person_id, e.episode_end - e.episode_start + 1 AS duration_days,
        e.age >= 18 AND e.prior_days >= 365 AND NOT EXISTS (
          SELECT 1 FROM rx_ok r WHERE r.person_id = e.person_id
-           AND r.dispensed_on >= e.episode_start - 365 AND r.dispensed_on < e.episode_start) AS in_cohort,
-       EXISTS (SELECT 1 FROM fu_ok f WHERE f.person_id = e.person_id AND f.assessed_on BETWEEN e.episode_start AND e.episode_end + 90)
-       OR EXISTS (SELECT 1 FROM dx_ok d WHERE d.person_id = e.person_id AND d.recorded_on BETWEEN e.episode_start AND e.episode_end + 90)
-         AS ascertained,
-       EXISTS (SELECT 1 FROM fu_ok f WHERE f.person_id = e.person_id AND f.assessed_on BETWEEN e.episode_start AND e.episode_end + 90
-                 AND (f.withdrawal_symptoms OR f.dependence_assessed OR f.sds_score >= 7))
-       OR EXISTS (SELECT 1 FROM dx_ok d WHERE d.person_id = e.person_id AND d.recorded_on BETWEEN e.episode_start AND e.episode_end + 90
-                 AND ((d.code_system = 'ICD10' AND (d.code_nodot LIKE 'F132%' OR d.code_nodot LIKE 'F133%' OR d.code_nodot LIKE 'F134%'))
-                   OR (d.code_system = 'ICD10CM' AND (d.code_nodot LIKE 'F132%' OR d.code_nodot LIKE 'F1313%' OR d.code_nodot LIKE 'F1393%'))))
-         AS evidence
+           AND r.dispensed_on >= e.episode_start - 365 AND r.dispensed_on < e.episode_start)
+       AND NOT EXISTS (SELECT 1 FROM outcome_dx d WHERE d.person_id = e.person_id AND d.is_outcome
+                         AND d.recorded_on < e.episode_start) AS in_cohort,
+       EXISTS (SELECT 1 FROM assessing a WHERE a.person_id = e.person_id
+                 AND a.day BETWEEN e.episode_start AND e.episode_end + 90) AS ascertained,
+       EXISTS (SELECT 1 FROM assessing a WHERE a.person_id = e.person_id AND a.positive
+                 AND a.day BETWEEN e.episode_start AND e.episode_end + 90) AS evidence,
+       e.ended_while_observed AS fixed_window_defined,
+       e.ended_while_observed AND EXISTS (SELECT 1 FROM assessing a WHERE a.person_id = e.person_id
+                 AND a.day BETWEEN e.episode_end + 1 AND e.episode_end + 90) AS ascertained_fixed,
+       e.ended_while_observed AND EXISTS (SELECT 1 FROM assessing a WHERE a.person_id = e.person_id AND a.positive
+                 AND a.day BETWEEN e.episode_end + 1 AND e.episode_end + 90) AS evidence_fixed
 FROM first_episode e;
 """
 
@@ -226,6 +239,12 @@ def test_truth_is_recoverable_from_the_files(small):
     observed = people["ascertained"].to_numpy()
     assert (reference["evidence"].to_numpy()[observed] == people["dependent"].to_numpy()[observed]).all()
     assert not reference["evidence"].to_numpy()[~observed].any()
+    # estimand (b): the fixed window after treatment ends
+    assert (reference["fixed_window_defined"].to_numpy() == people["fixed_window_defined"].to_numpy()).all()
+    assert (reference["ascertained_fixed"].to_numpy() == people["ascertained_fixed"].to_numpy()).all()
+    fixed = people["ascertained_fixed"].to_numpy()
+    assert (reference["evidence_fixed"].to_numpy()[fixed] == people["dependent"].to_numpy()[fixed]).all()
+    assert not reference["evidence_fixed"].to_numpy()[~fixed].any()
     assert int(reference["in_cohort"].sum()) == truth["cohort"]["persons"]
 
 
@@ -286,3 +305,39 @@ def test_prescription_misuse_signals_are_recoverable(small):
     cohort = people[people["in_cohort"]]
     assert (signals.loc[cohort.index, "rx_misuse_signal"].to_numpy() == cohort["rx_misuse_signal"].to_numpy()).all()
     assert cohort["rx_misuse_signal"].sum() > 50
+
+
+def test_records_that_assess_nothing_are_in_the_windows(small):
+    """The issue-14 trap: indication codes on day 0 and empty visits inside the window of persons not assessed."""
+    out, _ = small
+    con = duckdb.connect()
+    con.execute(REFERENCE_SQL.format(out=out))
+    people = pd.read_parquet(out / "truth_persons.parquet")
+    con.register("people", people)
+    day0_codes = con.sql("""SELECT count(*) FROM dx_ok d JOIN first_episode e USING (person_id)
+                            WHERE d.recorded_on = e.episode_start AND NOT d.code_nodot LIKE 'F13%'""").fetchall()[0][0]
+    assert day0_codes > 0.5 * len(people)
+    assert set(con.sql("SELECT DISTINCT code FROM dx_ok WHERE code IN ('F41.1', 'F41.0', 'G40.9', 'G47.0')").df()["code"]) == {
+        "F41.1", "F41.0", "G40.9", "G47.0"}
+    unassessed_with_records = con.sql("""
+        SELECT count(DISTINCT p.person_id) FROM people p JOIN first_episode e USING (person_id)
+        JOIN fu_ok f ON f.person_id = p.person_id AND f.assessed_on BETWEEN e.episode_start AND e.episode_end + 90
+        WHERE p.in_cohort AND NOT p.ascertained AND f.sds_score IS NULL AND f.withdrawal_symptoms IS NULL
+          AND f.dependence_assessed IS NULL""").fetchall()[0][0]
+    assert unassessed_with_records > 50
+
+
+def test_prior_dependence_group_has_a_code_before_day_0_and_is_excluded(small):
+    out, truth = small
+    steps = {row["step"]: row for row in truth["cohort"]["attrition"]}
+    assert steps["no_prior_dependence"]["excluded"] >= 8
+    people = pd.read_parquet(out / "truth_persons.parquet")
+    assert not people.loc[people["exclusion"] == "prior_dependence", "in_cohort"].any()
+
+
+def test_fixed_window_truth_is_carried(small):
+    _, truth = small
+    for group in ("le_4_weeks", "gt_4_weeks"):
+        fixed, full = truth["headline_fixed_window"][group], truth["headline"][group]
+        assert 0 < fixed["persons"] < full["persons"]
+        assert fixed["complete_case"]["persons"] <= fixed["persons"]

@@ -89,6 +89,35 @@ def test_primary_estimate_covers_the_truth_in_every_band(demo_run):
         assert low <= true_value <= high, (level, estimate, low, high, true_value)
 
 
+def test_both_estimands_recover_the_truth_within_one_point(demo_run):
+    """Issue 14: with records that assess nothing in the extract, (a) and (b) stay within 1 pp and cover."""
+    truth, reports = demo_run["truth"], demo_run["reports"]
+    headline = json.loads((reports / "exports" / "headline.json").read_text())
+    for block, key in (("headline", "headline"), ("fixed_window_headline", "headline_fixed_window")):
+        for group in ("gt_4_weeks", "le_4_weeks"):
+            entry, true_value = headline[block][group], truth[key][group]["proportion"]
+            print(block, group, entry["estimate"], true_value)
+            assert abs(entry["estimate"] - true_value) <= 0.01, (block, group, entry, true_value)
+            assert entry["ci_low"] <= true_value <= entry["ci_high"], (block, group, entry, true_value)
+            # events are counted among the assessed, not among everyone
+            assert entry["events"] <= entry["n_assessed"] < entry["n"]
+            assert entry["n"] == truth[key][group]["persons"]
+    con = demo_run["con"]
+    rows = con.execute("select level, estimate, ci_low, ci_high from estimates "
+                       "where analysis = 'by_duration_band_fixed_window' and method like 'primary%'").fetchall()
+    assert len(rows) == len(truth["bands_fixed_window"])
+    for level, estimate, low, high in rows:
+        assert low <= truth["bands_fixed_window"][level]["proportion"] <= high, (level, estimate, low, high)
+
+
+def test_records_that_assess_nothing_are_counted_and_the_run_logs_no_positivity_warning(demo_run):
+    con = demo_run["con"]
+    unassessing = dict(con.execute("select level, events from estimates where variable = 'only_unassessing_records'").fetchall())
+    assert unassessing["estimand_a"] > 1000 and unassessing["estimand_b"] > 500
+    assert con.execute("select count(*) from estimates where variable = 'positivity_violation'").fetchall()[0][0] == 0
+    assert con.execute("select count(*) from estimates where method like '%RESTRICTED%'").fetchall()[0][0] == 0
+
+
 def test_planted_invalid_rows_are_all_quarantined(demo_run):
     con = demo_run["con"]
     quarantined = {

@@ -180,9 +180,15 @@ def test_headline_dict_has_design_shape(warehouse):
     for key in ("headline", "complete_case"):
         assert set(headline[key]) == {"gt_4_weeks", "le_4_weeks"}
         for entry in headline[key].values():
-            assert list(entry) == ["estimate", "ci_low", "ci_high", "n", "events", "method"]
+            assert list(entry) == ["estimate", "ci_low", "ci_high", "n", "n_assessed", "events", "method"]
             assert 0 <= entry["ci_low"] <= entry["estimate"] <= entry["ci_high"] <= 1
             assert isinstance(entry["n"], int) and isinstance(entry["events"], int)
+            # events are counted among the assessed: n_assessed <= n, and events / n_assessed is the complete case
+            assert entry["events"] <= entry["n_assessed"] <= entry["n"]
+        for group in ("gt_4_weeks", "le_4_weeks"):
+            primary, complete = headline["headline"][group], headline["complete_case"][group]
+            assert primary["n_assessed"] == complete["n"] == complete["n_assessed"] < primary["n"]
+            assert complete["estimate"] == pytest.approx(primary["events"] / primary["n_assessed"])
     assert headline["headline"]["gt_4_weeks"]["method"].startswith("primary: ")
     assert headline["complete_case"]["gt_4_weeks"]["method"].startswith("complete_case: ")
     assert "complete case" in headline["complete_case"]["gt_4_weeks"]["method"]  # how publish tells them apart
@@ -199,8 +205,19 @@ def test_estimates_table_conventions(warehouse):
     assert list(estimates.columns) == list(estimate_run.ESTIMATE_COLUMNS)
     assert set(estimates["analysis"]) == {
         "headline", "by_duration_band", "by_stratum", "by_stratum_overall", "components", "cumulative_incidence",
-        "dose_response", "tolerance", "withdrawal_by_ending", "weights", "anchors",
+        "dose_response", "tolerance", "withdrawal_by_ending", "weights", "anchors", "diagnostics", "sensitivity",
+        "headline_fixed_window", "by_duration_band_fixed_window", "weights_fixed_window",
     }
+    assert set(estimates.loc[estimates["analysis"] == "sensitivity", "variable"]) == {
+        f"{name}|{group}" for name in ("weights_truncated", "weights_truncated_fixed_window", "drop_ongoing")
+        for group in ("gt_4_weeks", "le_4_weeks")
+    }
+    curve_methods = estimates.loc[estimates["analysis"] == "cumulative_incidence", "method"]
+    assert curve_methods.str.contains("censored when the outcome window closes").all()
+    weights = estimates[estimates["analysis"] == "weights"]
+    assert {"p1", "p5", "p25", "p50", "p75", "p95", "p99", "ess"} <= set(weights["variable"])
+    primary = estimates[estimates["method"].str.startswith("primary: IPW (Hajek)")]
+    assert (primary["n_assessed"] <= primary["n"]).all() and (primary["events"] <= primary["n_assessed"]).all()
     proportions = estimates[estimates["method"].str.startswith(("primary: IPW (Hajek)", "complete_case: Wilson"))]
     assert ((proportions["ci_low"] <= proportions["estimate"]) & (proportions["estimate"] <= proportions["ci_high"])).all()
     bands = estimates[estimates["analysis"] == "by_duration_band"]
@@ -252,8 +269,12 @@ def test_sensitivity_rows_and_reuse_of_current_table(warehouse):
         for group in ("gt_4_weeks", "le_4_weeks")
     }
     assert set(frame.loc[frame["variable"].str.startswith("sds_cutoff"), "level"]) == {"6", "7", "8"}
-    stored = con.execute("select count(*) from estimates where analysis = 'sensitivity'").fetchall()[0][0]
+    stored = con.execute("select count(*) from estimates where analysis = 'sensitivity' "
+                         "and variable not like 'weights_truncated%' and variable not like 'drop_ongoing%'").fetchall()[0][0]
     assert stored == len(frame)
+    # the in-sample sensitivity rows (truncated weights, dropped ongoing episodes) survive the rebuild ones
+    kept = con.execute("select count(*) from estimates where variable like 'weights_truncated%'").fetchall()[0][0]
+    assert kept == 2 * 2
     assert {c.outcome.sds_cutoff for c in calls} >= {6, 8}
 
 
@@ -292,3 +313,96 @@ def test_weighted_aalen_johansen_variance_matches_bootstrap():
         m = stats.fit_ascertainment_model(X[i], r[i])
         replicates.append(stats.aalen_johansen(time_days[i], cause[i], model=m, times=[10, 30])["estimate"].to_numpy())
     assert se == pytest.approx(np.std(replicates, axis=0, ddof=1), rel=0.2)
+
+
+# --------------------------------------------------------------------------- issue 14: estimands and diagnostics
+
+
+def test_fixed_window_estimand_recovers_its_truth_beside_the_growing_window():
+    seed = 6
+    print("seed", seed)
+    person, truth = make_mar_person_table(seed=seed, persons=20000)
+    fixed = estimate_run.headline_from_person_table(person, Config(), estimand="b")
+    for group in ("gt_4_weeks", "le_4_weeks"):
+        entry = fixed["headline"][group]
+        assert entry["ci_low"] <= truth["headline_fixed_window"][group] <= entry["ci_high"]
+        # (b) is defined only for treatments that ended while observed (no 'ongoing' episode)
+        assert entry["n"] == int(((person["headline_group"] == group) & person["fixed_window_defined"]).sum())
+
+
+def test_positivity_violation_restricts_the_estimand_labels_it_and_warns(caplog):
+    seed = 8
+    print("seed", seed)
+    person, _ = make_mar_person_table(seed=seed, persons=4000)
+    seizure = person["indication"] == "seizure"
+    person.loc[seizure, "ascertained"] = False  # nobody with a seizure indication was ever assessed
+    person["dependence"] = person["dependence"].mask(seizure, pd.NA)
+    con = duckdb.connect(":memory:")
+    con.register("person_frame", person)
+    con.execute("create table analysis_person as select * from person_frame")
+    with caplog.at_level("WARNING"):
+        result = estimate_run.run(con, Config())
+    entry = result["headline"]["gt_4_weeks"]
+    assert "RESTRICTED" in entry["method"] and "indication=seizure" in entry["method"]
+    assert entry["n"] == int(((person["headline_group"] == "gt_4_weeks") & ~seizure).sum())
+    assert any("indication=seizure" in w for w in result["warnings"])
+    assert "indication=seizure" in caplog.text
+    logged = con.execute("select message from audit_run_log where status = 'warning'").fetchall()
+    assert any("indication=seizure" in m for (m,) in logged)
+    diagnostics = con.execute("select level, n, events from estimates where variable = 'positivity_violation'").fetchall()
+    assert diagnostics == [("estimand_a|indication=seizure", int(seizure.sum()), 0)]
+    primary = con.execute("select method from estimates where method like 'primary: IPW (Hajek)%' "
+                          "and analysis not like '%fixed_window' and variable not like '%fixed_window%'").fetchall()
+    assert primary and all("RESTRICTED" in m for (m,) in primary)
+    fixed = con.execute("select method from estimates where analysis = 'headline_fixed_window'").fetchall()
+    assert fixed and not any("RESTRICTED" in m for (m,) in fixed)  # (b)'s own ascertainment still covers seizure
+
+
+def test_separation_and_fit_warnings_are_returned_not_silenced(monkeypatch):
+    X = np.column_stack([np.ones(8), [0, 0, 0, 0, 1, 1, 1, 1]])
+    model = stats.fit_ascertainment_model(X, [1, 0, 1, 0, 1, 1, 1, 1])  # everyone with x = 1 assessed
+    assert any("quasi-separation" in note for note in model.fit_warnings)
+    original = stats.sm.GLM.fit
+
+    def noisy_fit(self, *args, **kwargs):
+        import warnings
+
+        warnings.warn("something the fit wants you to know", RuntimeWarning)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(stats.sm.GLM, "fit", noisy_fit)
+    _, _, notes = stats.fit_binomial_glm(X, np.array([1, 0, 1, 0, 1, 0, 1, 0.0]))
+    assert notes == ("RuntimeWarning: something the fit wants you to know",)
+
+
+def test_truncated_weights_are_clipped_to_percentiles():
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 4, 4000)
+    X = np.column_stack([np.ones(4000), x == 1, x == 2, x == 3]).astype(float)
+    r = rng.random(4000) < np.array([0.9, 0.6, 0.3, 0.05])[x]
+    model = stats.fit_ascertainment_model(X, r)
+    clipped = stats.truncate_weights(model, 1, 99)
+    assessed = model.weight[model.ascertained]
+    assert clipped.weight[model.ascertained].max() == pytest.approx(np.percentile(assessed, 99))
+    assert clipped.weight[model.ascertained].min() == pytest.approx(np.percentile(assessed, 1))
+    assert (clipped.weight[~model.ascertained] == 0).all()
+
+
+def test_supervised_stratum_is_defined_from_prescription_records_known_for_everyone(warehouse):
+    con, _, _ = warehouse
+    person = con.execute("select * from analysis_person").df()
+    rows = con.execute("select n from estimates where analysis = 'by_stratum_overall' and variable = 'misuse' "
+                       "and level = 'supervised' and method like 'primary:%'").fetchall()
+    assert rows == [(int((~person["rx_misuse_signal"]).sum()),)]
+
+
+def test_nobody_assessed_is_not_estimable_with_a_warning():
+    person, _ = make_mar_person_table(seed=9, persons=600)
+    person["ascertained"] = False
+    person["ascertained_fixed"] = False
+    for column in ("dependence", "dependence_fixed", "dep_icd", "dep_withdrawal", "dep_assessed", "dep_sds"):
+        person[column] = pd.array([None] * len(person), dtype="boolean")
+    frame, extras = estimate_run.estimate_tables(person, Config())
+    entry = extras["headline_json"]["headline"]["gt_4_weeks"]
+    assert entry["estimate"] is None and entry["n_assessed"] == 0 and entry["n"] > 0
+    assert sum("not estimable" in w for w in extras["warnings"]) == 2  # estimands (a) and (b)

@@ -89,12 +89,12 @@ def test_headline_json_has_designs_shape_and_matches_the_reports_sentence(report
     for block in ("headline", "complete_case"):
         assert set(headline[block]) == {"gt_4_weeks", "le_4_weeks"}
         for entry in headline[block].values():
-            assert set(entry) == {"estimate", "ci_low", "ci_high", "n", "events", "method"}
+            assert set(entry) == {"estimate", "ci_low", "ci_high", "n", "n_assessed", "events", "method"}
     gt = headline["headline"]["gt_4_weeks"]
     # counts rounded to the middle of their band of 5 (4206-4210 -> 4208); the weighted estimate to a
     # step of 0.002 (the smallest with step x n >= 5)
     assert gt == {"estimate": pytest.approx(1263 / 4210 + 0.012, abs=0.001), "ci_low": pytest.approx(gt["ci_low"]),
-                  "ci_high": pytest.approx(gt["ci_high"]), "n": 4208, "events": 1263,
+                  "ci_high": pytest.approx(gt["ci_high"]), "n": 4208, "n_assessed": 4208, "events": 1263,
                   "method": PRIMARY}
     assert round(gt["estimate"] / 0.002, 6).is_integer()
     assert headline["complete_case"]["gt_4_weeks"]["estimate"] == pytest.approx(1263 / 4208)  # from the rounded counts

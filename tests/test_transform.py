@@ -85,7 +85,7 @@ def rows(con, query: str) -> list[tuple]:
     return con.execute(query).fetchall()
 
 
-EPISODE_COLUMNS = "person_id, ingredient, episode_number, episode_start, episode_end, duration_days, dispensings, end_reason"
+EPISODE_COLUMNS = "person_id, ingredient, episode_number, episode_start, episode_end, duration_days, dispensings"
 
 
 def episodes(con, columns: str = EPISODE_COLUMNS) -> list[tuple]:
@@ -139,9 +139,9 @@ def test_next_dispensing_30_days_after_supply_ends_stays_in_the_episode_31_start
     )
     transform.run(con, config())
     assert episodes(con) == [
-        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-03-29"), 89, 2, "supply"),
-        ("P2", "clonazepam", 1, D("2024-01-01"), D("2024-01-30"), 30, 1, "supply"),
-        ("P2", "clonazepam", 2, D("2024-03-01"), D("2024-03-30"), 30, 1, "supply"),
+        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-03-29"), 89, 2),
+        ("P2", "clonazepam", 1, D("2024-01-01"), D("2024-01-30"), 30, 1),
+        ("P2", "clonazepam", 2, D("2024-03-01"), D("2024-03-30"), 30, 1),
     ]
 
 
@@ -171,8 +171,8 @@ def test_overlap_without_stockpiling_is_ohdsi_drug_era():
     transform.run(con, config(episodes={"stockpiling": False}))
     # era end = latest supply end (02-19); 03-25 - 02-19 - 1 = 34 days without supply > 30
     assert episodes(con) == [
-        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-02-19"), 50, 2, "supply"),
-        ("P1", "clonazepam", 2, D("2024-03-25"), D("2024-04-03"), 10, 1, "supply"),
+        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-02-19"), 50, 2),
+        ("P1", "clonazepam", 2, D("2024-03-25"), D("2024-04-03"), 10, 1),
     ]
 
 
@@ -181,7 +181,7 @@ def test_overlap_with_stockpiling_carries_leftover_supply_forward():
     transform.run(con, config(episodes={"stockpiling": True}))
     # the 10 leftover days move the end to 02-29; 03-25 - 02-29 - 1 = 24 days <= 30: one episode,
     # the last fill (dispensed after the carried end) starts on its own date: 03-25 .. 04-03
-    assert episodes(con) == [("P1", "clonazepam", 1, D("2024-01-01"), D("2024-04-03"), 94, 3, "supply")]
+    assert episodes(con) == [("P1", "clonazepam", 1, D("2024-01-01"), D("2024-04-03"), 94, 3)]
 
 
 def test_same_day_duplicates_count_twice_and_overlap_unless_stockpiling():
@@ -192,11 +192,11 @@ def test_same_day_duplicates_count_twice_and_overlap_unless_stockpiling():
     con = warehouse(persons=[{"person_id": "P1"}], prescriptions=dispensings)
     transform.run(con, config(episodes={"stockpiling": False}))
     assert episodes(con, EPISODE_COLUMNS + ", days_supplied") == [
-        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-01-30"), 30, 2, "supply", 60)
+        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-01-30"), 30, 2, 60)
     ]
     transform.run(con, config(episodes={"stockpiling": True}))
     assert episodes(con, EPISODE_COLUMNS + ", days_supplied") == [
-        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-02-29"), 60, 2, "supply", 60)
+        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-02-29"), 60, 2, 60)
     ]
 
 
@@ -236,18 +236,19 @@ def test_a_switch_of_drug_gives_per_ingredient_episodes_and_one_class_level_epis
     con = warehouse(persons=[{"person_id": "P1"}], prescriptions=prescriptions)
     transform.run(con, config(drugs={"ingredients": ("clonazepam", "diazepam")}))
     assert episodes(con) == [
-        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-01-30"), 30, 1, "supply"),
-        ("P1", "diazepam", 1, D("2024-02-01"), D("2024-03-01"), 30, 1, "supply"),
+        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-01-30"), 30, 1),
+        ("P1", "diazepam", 1, D("2024-02-01"), D("2024-03-01"), 30, 1),
     ]
     transform.run(con, config(drugs={"class_level": True}))
     assert episodes(con, EPISODE_COLUMNS + ", mean_daily_dose_mg, mean_daily_dose_dde_mg, first_daily_dose_mg") == [
-        ("P1", "any_benzodiazepine", 1, D("2024-01-01"), D("2024-03-01"), 61, 2, "supply", 15.0, 15.0, 20.0),
-        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-01-30"), 30, 1, "supply", 1.0, 20.0, 1.0),
+        ("P1", "any_benzodiazepine", 1, D("2024-01-01"), D("2024-03-01"), 61, 2, 15.0, 15.0, 20.0),
+        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-01-30"), 30, 1, 1.0, 20.0, 1.0),
     ]
     assert rows(con, "select ingredient from cohort") == [("any_benzodiazepine",)]
 
 
-def test_episode_is_cut_at_observation_end_and_at_death():
+def test_episode_is_not_cut_at_observation_end_the_cohort_censors_it():
+    """drug_era semantics in episodes; observation end and death censor in the cohort step."""
     con = warehouse(
         persons=[
             {"person_id": "P1", "observation_end": "2024-01-15"},
@@ -256,15 +257,21 @@ def test_episode_is_cut_at_observation_end_and_at_death():
         ],
         prescriptions=[
             {"person_id": "P1", "dispensed_on": "2024-01-01"},
+            {"person_id": "P1", "dispensed_on": "2024-01-20"},  # after observation end: still extends the era
             {"person_id": "P2", "dispensed_on": "2024-01-01"},
             {"person_id": "P3", "dispensed_on": "2024-01-01"},
         ],
     )
-    transform.run(con, config())
-    assert episodes(con, EPISODE_COLUMNS + ", days_supplied, ending") == [
-        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-01-15"), 15, 1, "observation_end", 30, "ongoing"),
-        ("P2", "clonazepam", 1, D("2024-01-01"), D("2024-01-10"), 10, 1, "death", 30, "abrupt"),
-        ("P3", "clonazepam", 1, D("2024-01-01"), D("2024-01-30"), 30, 1, "supply", 30, "abrupt"),
+    transform.run(con, config(cohort={"washout_days": 0}))
+    assert episodes(con, EPISODE_COLUMNS + ", days_supplied, supply_ending") == [
+        ("P1", "clonazepam", 1, D("2024-01-01"), D("2024-02-18"), 49, 2, 60, "abrupt"),
+        ("P2", "clonazepam", 1, D("2024-01-01"), D("2024-01-30"), 30, 1, 30, "abrupt"),
+        ("P3", "clonazepam", 1, D("2024-01-01"), D("2024-01-30"), 30, 1, 30, "abrupt"),
+    ]
+    assert rows(con, "select person_id, episode_end, supply_end, duration_days, end_reason, ending from cohort order by 1") == [
+        ("P1", D("2024-01-15"), D("2024-02-18"), 15, "observation_end", "ongoing"),
+        ("P2", D("2024-01-10"), D("2024-01-30"), 10, "death", "abrupt"),
+        ("P3", D("2024-01-30"), D("2024-01-30"), 30, "supply", "abrupt"),
     ]
 
 
@@ -288,7 +295,7 @@ def test_doses_tolerance_and_taper():
     assert rows(
         con,
         "select person_id, dispensings, first_daily_dose_mg, last_daily_dose_mg, max_daily_dose_mg, "
-        "mean_daily_dose_mg, cumulative_dose_mg, days_to_first_increase, dose_escalation_ratio, ending "
+        "mean_daily_dose_mg, cumulative_dose_mg, days_to_first_increase, dose_escalation_ratio, supply_ending "
         "from episodes order by person_id",
     ) == [
         ("P1", 4, 1.0, 1.0, 2.0, 1.5, 180.0, 30, 2.0, "taper"),
@@ -401,12 +408,13 @@ def test_cohort_attrition_counts_each_exclusion_step():
         (3, 5, 1, 4),  # D
         (4, 4, 1, 3),  # E
         (5, 3, 1, 2),  # F
+        (6, 2, 0, 2),  # nobody with a prior dependence code
     ]
     assert rows(con, "select * from cohort order by person_id") == [
-        ("A", "clonazepam", D("2024-01-01"), D("2024-01-30"), 30, "28-55", "gt_4_weeks", 44, "35-49", "F", "north",
+        ("A", "clonazepam", D("2024-01-01"), D("2024-01-30"), D("2024-01-30"), "supply", 30, "28-55", "gt_4_weeks", 44, "35-49", "F", "north",
          "anxiety", 20.0, ">=20", "abrupt"),
         # G: 2024-01-01 .. 02-29 then 03-30 .. 04-28 (next fill 30 days after 02-29): 119 days, 4 mg/day dde
-        ("G", "clonazepam", D("2024-01-01"), D("2024-04-28"), 119, "84-181", "gt_4_weeks", 80, "65+", "M", "north",
+        ("G", "clonazepam", D("2024-01-01"), D("2024-04-28"), D("2024-04-28"), "supply", 119, "84-181", "gt_4_weeks", 80, "65+", "M", "north",
          "anxiety", 4.0, "<5", "abrupt"),
     ]
 
@@ -483,7 +491,7 @@ def test_outcome_components_and_ascertainment():
         ("O10", D("2024-01-01"), D("2024-05-27"), False, None, None, None, None, None, None),
         ("O11", D("2024-01-01"), D("2024-04-29"), False, None, None, None, None, None, None),
         ("O2", D("2024-01-01"), D("2024-04-29"), True, True, True, False, False, False, 60),  # 'F13.2' with a dot
-        ("O3", D("2024-01-01"), D("2024-04-29"), True, False, False, False, False, False, None),  # F13.1: misuse only
+        ("O3", D("2024-01-01"), D("2024-04-29"), False, None, None, None, None, None, None),  # F13.1 assesses nothing
         ("O4", D("2024-01-01"), D("2024-04-29"), False, None, None, None, None, None, None),  # follow-up outside
         ("O5", D("2024-01-01"), D("2024-04-29"), True, True, False, False, False, True, 31),  # SDS 7 = cut-off
         ("O6", D("2024-01-01"), D("2024-04-29"), True, False, False, False, False, False, None),  # SDS 6
@@ -516,7 +524,7 @@ def test_analysis_person_is_one_row_per_cohort_person_with_tolerance_columns():
     con = outcome_warehouse()
     summary = transform.run(con, config())
     assert summary["cohort"] == summary["analysis_person"] == summary["outcomes"] == len(OUTCOME_PERSONS)
-    assert summary["cohort_ascertained"] == 7 and summary["cohort_dependent"] == 5
+    assert summary["cohort_ascertained"] == 6 and summary["cohort_dependent"] == 5
     columns = [r[0] for r in rows(con, "select column_name from (describe analysis_person)")]
     for column in ("duration_band", "dependence", "misuse", "days_to_first_increase", "dose_escalation_ratio"):
         assert column in columns
@@ -529,14 +537,16 @@ def test_output_tables_have_the_documented_columns():
     documented = {
         "episodes": "person_id ingredient episode_number episode_start episode_end duration_days dispensings "
         "days_supplied mean_daily_dose_mg max_daily_dose_mg first_daily_dose_mg last_daily_dose_mg "
-        "mean_daily_dose_dde_mg max_daily_dose_dde_mg cumulative_dose_mg end_reason days_to_first_increase "
-        "dose_escalation_ratio ending indication",
+        "mean_daily_dose_dde_mg max_daily_dose_dde_mg cumulative_dose_mg days_to_first_increase "
+        "dose_escalation_ratio supply_ending indication",
         "cohort_attrition": "step reason persons_before excluded persons_after",
-        "cohort": "person_id ingredient episode_start episode_end duration_days duration_band headline_group "
-        "age_at_start age_band sex region indication mean_daily_dose_dde_mg dose_band ending",
-        "outcomes": "person_id ingredient window_start window_end ascertained dependence dep_icd dep_withdrawal "
-        "dep_assessed dep_sds days_to_dependence died_in_window days_to_death days_followed rx_many_prescribers "
-        "rx_many_pharmacies rx_early_refills rx_high_dose rx_misuse_signal documented_misuse icd_misuse misuse",
+        "cohort": "person_id ingredient episode_start episode_end supply_end end_reason duration_days duration_band "
+        "headline_group age_at_start age_band sex region indication mean_daily_dose_dde_mg dose_band ending",
+        "outcomes": "person_id ingredient window_start window_end ascertained only_unassessing_records dependence "
+        "dep_icd dep_withdrawal dep_assessed dep_sds days_to_dependence fixed_window_start fixed_window_end "
+        "fixed_window_defined ascertained_fixed only_unassessing_records_fixed dependence_fixed died_in_window "
+        "days_to_death days_followed rx_many_prescribers rx_many_pharmacies rx_early_refills rx_high_dose "
+        "rx_misuse_signal documented_misuse icd_misuse misuse",
     }
     for table, names in documented.items():
         assert [r[0] for r in rows(con, f"select column_name from (describe {table})")] == names.split(), table
@@ -547,3 +557,109 @@ def test_transform_before_ingest_is_a_stage_order_error():
 
     with pytest.raises(StageOrderError, match="raw_persons"):
         transform.run(connect(":memory:"), config())
+
+
+# --------------------------------------------------------------------------- issue 14: assessment, incidence, washout
+
+
+def test_indication_code_on_day_0_and_an_empty_visit_assess_nothing():
+    # every person: clonazepam 2024-01-01 .. 01-30; window (a) 2024-01-01 .. 04-29
+    con = warehouse(
+        persons=[{"person_id": p} for p in ("N1", "N2", "N3", "N4", "N5")],
+        prescriptions=[{"person_id": p, "dispensed_on": "2024-01-01"} for p in ("N1", "N2", "N3", "N4", "N5")],
+        diagnoses=[
+            {"person_id": "N1", "recorded_on": "2024-01-01", "code": "F41.1"},  # the indication, on day 0
+            {"person_id": "N3", "recorded_on": "2024-01-01", "code": "F41.1"},
+            {"person_id": "N4", "recorded_on": "2024-02-01", "code": "F13.11", "code_system": "ICD10CM"},  # abuse in remission
+            {"person_id": "N5", "recorded_on": "2024-02-01", "code": "F13.21", "code_system": "ICD10CM"},  # dependence in remission
+        ],
+        follow_ups=[
+            {"person_id": "N2", "assessed_on": "2024-02-01"},  # every field empty
+            {"person_id": "N2", "assessed_on": "2024-02-02", "misuse": False},  # only misuse: not an outcome field
+            {"person_id": "N3", "assessed_on": "2024-02-01", "sds_score": 2},  # a real (negative) assessment
+        ],
+    )
+    transform.run(con, config())
+    assert rows(
+        con,
+        "select person_id, ascertained, only_unassessing_records, dependence, dep_icd, icd_misuse from outcomes order by 1",
+    ) == [
+        ("N1", False, True, None, None, False),  # F41.1 on day 0: not an assessment -> unknown, not negative
+        ("N2", False, True, None, None, False),  # empty visits: not an assessment
+        ("N3", True, False, False, False, False),
+        ("N4", False, True, None, None, True),  # F13.11: misuse role (longest prefix), assesses nothing
+        ("N5", True, False, True, True, False),  # F13.21: remission role, dependence was there
+    ]
+    assert rows(con, "select code_system, code_prefix, role from ref_outcome_code "
+                     "where code_prefix in ('F1311', 'F1321') order by all") == [
+        ("ICD10", "F1321", "remission"), ("ICD10CM", "F1311", "misuse"), ("ICD10CM", "F1321", "remission"),
+    ]
+
+
+def test_prior_dependence_code_excludes_the_person_as_not_incident():
+    con = warehouse(
+        persons=[{"person_id": "I1"}, {"person_id": "I2"}, {"person_id": "I3"}],
+        prescriptions=[{"person_id": p, "dispensed_on": "2024-01-01"} for p in ("I1", "I2", "I3")],
+        diagnoses=[
+            {"person_id": "I1", "recorded_on": "2020-05-01", "code": "F13.20", "code_system": "ICD10"},  # years before
+            {"person_id": "I2", "recorded_on": "2023-12-31", "code": "F13.1"},  # misuse before: not an exclusion
+            {"person_id": "I3", "recorded_on": "2024-01-01", "code": "F13.3"},  # on the start day: an outcome, kept
+        ],
+    )
+    transform.run(con, config())
+    assert rows(con, "select step, persons_before, excluded, persons_after from cohort_attrition where step = 6") == [
+        (6, 3, 1, 2)
+    ]
+    assert rows(con, "select person_id, dependence from analysis_person order by 1") == [("I2", None), ("I3", True)]
+
+
+def test_clorazepate_a_year_before_is_not_a_new_user_whatever_the_equivalence_table():
+    con = warehouse(
+        persons=[{"person_id": p} for p in ("W1", "W2", "W3", "W4")],
+        prescriptions=[
+            {"person_id": "W1", "dispensed_on": "2023-01-06", "drug": "clorazepate", "strength_mg": 7.5},  # 360 days before
+            {"person_id": "W2", "dispensed_on": "2023-03-01", "drug": "Estazolam", "strength_mg": 1.0},
+            {"person_id": "W3", "dispensed_on": "2023-06-01", "drug": "zolpidem", "strength_mg": 10.0},  # not a benzodiazepine
+            {"person_id": "W4", "dispensed_on": "2022-12-01", "drug": "flunitrazepam", "strength_mg": 1.0},  # 396 days: outside
+            *[{"person_id": p, "dispensed_on": "2024-01-01"} for p in ("W1", "W2", "W3", "W4")],
+        ],
+    )
+    cfg = config()
+    assert "clorazepate" not in cfg.drugs.mg_equivalent_to_10mg_diazepam
+    transform.run(con, cfg)
+    assert rows(con, "select step, excluded from cohort_attrition where step = 5") == [(5, 2)]
+    assert rows(con, "select person_id from cohort order by 1") == [("W3",), ("W4",)]
+    assert rows(con, "select atc_code, is_benzodiazepine, in_equivalence_table from ref_benzodiazepine "
+                     "where drug = 'potassium clorazepate'") == [("N05BA05", True, False)]
+
+
+def test_fixed_window_is_the_days_after_supply_ends_and_needs_an_observed_end():
+    # F1..F5: clonazepam 2024-01-01 .. 01-30; fixed window 01-31 .. 04-29 (90 days); F6's observation ends in the episode
+    people = ("F1", "F2", "F3", "F4", "F5", "F6")
+    persons = [{"person_id": p} for p in people]
+    persons[5]["observation_end"] = "2024-01-20"
+    con = warehouse(
+        persons=persons,
+        prescriptions=[{"person_id": p, "dispensed_on": "2024-01-01"} for p in people],
+        follow_ups=[
+            {"person_id": "F1", "assessed_on": "2024-01-30", "withdrawal_symptoms": True},  # last day of supply: (a) only
+            {"person_id": "F2", "assessed_on": "2024-01-31", "withdrawal_symptoms": True},  # first day after
+            {"person_id": "F3", "assessed_on": "2024-04-29", "sds_score": 3},  # day 90 after: assessed, negative
+            {"person_id": "F4", "assessed_on": "2024-04-30", "sds_score": 9},  # day 91: outside (b), outside (a)
+            {"person_id": "F5", "assessed_on": "2024-02-10"},  # empty visit
+            {"person_id": "F6", "assessed_on": "2024-01-10", "dependence_assessed": True},
+        ],
+    )
+    transform.run(con, config(outcome={"fixed_window_days": 90}))
+    assert rows(
+        con,
+        "select person_id, fixed_window_start, fixed_window_end, fixed_window_defined, ascertained_fixed, "
+        "only_unassessing_records_fixed, dependence_fixed, ascertained, dependence from outcomes order by 1",
+    ) == [
+        ("F1", D("2024-01-31"), D("2024-04-29"), True, False, False, None, True, True),
+        ("F2", D("2024-01-31"), D("2024-04-29"), True, True, False, True, True, True),
+        ("F3", D("2024-01-31"), D("2024-04-29"), True, True, False, False, True, False),
+        ("F4", D("2024-01-31"), D("2024-04-29"), True, False, False, None, False, None),
+        ("F5", D("2024-01-31"), D("2024-04-29"), True, False, True, None, False, None),
+        ("F6", D("2024-01-21"), D("2024-04-19"), False, False, False, None, True, True),  # ended by observation end
+    ]

@@ -38,6 +38,7 @@ TRUTH_DEFINITIONS = {
     "persistence_window_days": 30,
     "stockpiling": False,
     "window_after_end_days": 90,
+    "fixed_window_days": 90,
     "sds_cutoff": 7,
     "min_age_years": 18,
     "washout_days": 365,
@@ -306,16 +307,26 @@ def generate(out_dir: Path, persons: int, seed: int, config: Config, fmt: str = 
     onset = np.floor(rng.random(n) * duration).astype(np.int64)  # inside the (cut) episode: before any death
     age_band = m.age_band_index(p["age"])
     duration_band = m.band_index(duration, lower_days)
-    p_asc = m.logistic(m.ascertainment_logit(age_band, p["sex"], p["indication"], duration_band, rx_signal))
-    ascertained = (rng.random(n) < p_asc) & p["has_episode"]
+    asc_logit = m.ascertainment_logit(age_band, p["sex"], p["indication"], duration_band, rx_signal)
+    p_asc = m.logistic(asc_logit)
+    u_asc = rng.random(n)
+    ascertained = (u_asc < p_asc) & p["has_episode"]
     window_end = episode_end + TRUTH_DEFINITIONS["window_after_end_days"]
     observed_window_end = np.minimum(window_end, obs_end)
+    # estimand (b): defined when the treatment ended while observed (the pipeline's end_reason 'supply'):
+    # not by death on or before the last day of supply, not by observation end before it
+    fixed_defined = p["has_episode"] & ~(died & (obs_end <= kept_end)) & ~(obs_end < kept_end)
+    fixed_hi = np.minimum(episode_end + TRUTH_DEFINITIONS["fixed_window_days"], obs_end)
+    p_asc_fixed = m.logistic(asc_logit + np.asarray(m.FIXED_WINDOW_SHIFT)[duration_band])
+    # the same uniform draw: assessed in the fixed window implies assessed in window (a), which contains it
+    ascertained_fixed = (u_asc < p_asc_fixed) & fixed_defined & (fixed_hi >= episode_end + 1)
     tapered = plan["tapers"] & (kept_count == plan["fills"])
 
     # --- prescriptions ------------------------------------------------------------
     rx = _prescriptions(rng, p, plan, fills, kept, uncut_end, obs_end, fate, old_other, prescriber_pool, pharmacy_pool)
     follow_ups, diagnoses = _evidence(
-        rng, p, ascertained, dependent, onset, episode_end, observed_window_end, window_end, obs_end, prior, tapered
+        rng, p, ascertained, ascertained_fixed, fixed_hi, dependent, onset, episode_end, observed_window_end,
+        window_end, obs_end, prior, tapered,
     )
 
     # --- calendar: per-person day 0 with a shift of up to +-2 years ----------------------
@@ -351,6 +362,9 @@ def generate(out_dir: Path, persons: int, seed: int, config: Config, fmt: str = 
         "onset_day": np.where(dependent, onset, -1),
         "p_ascertained": p_asc,
         "ascertained": ascertained,
+        "fixed_window_defined": fixed_defined,
+        "p_ascertained_fixed": p_asc_fixed,
+        "ascertained_fixed": ascertained_fixed,
         "died": died,
         "death_in_episode": fate == 1,
         "end_cut_by_observation": (fate <= 1) & (episode_end < uncut_end),
@@ -361,6 +375,7 @@ def generate(out_dir: Path, persons: int, seed: int, config: Config, fmt: str = 
     truth = _truth(
         seed, n, config, fmt, rows, planted, group, cohort, duration, duration_band, band_labels, split_days,
         dependent, p_dep, ascertained, p_asc, p["misuse"], rx_signal, died, fate, episode_end, uncut_end,
+        fixed_defined, ascertained_fixed,
     )
     truth["generation_seconds"] = round(time.perf_counter() - started, 2)
     (out_dir / "truth.json").write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
@@ -444,12 +459,20 @@ def _uniform_day(rng, low, high):
     return m.uniform_int(rng, low, np.maximum(high, low))
 
 
-def _evidence(rng, p, ascertained, dependent, onset, episode_end, win_hi, window_end, obs_end, prior, tapered):
+def _evidence(rng, p, ascertained, ascertained_fixed, fixed_hi, dependent, onset, episode_end, win_hi, window_end,
+              obs_end, prior, tapered):
     """Follow-ups and diagnoses (days relative to day 0).
 
-    Ascertained persons have at least one row inside [0, window end]; the others
-    have rows only outside it. Dependent ascertained persons have at least one
-    positive component on or after onset inside the window; nobody else has one.
+    Window (a) = [0, episode end + 90]; fixed window (b) = [episode end + 1, episode end + 90].
+    A record ASSESSES the outcome when it is a follow-up with an outcome field
+    recorded or a dependence / withdrawal code. Persons assessed in (b) have an
+    assessing row in [end + 1, fixed_hi]; persons assessed in (a) only have
+    assessing rows in [0, end] and none in (b); the others have assessing rows
+    only outside window (a). Everyone may have rows that assess nothing inside
+    the windows: the indication coded on day 0, empty visits, other diagnoses,
+    F13.1 codes, misuse-only visits. A dependent person's assessing rows on or
+    after onset are positive (dependence persists into the weeks after
+    stopping); nobody else has a positive row.
     """
     n = len(ascertained)
     has = p["has_episode"]
@@ -465,78 +488,97 @@ def _evidence(rng, p, ascertained, dependent, onset, episode_end, win_hi, window
     def dx(owner, day, code):
         dx_parts.append(dict(owner=owner, day=day, code=np.broadcast_to(code, len(owner)).astype(np.int64)))
 
-    def negative_fields(k):
-        # -1 = missing. SDS 0..6 (below the cut-off of 7), flags false or missing.
+    def negative_fields(k, assessing=False):
+        # -1 = missing. SDS 0..6 (below the cut-off of 7), flags false or missing; an assessing visit
+        # records at least the SDS or the withdrawal field
         sds = np.where(rng.random(k) < 0.85, np.minimum(rng.poisson(1.8, k), 6), -1)
         withdrawal = np.where(rng.random(k) < 0.9, 0, -1)
+        if assessing:
+            withdrawal = np.where(sds < 0, 0, withdrawal)
         assessed = np.where(rng.random(k) < 0.6, 0, -1)
         misuse = np.where(rng.random(k) < 0.7, 0, -1)
         return sds, withdrawal, assessed, misuse
 
+    def assessing_rows(who, low, high):
+        """Assessing rows of ``who`` inside [low, high] (per person): positive on/after onset if dependent."""
+        k = len(who)
+        dep = dependent[who]
+        # non-dependent: 1 + Poisson(0.8) negative visits
+        neg = who[~dep]
+        counts = 1 + rng.poisson(0.8, len(neg))
+        owner, _ = _ragged(counts)
+        o = neg[owner]
+        fu(o, _uniform_day(rng, low[o], high[o]), *negative_fields(len(o), assessing=True))
+        # dependent: positive evidence on or after max(onset, low)
+        pos = who[dep]
+        k = len(pos)
+        start = np.maximum(onset[pos], low[pos])
+        day_hi = high[pos]
+        icd = rng.random(k) < 0.40
+        icd_only = icd & (rng.random(k) < 0.25)
+        dx(pos[icd], _uniform_day(rng, start[icd], day_hi[icd]), rng.integers(0, n_dep_codes, int(icd.sum())))
+        sds_pos = rng.random(k) < 0.70
+        withdrawal = rng.random(k) < np.where(tapered[pos], 0.30, 0.60)  # abrupt stops withdraw more
+        assessed = rng.random(k) < 0.45
+        sds_pos = sds_pos | ~(withdrawal | assessed | icd)
+        sds = np.where(sds_pos, m.uniform_int(rng, np.full(k, 7), np.full(k, 15)),
+                       np.where(rng.random(k) < 0.5, m.uniform_int(rng, np.zeros(k), np.full(k, 6)), -1))
+        sel = ~icd_only
+        fu(pos[sel], _uniform_day(rng, start[sel], day_hi[sel]), sds[sel], withdrawal[sel].astype(np.int8),
+           np.where(assessed[sel], 1, -1), np.where(rng.random(int(sel.sum())) < 0.7, 0, -1))
+        # an earlier negative visit before onset, when the range allows it
+        early = pos[(onset[pos] - 1 >= low[pos]) & (rng.random(k) < 0.40)]
+        fu(early, _uniform_day(rng, low[early], onset[early] - 1), *negative_fields(len(early)))
+
     # Code table indices: dependence codes, then misuse codes, then noise codes, then "XYZ".
     n_dep_codes, n_mis_codes = len(m.DEPENDENCE_CODES), len(m.MISUSE_CODES)
     noise_base = n_dep_codes + n_mis_codes
+    zeros = np.zeros(n, dtype=np.int64)
+    after_end = episode_end + 1
 
-    # 1. ascertained, not dependent: negative follow-ups in the window (some only a diagnosis)
-    who = np.flatnonzero(has & ascertained & ~dependent)
-    diagnosis_only = rng.random(len(who)) < 0.12
-    counts = np.where(diagnosis_only, 0, 1 + rng.poisson(0.8, len(who)))
-    owner, _ = _ragged(counts)
-    o = who[owner]
-    fu(o, _uniform_day(rng, np.zeros(len(o)), win_hi[o]), *negative_fields(len(o)))
-    o = who[diagnosis_only]
-    dx(o, _uniform_day(rng, np.zeros(len(o)), win_hi[o]), noise_base + p["indication"][o])
+    # 1. assessed in the fixed window (b) (so also in (a)): an assessing row in [end + 1, fixed_hi],
+    #    and for half of them also rows during treatment
+    who = np.flatnonzero(has & ascertained_fixed)
+    assessing_rows(who, after_end, fixed_hi)
+    during = who[rng.random(len(who)) < 0.5]
+    assessing_rows(during, zeros, episode_end)
+    # 2. assessed in window (a) only: assessing rows during treatment [0, end], none in (b)
+    who = np.flatnonzero(has & ascertained & ~ascertained_fixed)
+    assessing_rows(who, zeros, np.minimum(episode_end, win_hi))
 
-    # 2. ascertained and dependent: positive evidence on or after onset
-    who = np.flatnonzero(has & ascertained & dependent)
-    k = len(who)
-    icd = rng.random(k) < 0.40
-    icd_only = icd & (rng.random(k) < 0.25)
-    o = who[icd]
-    dx(o, _uniform_day(rng, onset[o], win_hi[o]), rng.integers(0, n_dep_codes, len(o)))
-    sds_pos = rng.random(k) < 0.70
-    withdrawal = rng.random(k) < np.where(tapered[who], 0.30, 0.60)  # abrupt stops withdraw more
-    assessed = rng.random(k) < 0.45
-    sds_pos = sds_pos | ~(withdrawal | assessed | icd)
-    sds = np.where(sds_pos, m.uniform_int(rng, np.full(k, 7), np.full(k, 15)),
-                   np.where(rng.random(k) < 0.5, m.uniform_int(rng, np.zeros(k), np.full(k, 6)), -1))
-    sel = ~icd_only
-    o = who[sel]
-    fu(o, _uniform_day(rng, onset[o], win_hi[o]), sds[sel], withdrawal[sel].astype(np.int8),
-       np.where(assessed[sel], 1, -1), np.where(rng.random(len(o)) < 0.7, 0, -1))
-    o = who[(onset[who] >= 1) & (rng.random(k) < 0.40)]  # an earlier negative visit
-    fu(o, _uniform_day(rng, np.zeros(len(o)), onset[o] - 1), *negative_fields(len(o)))
-
-    # 3. documented misuse (ascertained misusers), F13.1 codes (misusers)
+    # 3. records that assess nothing, inside the windows
+    #    the indication coded on the first dispensing day (day 0)
+    who = np.flatnonzero(has & (rng.random(n) < m.INDICATION_CODED_ON_DAY_0))
+    dx(who, np.zeros(len(who), dtype=np.int64), noise_base + p["indication"][who])
+    #    empty follow-up visits (every field missing) of persons not assessed in (a)
+    who = np.flatnonzero(has & ~ascertained & (rng.random(n) < m.EMPTY_VISIT_SHARE))
+    fu(who, _uniform_day(rng, zeros[who], win_hi[who]), -1, -1, -1, -1)
+    #    ... and in the fixed window of persons assessed in (a) only
+    who = np.flatnonzero(has & ascertained & ~ascertained_fixed & (fixed_hi >= after_end)
+                         & (rng.random(n) < m.EMPTY_VISIT_SHARE))
+    fu(who, _uniform_day(rng, after_end[who], fixed_hi[who]), -1, -1, -1, -1)
+    #    documented misuse (misuse field only) of assessed misusers; F13.1 codes of misusers
     who = np.flatnonzero(has & ascertained & p["misuse"] & (rng.random(n) < 0.45))
-    fu(who, _uniform_day(rng, np.zeros(len(who)), win_hi[who]), -1, -1, -1, 1)
-    mis_code = has & p["misuse"] & (rng.random(n) < 0.30)
-    who = np.flatnonzero(mis_code & ascertained)
-    dx(who, _uniform_day(rng, np.zeros(len(who)), win_hi[who]), n_dep_codes + rng.integers(0, n_mis_codes, len(who)))
-    after_window = obs_end >= window_end + 1
-    who = np.flatnonzero(mis_code & ~ascertained & after_window)
-    dx(who, _uniform_day(rng, window_end[who] + 1, obs_end[who]), n_dep_codes + rng.integers(0, n_mis_codes, len(who)))
+    fu(who, _uniform_day(rng, zeros[who], win_hi[who]), -1, -1, -1, 1)
+    who = np.flatnonzero(has & p["misuse"] & (rng.random(n) < 0.30))
+    dx(who, _uniform_day(rng, zeros[who], win_hi[who]), n_dep_codes + rng.integers(0, n_mis_codes, len(who)))
 
     # 4. baseline visits before day 0 (outside every window)
     who = np.flatnonzero(has & (prior >= 1) & (rng.random(n) < 0.15))
     fu(who, -_uniform_day(rng, np.ones(len(who)), np.minimum(prior[who], 60)), *negative_fields(len(who)))
-    # 5. not ascertained: some negative visits after the window
+    # 5. not assessed in (a): some negative visits after the window
+    after_window = obs_end >= window_end + 1
     who = np.flatnonzero(has & ~ascertained & after_window & (rng.random(n) < 0.25))
     fu(who, _uniform_day(rng, window_end[who] + 1, obs_end[who]), *negative_fields(len(who)))
+    # 6. a dependence code before the first episode: not a new case (excluded from the cohort)
+    who = np.flatnonzero(p["group"] == m.GROUPS.index("prior_dependence"))
+    dx(who, -_uniform_day(rng, np.ones(len(who)), np.maximum(prior[who], 1)), rng.integers(0, n_dep_codes, len(who)))
 
-    # 6. background diagnoses: anywhere for the ascertained; outside the window otherwise
+    # 7. background diagnoses (never an F13 code), anywhere in the person's records
     counts = rng.poisson(0.7, n)
     owner, _ = _ragged(counts)
     lookback = np.minimum(prior, 365)
-    anywhere = _uniform_day(rng, -lookback[owner], obs_end[owner])
-    before = -_uniform_day(rng, np.ones(len(owner)), np.maximum(lookback[owner], 1))
-    after = _uniform_day(rng, window_end[owner] + 1, obs_end[owner])
-    use_before = (lookback[owner] >= 1) & ((rng.random(len(owner)) < 0.7) | ~after_window[owner])
-    outside_ok = use_before | after_window[owner]
-    free = ascertained[owner] | ~has[owner]
-    day = np.where(free, anywhere, np.where(use_before, before, after))
-    ok = free | outside_ok
-    dx(owner[ok], day[ok], noise_base + p["indication"][owner[ok]])
+    dx(owner, _uniform_day(rng, -lookback[owner], obs_end[owner]), noise_base + p["indication"][owner])
 
     follow_ups = {k: np.concatenate([part[k] for part in fu_parts]) for k in fu_parts[0]}
     diagnoses = {k: np.concatenate([part[k] for part in dx_parts]) for k in dx_parts[0]}
@@ -764,12 +806,14 @@ def _proportion(mask_dependent, mask, p_model):
 
 
 def _truth(seed, n, config, fmt, rows, planted, group, cohort, duration, duration_band, band_labels, split_days,
-           dependent, p_dep, ascertained, p_asc, misuse, rx_signal, died, fate, episode_end, uncut_end):
+           dependent, p_dep, ascertained, p_asc, misuse, rx_signal, died, fate, episode_end, uncut_end,
+           fixed_defined, ascertained_fixed):
     steps = [
         ("has_clonazepam", "no clonazepam dispensing", "no_clonazepam"),
         ("adult_at_start", "younger than 18 at the first episode's start", "minor"),
         ("prior_observation", "fewer than 365 days of observation before the first episode", "short_prior"),
         ("washout", "another benzodiazepine dispensed in the 365 days before the first episode", "recent_other_benzo"),
+        ("no_prior_dependence", "a dependence or withdrawal code before the first episode", "prior_dependence"),
     ]
     attrition = []
     before = n
@@ -798,6 +842,17 @@ def _truth(seed, n, config, fmt, rows, planted, group, cohort, duration, duratio
     headline = {}
     for name, mask in (("le_4_weeks", cohort & ~gt), ("gt_4_weeks", cohort & gt)):
         headline[name] = figures(mask) | {"complete_case": complete_case(mask)}
+    # estimand (b): among cohort persons whose treatment ended while observed, the same latent
+    # dependence (it persists into the days after stopping, where the fixed window looks)
+    fixed = cohort & fixed_defined
+    headline_fixed = {}
+    for name, mask in (("le_4_weeks", fixed & ~gt), ("gt_4_weeks", fixed & gt)):
+        asc = mask & ascertained_fixed
+        headline_fixed[name] = figures(mask) | {"complete_case": {
+            "persons": int(asc.sum()), "dependent": int((asc & dependent).sum()),
+            "proportion": round(float((asc & dependent).sum() / asc.sum()), 4) if asc.sum() else None}}
+    bands_fixed = {label: figures(fixed & (duration_band == i)) | {"ascertained": int((fixed & ascertained_fixed & (duration_band == i)).sum())}
+                   for i, label in enumerate(band_labels)}
     by_misuse = {}
     for label, who in (("supervised", ~misuse), ("misuse", misuse)):
         by_misuse[label] = {
@@ -825,12 +880,21 @@ def _truth(seed, n, config, fmt, rows, planted, group, cohort, duration, duratio
         "cohort": {"persons": int(cohort.sum()), "attrition": attrition},
         "bands": bands,
         "headline": headline,
+        "estimands": {
+            "headline": "(a) dependence from episode start to episode end + window_after_end_days",
+            "headline_fixed_window": "(b) dependence assessed within fixed_window_days after treatment ends, among "
+                                     "persons whose treatment ended while observed",
+        },
+        "headline_fixed_window": headline_fixed,
+        "bands_fixed_window": bands_fixed,
         "by_misuse": by_misuse,
         "cohort_summary": {
             "misuse_share": round(float(misuse[cohort].mean()), 4),
             "rx_misuse_signal_share": round(float(rx_signal[cohort].mean()), 4),
             "rx_misuse_signal_share_among_misusers": round(float(rx_signal[cohort & misuse].mean()), 4),
             "ascertained_share": round(float(ascertained[cohort].mean()), 4),
+            "ascertained_fixed_window_share": round(float(ascertained_fixed[cohort & fixed_defined].mean()), 4),
+            "fixed_window_defined": int((cohort & fixed_defined).sum()),
             "ascertainment_probability_min": round(float(p_asc[cohort].min()), 4),
             "ascertainment_probability_max": round(float(p_asc[cohort].max()), 4),
             "deaths": int((died & cohort).sum()),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 
 # --- persons -----------------------------------------------------------------
 SEX_CODES = ("F", "M", "X", "U")
@@ -25,8 +25,9 @@ REGION_PROBS = (0.16, 0.18, 0.14, 0.14, 0.16, 0.10, 0.07, 0.05)
 # Exclusion groups, drawn as exact counts so that each excluded person fails
 # exactly one cohort rule (the attrition counts then do not depend on the
 # order the pipeline applies the rules in).
-GROUPS = ("eligible", "no_clonazepam", "minor", "short_prior", "recent_other_benzo")
-GROUP_SHARES = {"no_clonazepam": 0.02, "minor": 0.03, "short_prior": 0.05, "recent_other_benzo": 0.06}
+GROUPS = ("eligible", "no_clonazepam", "minor", "short_prior", "recent_other_benzo", "prior_dependence")
+GROUP_SHARES = {"no_clonazepam": 0.02, "minor": 0.03, "short_prior": 0.05, "recent_other_benzo": 0.06,
+                "prior_dependence": 0.01}
 MIN_GROUP_COUNT = 8  # planted invalid rows hang on minors: there must be some
 
 # --- drugs ---------------------------------------------------------------------
@@ -103,6 +104,12 @@ ASCERTAINMENT_COEF = {
     "duration_band": (-1.35, -1.30, -1.30, -0.30, 0.70, 2.20),
     "rx_misuse_signal": -0.20,
 }
+# Estimand (b): the outcome is assessed in the fixed window after treatment ends
+# with log-odds = the log-odds above + this shift per duration band (all <= 0,
+# so P(b) <= P(a) in every cell and one uniform draw nests (b) inside (a)). The
+# shifts flatten the duration gradient: a fixed window is one post-treatment
+# contact, not more chances the longer the treatment.
+FIXED_WINDOW_SHIFT = (-0.30, -0.40, -0.60, -1.00, -1.60, -2.60)
 
 # --- evidence ----------------------------------------------------------------------
 DEPENDENCE_CODES = (
@@ -110,10 +117,11 @@ DEPENDENCE_CODES = (
     ("F13.20", "ICD10CM"), ("F13.230", "ICD10CM"), ("F13239", "ICD10CM"), ("F13.930", "ICD10CM"),
 )
 MISUSE_CODES = (("F13.1", "ICD10"), ("F131", "ICD10"), ("F13.10", "ICD10CM"))
-# Background diagnosis by indication (never an F13 code).
+# Background diagnosis by indication (never an F13 code); also the indication
+# coded on the first dispensing day (records that assess nothing).
 NOISE_CODES = {
     "anxiety": ("F41.1", "ICD10"), "panic": ("F41.0", "ICD10"), "seizure": ("G40.9", "ICD10"),
-    "insomnia": ("F51.0", "ICD10"), "muscle_spasm": ("M62.838", "ICD10CM"), "other": ("F32.9", "ICD10"),
+    "insomnia": ("G47.0", "ICD10"), "muscle_spasm": ("M62.838", "ICD10CM"), "other": ("F32.9", "ICD10"),
     "unknown": ("F419", "ICD10"),
 }
 
@@ -198,6 +206,10 @@ def ascertainment_logit(age_band, sex, indication, duration_band, rx_signal, coe
         + np.asarray(coef["duration_band"])[duration_band]
         + coef["rx_misuse_signal"] * np.asarray(rx_signal, dtype=float)
     )
+
+
+INDICATION_CODED_ON_DAY_0 = 0.70  # share of persons whose indication is coded on the first dispensing day
+EMPTY_VISIT_SHARE = 0.25  # share of persons not assessed with an empty follow-up visit in the window
 
 
 def min_ascertainment_probability(coef=ASCERTAINMENT_COEF) -> float:

@@ -1,5 +1,8 @@
 """Simulation study: bias and 95% CI coverage of the primary (IPW) and the
-complete-case headline estimates.
+complete-case headline estimates, for both estimands: (a) the window from
+episode start to episode end + 90 days and (b) the fixed window after
+treatment ends. It runs on the SHIPPED settings (``config/default.toml`` via
+``load_config()``), not on ``Config()``.
 
 ``main(n_sims, persons, seed, make_person_table=None)`` draws ``n_sims``
 person tables, runs the headline estimators on each and compares them with
@@ -28,7 +31,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Config
+from pipeline.config import Config, load_config
 
 MakePersonTable = Callable[[int, int], tuple[pd.DataFrame, dict]]
 
@@ -97,8 +100,11 @@ def mar_truth() -> dict:
                 acc[0] += weight * part * p
                 acc[1] += weight * part
     proportion = {key: num / den for key, (num, den) in totals.items() if den > 0}
+    headline = {g: proportion[g] for g in ("gt_4_weeks", "le_4_weeks")}
     return {
-        "headline": {g: proportion[g] for g in ("gt_4_weeks", "le_4_weeks")},
+        "headline": headline,
+        # estimand (b): the same latent dependence; whether the fixed window is defined does not depend on covariates
+        "headline_fixed_window": dict(headline),
         "by_duration_band": {band: proportion[band] for band in DURATION_BANDS},
     }
 
@@ -141,6 +147,12 @@ def make_mar_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]:
     died = ~dependent & (rng.random(n) < 0.03)
     days_to_death = np.floor(rng.random(n) * window).astype(int)
     ending = np.array(["taper", "abrupt", "ongoing"], dtype=object)[rng.choice(3, size=n, p=[0.35, 0.35, 0.30])]
+    # estimand (b): defined when the treatment ended while observed; assessed in the fixed window with a
+    # probability that does not grow with duration (a flatter MAR model of its own)
+    fixed_defined = ending != "ongoing"
+    fixed_logit = asc_logit - _effects(DURATION_BANDS, band, 2) * 0.5 - 0.3
+    ascertained_fixed = fixed_defined & (rng.random(n) < _expit(fixed_logit))
+    unassessing = ~ascertained & (rng.random(n) < 0.2)
     documented = ascertained & (rng.random(n) < np.where(signal, 0.3, 0.03))
     icd_misuse = ascertained & (rng.random(n) < 0.01)
     increase = rng.random(n) < np.clip(0.02 + duration / 1000, 0, 0.6)
@@ -164,6 +176,11 @@ def make_mar_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]:
             "dependence": masked(dependent),
             **{name: masked(values) for name, values in comp.items()},
             "days_to_dependence": pd.array(np.where(ascertained & dependent, days_to_dependence, None), dtype="Int64"),
+            "fixed_window_defined": fixed_defined,
+            "ascertained_fixed": ascertained_fixed,
+            "dependence_fixed": pd.array(np.where(ascertained_fixed, dependent, None), dtype="boolean"),
+            "only_unassessing_records": unassessing,
+            "only_unassessing_records_fixed": fixed_defined & ~ascertained_fixed & unassessing,
             "died_in_window": died,
             "days_to_death": pd.array(np.where(died, days_to_death, None), dtype="Int64"),
             "days_followed": np.where(died, days_to_death, window),
@@ -180,8 +197,8 @@ def make_mar_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]:
     return person, mar_truth()
 
 
-def _truth_value(truth: dict, group: str) -> float:
-    value = truth.get("headline", truth).get(group)
+def _truth_value(truth: dict, group: str, block: str = "headline") -> float:
+    value = truth.get(block, truth).get(group)
     if isinstance(value, dict):
         value = value.get("model_expected", value.get("estimate", value.get("proportion")))
     return float(value)
@@ -205,7 +222,7 @@ def make_demo_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]
     from pipeline.ingest.native import load_native
     from pipeline.warehouse import connect
 
-    config = Config()
+    config = load_config()  # the shipped settings: equivalence and labelled-maximum tables, washout, bands
     with tempfile.TemporaryDirectory(prefix="benzo-sim-") as folder:
         extract = Path(folder) / "extract"
         import contextlib
@@ -218,11 +235,12 @@ def make_demo_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]
         transform.run(con, config)
         person = con.execute("select * from analysis_person").df()
         con.close()
-    headline = {
-        group: {"model_expected": values["model_expected"], "realised": values["proportion"]}
-        for group, values in truth["headline"].items()
+    blocks = {
+        block: {group: {"model_expected": values["model_expected"], "realised": values["proportion"]}
+                for group, values in truth[block].items()}
+        for block in ("headline", "headline_fixed_window")
     }
-    return person, {"headline": headline}
+    return person, blocks
 
 
 def main(
@@ -235,36 +253,42 @@ def main(
 ) -> pd.DataFrame:
     """Bias, empirical SE, mean CI width and coverage of primary vs complete-case.
 
-    One row per headline group x method. Seeds are ``seed + i`` (printed).
+    One row per estimand x headline group x method. Seeds are ``seed + i`` (printed).
     """
     from pipeline.estimate.run import headline_from_person_table
 
     make = make_person_table or make_mar_person_table
-    config = config or Config()
+    config = config or load_config()
     records = []
     started = time.perf_counter()
     if verbose:
-        print(f"simulation: {n_sims} data sets x {persons} persons, seeds {seed}..{seed + n_sims - 1}")
+        print(f"simulation: {n_sims} data sets x {persons} persons, seeds {seed}..{seed + n_sims - 1}", flush=True)
     for i in range(n_sims):
         person, truth = make(seed + i, persons)
-        result = headline_from_person_table(person, config)
-        for method_key, method in (("headline", "primary"), ("complete_case", "complete_case")):
-            for group, values in result[method_key].items():
-                true = _truth_value(truth, group)
-                records.append(
-                    {
-                        "group": group,
-                        "method": method,
-                        "truth": true,
-                        "estimate": values["estimate"],
-                        "covered": values["ci_low"] <= true <= values["ci_high"],
-                        "width": values["ci_high"] - values["ci_low"],
-                    }
-                )
+        for estimand, block in (("a", "headline"), ("b", "headline_fixed_window")):
+            if block not in truth and estimand == "b":
+                continue
+            result = headline_from_person_table(person, config, estimand=estimand)
+            for method_key, method in (("headline", "primary"), ("complete_case", "complete_case")):
+                for group, values in result[method_key].items():
+                    true = _truth_value(truth, group, block)
+                    records.append(
+                        {
+                            "estimand": estimand,
+                            "group": group,
+                            "method": method,
+                            "truth": true,
+                            "estimate": values["estimate"],
+                            "covered": values["ci_low"] <= true <= values["ci_high"],
+                            "width": values["ci_high"] - values["ci_low"],
+                        }
+                    )
+        if verbose and (i + 1) % 25 == 0:
+            print(f"  {i + 1} / {n_sims} ({time.perf_counter() - started:.0f} s)", flush=True)
     frame = pd.DataFrame(records)
     summary = (
         frame.assign(error=frame["estimate"] - frame["truth"])
-        .groupby(["group", "method"], as_index=False)
+        .groupby(["estimand", "group", "method"], as_index=False)
         .agg(
             truth=("truth", "mean"),
             mean_estimate=("estimate", "mean"),

@@ -29,6 +29,7 @@ outside the group.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
@@ -116,20 +117,21 @@ def complete_case_proportion(outcome, include=None, confidence: float = 0.95) ->
 
 
 def weight_summary(weights) -> dict:
-    """Distribution of positive weights: min, median, 99th percentile, max and Kish's
-    effective sample size ``(sum w)^2 / sum w^2``.
+    """Distribution of positive weights: min, percentiles 1/5/25/50/75/95/99, max and
+    Kish's effective sample size ``(sum w)^2 / sum w^2``.
 
     >>> {k: round(v, 4) for k, v in weight_summary([1.0, 1.0, 2.0, 4.0, 0.0]).items()}
-    {'min': 1.0, 'p50': 1.5, 'p99': 3.94, 'max': 4.0, 'ess': 2.9091, 'n': 4}
+    {'min': 1.0, 'p1': 1.0, 'p5': 1.0, 'p25': 1.0, 'p50': 1.5, 'p75': 2.5, 'p95': 3.7, 'p99': 3.94, 'max': 4.0, 'ess': 2.9091, 'n': 4}
     """
     w = np.asarray(weights, dtype=float)
     w = w[w > 0]
+    names = ("p1", "p5", "p25", "p50", "p75", "p95", "p99")
     if not len(w):
-        return {"min": np.nan, "p50": np.nan, "p99": np.nan, "max": np.nan, "ess": 0.0, "n": 0}
+        return {"min": np.nan, **{k: np.nan for k in names}, "max": np.nan, "ess": 0.0, "n": 0}
+    values = np.percentile(w, [1, 5, 25, 50, 75, 95, 99])
     return {
         "min": float(w.min()),
-        "p50": float(np.percentile(w, 50)),
-        "p99": float(np.percentile(w, 99)),
+        **{k: float(v) for k, v in zip(names, values)},
         "max": float(w.max()),
         "ess": float(w.sum() ** 2 / np.square(w).sum()),
         "n": int(len(w)),
@@ -230,6 +232,7 @@ class AscertainmentModel:
     weight: np.ndarray
     inverse_information: np.ndarray
     converged: bool
+    fit_warnings: tuple[str, ...] = ()
 
     def correction(self, cross: np.ndarray) -> np.ndarray:
         """Per-person term ``A_tb H X_i (R_i - p_i)`` for one or more estimates.
@@ -242,19 +245,23 @@ class AscertainmentModel:
         return out[:, 0] if np.ndim(cross) == 1 else out
 
 
-def fit_binomial_glm(X: np.ndarray, y: np.ndarray, var_weights: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
-    """Coefficients and convergence of a binomial GLM, fitted on distinct rows.
+def fit_binomial_glm(
+    X: np.ndarray, y: np.ndarray, var_weights: np.ndarray | None = None
+) -> tuple[np.ndarray, bool, tuple[str, ...]]:
+    """Coefficients, convergence and the fit's warnings of a binomial GLM, fitted on distinct rows.
 
     Persons sharing a covariate pattern, outcome and weight contribute
     identical score terms, so fitting the distinct rows with their counts as
     frequency weights gives the same maximum-likelihood coefficients as the
     person-level fit -- with a design of a few thousand rows instead of one row
     per person (the person-level design is what used the memory at scale).
+    Warnings (e.g. perfect separation) are not silenced: they are returned,
+    deduplicated, for the caller to log and show.
 
     >>> X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
-    >>> coef, converged = fit_binomial_glm(X, np.array([0, 1, 1, 0, 0, 1.0]))
-    >>> np.round(coef, 3).tolist(), converged
-    ([0.693, -1.386], True)
+    >>> coef, converged, notes = fit_binomial_glm(X, np.array([0, 1, 1, 0, 0, 1.0]))
+    >>> np.round(coef, 3).tolist(), converged, notes
+    ([0.693, -1.386], True, ())
     """
     w = np.ones(len(y)) if var_weights is None else np.asarray(var_weights, dtype=float)
     stacked = np.ascontiguousarray(np.column_stack([X, y, w]), dtype=float)
@@ -265,16 +272,14 @@ def fit_binomial_glm(X: np.ndarray, y: np.ndarray, var_weights: np.ndarray | Non
     first = np.zeros(len(counts), dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes))[::-1]
     distinct = stacked[first]
-    with warnings.catch_warnings():
-        # Perfect separation (a level where everyone or no one is ascertained)
-        # is harmless here: those persons get p close to 0 or 1 and no weight
-        # is needed for the empty side.
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         fit = sm.GLM(
             distinct[:, -2], distinct[:, :-2], family=sm.families.Binomial(),
             freq_weights=counts.astype(float), var_weights=distinct[:, -1],
         ).fit(maxiter=100)
-    return np.asarray(fit.params, dtype=float), bool(getattr(fit, "converged", True))
+    notes = tuple(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught))
+    return np.asarray(fit.params, dtype=float), bool(getattr(fit, "converged", True)), notes
 
 
 def fit_ascertainment_model(design: np.ndarray, ascertained, names: Sequence[str] = ()) -> AscertainmentModel:
@@ -291,8 +296,14 @@ def fit_ascertainment_model(design: np.ndarray, ascertained, names: Sequence[str
     """
     X = np.asarray(design, dtype=float)
     r = np.nan_to_num(as_float(ascertained), nan=0.0) > 0
-    coef, converged = fit_binomial_glm(X, r.astype(float))
-    p = np.clip(scipy.special.expit(X @ coef), 1e-12, 1 - 1e-12)
+    coef, converged, notes = fit_binomial_glm(X, r.astype(float))
+    raw = scipy.special.expit(X @ coef)
+    extreme = int(((raw < 1e-6) | (raw > 1 - 1e-6)).sum())
+    if extreme:
+        # quasi-separation: a covariate pattern (almost) always or never ascertained
+        notes = notes + (f"fitted probability of ascertainment within 1e-6 of 0 or 1 for {extreme} persons "
+                         "(quasi-separation: a covariate pattern is (almost) always or never assessed)",)
+    p = np.clip(raw, 1e-12, 1 - 1e-12)
     information = (X * (p * (1 - p))[:, None]).T @ X
     weight = np.where(r, 1.0 / p, 0.0)
     return AscertainmentModel(
@@ -303,7 +314,28 @@ def fit_ascertainment_model(design: np.ndarray, ascertained, names: Sequence[str
         weight=weight,
         inverse_information=np.linalg.pinv(information),
         converged=converged,
+        fit_warnings=notes,
     )
+
+
+def truncate_weights(model: AscertainmentModel, low_percentile: float = 1.0, high_percentile: float = 99.0) -> AscertainmentModel:
+    """The model with the assessed persons' weights clipped to two percentiles of their distribution.
+
+    A sensitivity analysis (Cole & Hernan 2008): a few extreme weights can drive
+    an IPW estimate. The variance keeps the stacked formula with the clipped
+    weights (an approximation: clipping is not the weight model's score).
+
+    >>> X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
+    >>> model = fit_ascertainment_model(X, [1, 1, 0, 1, 0, 0])   # weights 1.5, 1.5, 3
+    >>> truncate_weights(model, 0, 50).weight.round(2).tolist()
+    [1.5, 1.5, 0.0, 1.5, 0.0, 0.0]
+    """
+    assessed = model.weight[model.ascertained]
+    if not len(assessed):
+        return model
+    low, high = np.percentile(assessed, [low_percentile, high_percentile])
+    clipped = np.where(model.ascertained, np.clip(model.weight, low, high), 0.0)
+    return dataclasses.replace(model, weight=clipped)
 
 
 # --------------------------------------------------------------------------- IPW proportion
@@ -565,7 +597,10 @@ def logistic_odds_ratios(
     keep_columns = np.union1d([0], keep_columns) if names and names[0] == "intercept" else keep_columns
     Z = Z[:, keep_columns]
     names = [names[i] for i in keep_columns]
-    coef, _ = fit_binomial_glm(Z[mask], y[mask], w[mask])
+    # separation warnings of the outcome model are not silenced: they reach the caller's log
+    coef, _, notes = fit_binomial_glm(Z[mask], y[mask], w[mask])
+    for note in notes:
+        warnings.warn(f"dose-response model: {note}", RuntimeWarning, stacklevel=2)
     mu = scipy.special.expit(Z @ coef)
     residual = np.where(mask, y - mu, 0.0)
     psi = (w * residual)[:, None] * Z

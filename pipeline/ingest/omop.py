@@ -159,8 +159,10 @@ def load_concept_sets() -> dict[str, dict]:
 
 
 def benzodiazepine_names(config: Config) -> list[str]:
-    """Every benzodiazepine of the equivalence table (read for the cohort's washout rule)."""
-    return sorted(d.strip().lower() for d in config.drugs.mg_equivalent_to_10mg_diazepam)
+    """Every benzodiazepine (equivalence table + ATC N05BA/N05CD/N03AE01 of concept_sets/benzodiazepines.json),
+    read for the cohort's washout rule."""
+    atc = load_concept_sets().get("benzodiazepines", {}).get("drugs", [])
+    return sorted({d.strip().lower() for d in config.drugs.mg_equivalent_to_10mg_diazepam} | {str(e["inn"]).lower() for e in atc})
 
 
 def mapping_signature(config: Config) -> str:

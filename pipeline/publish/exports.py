@@ -117,11 +117,12 @@ _HEADLINE_MEANING = {
     "ci_low": "lower bound of the confidence interval",
     "ci_high": "upper bound of the confidence interval",
     "n": "persons in the group (null when suppressed)",
-    "events": "persons who developed dependence (null when suppressed)",
+    "n_assessed": "persons in the group whose outcome was assessed (null when suppressed)",
+    "events": "persons who developed dependence, counted among the n_assessed (events / n is not a rate; null when suppressed)",
     "method": "estimator used",
 }
-_JSON_TYPE = {"estimate": "number", "ci_low": "number", "ci_high": "number", "n": "integer", "events": "integer",
-              "method": "string"}
+_JSON_TYPE = {"estimate": "number", "ci_low": "number", "ci_high": "number", "n": "integer", "n_assessed": "integer",
+              "events": "integer", "method": "string"}
 _PARQUET_TYPE = {"string": pa.string(), "int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_()}
 _COUNT_COLUMNS = {"n", "events", "persons_before", "excluded", "persons_after", "count", "total"}
 
@@ -178,7 +179,8 @@ def _headline_schema(min_cell_count: int) -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             key: {"description": _HEADLINE_MEANING[key],
-                  **(_count_schema(min_cell_count) if key in ("n", "events") else _nullable({"type": _JSON_TYPE[key]}))}
+                  **(_count_schema(min_cell_count) if key in ("n", "n_assessed", "events")
+                     else _nullable({"type": _JSON_TYPE[key]}))}
             for key in HEADLINE_KEYS
         },
     }
@@ -223,6 +225,11 @@ def json_schema(min_cell_count: int) -> dict[str, Any]:
                     "complete_case": {"$ref": "#/$defs/headline_block",
                                       "description": "persons with an ascertained outcome only"},
                     "config": {"type": "object", "description": "every analysis setting used"},
+                    "fixed_window_headline": {"$ref": "#/$defs/headline_block",
+                                              "description": "estimand (b): dependence or withdrawal assessed within "
+                                                             "outcome.fixed_window_days after treatment ends (primary)"},
+                    "fixed_window_complete_case": {"$ref": "#/$defs/headline_block",
+                                                   "description": "estimand (b), complete case"},
                 },
             },
         },

@@ -185,7 +185,8 @@ def anchor_sentence(gt: dict, supervised: dict | None = None, level: float = 0.9
     comparison = _against_one_third(gt, "everyone treated more than 4 weeks")
     if supervised and not _missing(supervised.get("estimate")):
         comparison += (
-            f" Among people treated more than 4 weeks with no sign of misuse (supervised use, the population "
+            f" Among people treated more than 4 weeks with no misuse signal in their prescription records "
+            f"(supervised use, the population "
             f"Marriott & Tyrer describe) the estimate is {pct(supervised['estimate'])} "
             f"({ci_text(supervised['ci_low'], supervised['ci_high'], level)})."
             + _against_one_third(supervised, "supervised use")
@@ -582,9 +583,31 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
     cards = "".join(
         f"<div class='card'><div class='card-label'>{esc(label)}</div><div class='card-value'>{pct(entry['estimate'])}</div>"
         f"<div class='card-ci'>{esc(ci_text(entry['ci_low'], entry['ci_high'], level))}</div>"
-        f"<div class='card-n'>{count(entry['events'])} of {count(entry['n'])} people; complete case "
-        f"{pct(cc['estimate'])}</div></div>"
+        f"<div class='card-n'>{count(entry['events'])} of the {count(entry.get('n_assessed'))} people whose outcome "
+        f"was assessed (complete case {pct(cc['estimate'])}); {count(entry['n'])} people treated, weighted estimate "
+        f"{pct(entry['estimate'])}</div></div>"
         for label, entry, cc in (("Treated more than 4 weeks", gt, cc_gt), ("Treated up to 4 weeks", le, cc_le))
+    )
+    fixed = published.headline.get("fixed_window_headline") or {}
+    fixed_cc = published.headline.get("fixed_window_complete_case") or {}
+    if fixed:
+        cards += "".join(
+            f"<div class='card'><div class='card-label'>{esc(label)}, fixed window (b)</div>"
+            f"<div class='card-value'>{pct(entry['estimate'])}</div>"
+            f"<div class='card-ci'>{esc(ci_text(entry['ci_low'], entry['ci_high'], level))}</div>"
+            f"<div class='card-n'>{count(entry['events'])} of the {count(entry.get('n_assessed'))} people whose outcome "
+            f"was assessed (complete case {pct(cc.get('estimate'))}); {count(entry['n'])} people whose treatment ended, "
+            f"weighted estimate {pct(entry['estimate'])}</div></div>"
+            for label, entry, cc in (("More than 4 weeks", fixed.get("gt_4_weeks") or {}, fixed_cc.get("gt_4_weeks") or {}),
+                                     ("Up to 4 weeks", fixed.get("le_4_weeks") or {}, fixed_cc.get("le_4_weeks") or {}))
+            if entry
+        )
+    estimands_html = (
+        f"<p class='howto'><b>Two questions.</b> (a) How often does dependence develop during treatment and the "
+        f"{config.outcome.window_after_end_days} days after it (the window grows with the treatment)? "
+        f"(b) How often are people dependent or in withdrawal within {config.outcome.fixed_window_days} days after "
+        f"their treatment ends (the same window for every duration, among people whose treatment ended while "
+        f"observed)?</p>"
     )
     strata = _analysis(published, "by_stratum")
     supervised_rows = strata[(strata["variable"] == "misuse") & (strata["level"] == "supervised")] if not strata.empty else strata
@@ -597,7 +620,8 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
         if manifest.get("demo") else ""
     )
     headline_html = (
-        f"{demo_note}<p id='headline-sentence' class='headline'>{esc(sentence)}</p><div class='cards'>{cards}</div>"
+        f"{demo_note}<p id='headline-sentence' class='headline'>{esc(sentence)}</p>{estimands_html}"
+        f"<div class='cards'>{cards}</div>"
         f"<p class='anchors'>{esc(anchor_sentence(gt, supervised, level))}</p>"
         f"<p class='howto'><b>How to read this report.</b> Percentages are the share of people who developed physical "
         f"dependence (any of: ICD-10 F13.2-F13.4, documented withdrawal symptoms, a clinician's judgement, Severity "
@@ -640,7 +664,7 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
             part = _shown(part.sort_values("time_days"))
             if not part.empty:
                 last.append((level_label(variable, group), part.iloc[-1]))
-        title = ("Dependence over time: " + "; ".join(f"{name} {pct(r['estimate'])} by day {int(r['time_days'])}"
+        title = ("Dependence over time among people still in their outcome window (censored when it closes): " + "; ".join(f"{name} {pct(r['estimate'])} by day {int(r['time_days'])}"
                                                        for name, r in last)) if last else "No published curve points"
         fig = incidence_chart(primary, title, "Cumulative incidence of dependence (Aalen-Johansen, death as a "
                               "competing risk).", level)

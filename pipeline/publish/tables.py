@@ -47,7 +47,9 @@ QUALITY_COLUMNS = [
     "status", "action", "count", "total", "share", "suppressed", "suppression_reason",
 ]
 HEADLINE_GROUPS = ("gt_4_weeks", "le_4_weeks")
-HEADLINE_KEYS = ("estimate", "ci_low", "ci_high", "n", "events", "method")
+HEADLINE_KEYS = ("estimate", "ci_low", "ci_high", "n", "n_assessed", "events", "method")
+# estimand (b), the fixed window after treatment ends: its headline pair, beside (a)'s
+FIXED_WINDOW_BLOCKS = {"fixed_window_headline": "headline", "fixed_window_complete_case": "complete_case"}
 _LAST_LEVELS = ("other", "unknown", "missing")
 
 
@@ -257,7 +259,7 @@ def _entry(row: pd.Series | None) -> dict[str, Any]:
         value = row.get(key)
         if value is None or pd.isna(value):
             entry[key] = None
-        elif key in ("n", "events"):
+        elif key in ("n", "n_assessed", "events"):
             entry[key] = int(value)
         elif key == "method":
             entry[key] = str(value)
@@ -319,6 +321,27 @@ def suppress_headline_dict(headline: dict[str, Any], min_cell_count: int, roundi
             entry[col] = None if pd.isna(record[col]) else int(record[col])
         for col in ("estimate", "ci_low", "ci_high"):
             entry[col] = None if pd.isna(record[col]) else float(record[col])
+    for group in HEADLINE_GROUPS:  # persons whose outcome was assessed = the complete case's n, suppressed with it
+        for key in ("headline", "complete_case"):
+            out[key][group]["n_assessed"] = out["complete_case"][group]["n"]
+    return out
+
+
+def fixed_window_blocks(published: pd.DataFrame, config: Config) -> dict[str, Any]:
+    """Estimand (b)'s headline pair from the (already suppressed) ``headline_fixed_window`` rows."""
+    rows = published[(published["analysis"] == "headline_fixed_window") & published["level"].isin(HEADLINE_GROUPS)]
+    if rows.empty:
+        return {}
+    complete = rows.apply(lambda r: is_complete_case(r["analysis"], r["method"]), axis=1).astype(bool)
+    out: dict[str, Any] = {}
+    for block, subset in (("fixed_window_headline", rows[~complete]), ("fixed_window_complete_case", rows[complete])):
+        out[block] = {}
+        for group in HEADLINE_GROUPS:
+            match = subset[subset["level"] == group]
+            out[block][group] = _entry(match.iloc[0] if len(match) else None)
+    for group in HEADLINE_GROUPS:
+        for block in out:
+            out[block][group]["n_assessed"] = out["fixed_window_complete_case"][group]["n"]
     return out
 
 
@@ -339,6 +362,7 @@ def collect(con: duckdb.DuckDBPyConnection, config: Config, estimate_result: dic
         headline = {"headline": {g: _entry(None) for g in HEADLINE_GROUPS},
                     "complete_case": {g: _entry(None) for g in HEADLINE_GROUPS}, "config": config.to_dict()}
     headline = suppress_headline_dict(headline, k, b, level)
+    headline.update(fixed_window_blocks(estimates, config))
     return Published(
         estimates=estimates,
         attrition=read_attrition(con, k, b),

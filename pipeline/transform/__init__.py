@@ -13,6 +13,7 @@ supply inclusive, gap, stockpiling, taper rule, bands): ``docs/episodes.md``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,12 +25,15 @@ from pipeline.errors import StageOrderError
 from pipeline.warehouse import ensure_audit_tables, run_sql_file, sql_literal, table_exists
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
+CONCEPT_SET_DIR = Path(__file__).resolve().parent.parent / "ingest" / "concept_sets"
+OUTCOME_ROLES = ("dependence", "withdrawal", "remission", "misuse")
 RAW_TABLES = ("raw_persons", "raw_prescriptions", "raw_diagnoses", "raw_follow_ups")
 OUTPUT_TABLES = (
     "stg_persons",
     "stg_prescriptions",
     "stg_diagnoses",
     "stg_follow_ups",
+    "stg_diagnosis_roles",
     "episodes",
     "cohort_attrition",
     "cohort",
@@ -60,6 +64,39 @@ def analysed_ingredients(config: Config) -> list[str]:
     return [d.strip().lower() for d in config.drugs.ingredients]
 
 
+def outcome_codes() -> list[tuple[str, str, str]]:
+    """(code_system, code prefix without dots, role) of every F13 code of the concept list.
+
+    >>> codes = outcome_codes()
+    >>> ("ICD10", "F132", "dependence") in codes, ("ICD10CM", "F1321", "remission") in codes
+    (True, True)
+    """
+    data = json.loads((CONCEPT_SET_DIR / "dependence_conditions.json").read_text(encoding="utf-8"))
+    rows = []
+    for entry in data["outcome_codes"]:
+        role = str(entry["role"])
+        if role not in OUTCOME_ROLES:
+            raise ValueError(f"concept_sets/dependence_conditions.json: outcome code {entry['code_prefix']} has role "
+                             f"{role!r}; allowed: {', '.join(OUTCOME_ROLES)}")
+        rows.append((str(entry["code_system"]).upper(), str(entry["code_prefix"]).replace(".", "").upper(), role))
+    return rows
+
+
+def benzodiazepine_class() -> list[tuple[str, str]]:
+    """(lower-case drug name, ATC code) of every benzodiazepine (ATC N05BA, N05CD, N03AE01), aliases included.
+
+    >>> names = dict(benzodiazepine_class())
+    >>> names["clorazepate"], names["potassium clorazepate"], names["estazolam"], names["clonazepam"]
+    ('N05BA05', 'N05BA05', 'N05CD04', 'N03AE01')
+    """
+    data = json.loads((CONCEPT_SET_DIR / "benzodiazepines.json").read_text(encoding="utf-8"))
+    rows = {}
+    for entry in data["drugs"]:
+        for name in [entry["inn"], *entry.get("aliases", [])]:
+            rows[str(name).strip().lower()] = str(entry["atc"])
+    return sorted(rows.items())
+
+
 def sql_parameters(config: Config) -> dict[str, Any]:
     """Every configuration value the SQL files use, as placeholder -> value."""
     drugs, estimate = config.drugs, config.estimate
@@ -76,6 +113,8 @@ def sql_parameters(config: Config) -> dict[str, Any]:
             sorted((d.lower(), float(mg)) for d, mg in drugs.labelled_max_daily_mg.items()), ("varchar", "double")
         ),
         "duration_band_rows": values_rows(bands, ("integer", "integer", "varchar")),
+        "benzodiazepine_class_rows": values_rows(benzodiazepine_class(), ("varchar", "varchar")),
+        "outcome_code_rows": values_rows(outcome_codes(), ("varchar", "varchar", "varchar")),
         "ingredients": [d.strip().lower() for d in drugs.ingredients],
         "class_level": bool(drugs.class_level),
         "analysed_ingredients": analysed_ingredients(config),
@@ -85,10 +124,8 @@ def sql_parameters(config: Config) -> dict[str, Any]:
         "washout_days": int(config.cohort.washout_days),
         "headline_split_days": int(estimate.headline_split_days),
         "window_after_end_days": int(config.outcome.window_after_end_days),
+        "fixed_window_days": int(config.outcome.fixed_window_days),
         "sds_cutoff": int(config.outcome.sds_cutoff),
-        "dependence_icd10_prefixes": [p.replace(".", "").upper() for p in config.outcome.dependence_icd10_prefixes],
-        "dependence_icd10cm_prefixes": [p.replace(".", "").upper() for p in config.outcome.dependence_icd10cm_prefixes],
-        "misuse_icd10_prefixes": [p.replace(".", "").upper() for p in config.outcome.misuse_icd10_prefixes],
         "distinct_prescribers": int(config.misuse.distinct_prescribers),
         "distinct_pharmacies": int(config.misuse.distinct_pharmacies),
         "misuse_window_days": int(config.misuse.window_days),

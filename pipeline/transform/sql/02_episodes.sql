@@ -1,22 +1,16 @@
 -- Treatment episodes (gaps and islands), one row per episode of each analysed
 -- ingredient, plus class-level episodes ('any_benzodiazepine', doses in
 -- diazepam equivalents) when drugs.class_level is on. Conventions: docs/episodes.md.
+-- Episodes keep OHDSI drug_era semantics: they are NOT cut at observation end
+-- or death (censoring belongs to the cohort and outcome steps, 03/04), so with
+-- stockpiling off and a 30-day window every drug_era row has its twin.
 --   {{ ingredients }}           list of lower-case INNs
 --   {{ class_level }}           bool
 --   {{ stockpiling }}           bool: carry leftover supply of early refills forward
 --   {{ persistence_window_days }} max days without supply inside one episode
 
 create or replace table episodes as
-with persons as (
-    select
-        person_id,
-        observation_end,
-        death_date,
-        least(observation_end, death_date) as follow_up_end
-    from stg_persons
-),
-
-ingredient_dispensings as (
+with ingredient_dispensings as (
     select
         person_id,
         drug as ingredient,
@@ -49,16 +43,9 @@ class_dispensings as (
 ),
 
 dispensings as (
-    -- a dispensing after the person's observation end or death cannot start or
-    -- extend an episode
-    select all_dispensings.*
-    from (
-        select * from ingredient_dispensings
-        union all
-        select * from class_dispensings
-    ) as all_dispensings
-    left join persons on persons.person_id = all_dispensings.person_id
-    where persons.follow_up_end is null or all_dispensings.dispensed_on <= persons.follow_up_end
+    select * from ingredient_dispensings
+    union all
+    select * from class_dispensings
 ),
 
 sequenced as (
@@ -181,27 +168,15 @@ per_episode as (
     group by person_id, ingredient, episode_number
 ),
 
-cut as (
-    select
-        per_episode.*,
-        case
-            when persons.death_date <= per_episode.supply_covered_end then 'death'
-            when persons.observation_end < per_episode.supply_covered_end then 'observation_end'
-            else 'supply'
-        end as end_reason,
-        least(per_episode.supply_covered_end, persons.observation_end, persons.death_date) as episode_end
-    from per_episode
-    left join persons on persons.person_id = per_episode.person_id
-),
-
 final as (
     select
         person_id,
         ingredient,
         episode_number,
         episode_start,
-        episode_end,
-        (episode_end - episode_start + 1)::integer as duration_days,
+        -- last day covered by supply (inclusive), whatever observation says
+        supply_covered_end as episode_end,
+        (supply_covered_end - episode_start + 1)::integer as duration_days,
         dispensings,
         days_supplied::bigint as days_supplied,
         mean_daily_dose_mg,
@@ -211,16 +186,15 @@ final as (
         mean_daily_dose_dde_mg,
         max_daily_dose_dde_mg,
         cumulative_dose_mg,
-        end_reason,
         (first_increase_on - episode_start)::integer as days_to_first_increase,
         max_daily_dose_mg / first_daily_dose_mg as dose_escalation_ratio,
+        -- how the supply ended; the cohort step makes it 'ongoing' when observation ends first
         case
-            when end_reason = 'observation_end' then 'ongoing'
             when last_daily_dose_mg < last_run_first_daily_dose_mg then 'taper'
             else 'abrupt'
-        end as ending,
+        end as supply_ending,
         indication
-    from cut
+    from per_episode
 )
 
 select * from final;

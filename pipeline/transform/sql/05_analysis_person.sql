@@ -12,7 +12,6 @@ with first_episodes as (
         max_daily_dose_mg,
         max_daily_dose_dde_mg,
         cumulative_dose_mg,
-        end_reason,
         days_to_first_increase,
         dose_escalation_ratio
     from episodes
