@@ -410,6 +410,41 @@ def anchor_rows(person, model, config) -> tuple[list[dict], dict]:
     return rows, anchors
 
 
+METHOD_EXPOSURE = "exposure: share of new users whose first treatment lasted more than the headline split, Wilson CI"
+
+
+def trend_rows(person, model, config) -> list[dict]:
+    """Trends and geography (issue 15): per calendar year of treatment start and per region,
+    the share of new users treated > ``headline_split_days`` (exposure rows: n = new users,
+    events = those treated longer; duration is known for everyone, so no weighting) and
+    dependence among all new users and among those treated longer (primary and complete case).
+
+    Analyses ``by_calendar_year`` / ``by_region``; ``variable`` is ``calendar_year`` or
+    ``region`` with the population after ``|`` for the dependence rows, as in ``by_stratum``.
+    Years come from ``episode_start``: a provider's per-person date shift moves them too.
+    """
+    rows = []
+    conf = config.estimate.confidence_level
+    longer = person["_gt_4_weeks"].to_numpy() > 0
+    breakdowns = {}  # a person table without the column (e.g. a simulation's) has no such breakdown
+    if "episode_start" in person.columns:
+        start = pd.to_datetime(person["episode_start"], errors="coerce")
+        breakdowns["by_calendar_year"] = ("calendar_year", start.dt.year.astype("Int64").astype("string").fillna("unknown"))
+    if "region" in person.columns:
+        region = person["region"].astype("string").str.strip()
+        breakdowns["by_region"] = ("region", region.where(region != "", pd.NA).fillna("unknown"))
+    for analysis, (column, series) in breakdowns.items():
+        values, levels = _levels(series)
+        for level in levels:
+            group = values == level
+            share = stats.complete_case_proportion(np.where(group, longer, np.nan), confidence=conf)
+            rows.append(_row(analysis, column, level, share, METHOD_EXPOSURE))
+            for population, among in (("all", np.ones(len(person), dtype=bool)), ("gt_4_weeks", longer)):
+                rows += _proportion_rows(analysis, f"{column}|{population}", level, person, model, group & among,
+                                         confidence=conf)[0]
+    return rows
+
+
 def to_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows as the typed ``estimates`` frame."""
     frame = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS))
@@ -434,6 +469,7 @@ def estimate_tables(person: pd.DataFrame, config: Config) -> tuple[pd.DataFrame,
     rows += dose_response_rows(person, model, config)
     rows += tolerance_rows(person, config)
     rows += withdrawal_rows(person, model, config)
+    rows += trend_rows(person, model, config)
     new, weights = weight_rows(person, model)
     rows += new
     new, anchors = anchor_rows(person, model, config)
