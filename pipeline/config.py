@@ -29,6 +29,7 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "default.toml"
 class ExtractConfig:
     format: str = "native"
     extract_date: str = ""
+    cdm_name: str = ""  # the source's name in summarised_result; empty = the extract folder's name
 
     @property
     def extract_day(self) -> dt.date:
