@@ -140,9 +140,11 @@ def _withdrawal(row, variable, population, level):
 
 
 def _weights(row, variable, population, level):
+    # a statistic this contract does not name keeps its name in variable_level
+    stat = _WEIGHT_STATS.get(variable)
     return _Shape(strata=_group_stratum(level), variable_name="ascertainment_weight",
-                  estimates={"n": "denominator_count", "events": "weighted_count",
-                             "estimate": _WEIGHT_STATS.get(variable, variable)})
+                  variable_level=None if stat else variable,
+                  estimates={"n": "denominator_count", "events": "weighted_count", "estimate": stat or "estimate"})
 
 
 def _anchors(row, variable, population, level):
@@ -354,5 +356,7 @@ def settings_table(result_settings: list[dict[str, str]], config: Config, run: d
                                                               if k not in ("package_name", "package_version")},
              "estimator": r["estimator"], "estimand": r["estimand"], "method": r["method"]}
             for r in result_settings]
-    frame = pd.DataFrame(rows)
+    columns = ["result_id", "result_type", "package_name", "package_version",
+               *[k for k in common if k not in ("package_name", "package_version")], "estimator", "estimand", "method"]
+    frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({c: "string" for c in frame.columns})

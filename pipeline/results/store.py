@@ -83,6 +83,8 @@ def _check(rows: pd.DataFrame, settings: pd.DataFrame, where: str) -> None:
 
 def append(rows: pd.DataFrame, settings: pd.DataFrame, results_dir: Path | str, where: str = "run") -> dict:
     """Append one run; return {run_id, appended (False if it was already stored), first/last result_id}."""
+    if rows.empty and settings.empty:  # nothing was estimated: no run to keep
+        return {"run_id": None, "appended": False, "first_result_id": None, "last_result_id": None}
     _check(rows, settings, where)
     path = store_path(results_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
