@@ -79,6 +79,18 @@ def _check(rows: pd.DataFrame, settings: pd.DataFrame, where: str) -> None:
     unknown = set(rows["result_id"].dropna()) - set(settings["result_id"].dropna())
     if unknown:
         raise StoreError(f"{where}: {len(unknown)} result_id value(s) in summarised_result have no settings row")
+    whole = rows["result_id"].astype("string").str.fullmatch(r"\d+").fillna(False).astype(bool)
+    if not whole.all():
+        raise StoreError(f"{where}: summarised_result column result_id must hold whole numbers "
+                         f"({int((~whole).sum())} rows do not)")
+    from pipeline.results.export import small_count_findings
+
+    k = pd.to_numeric(settings.get("min_cell_count"), errors="coerce").dropna() if "min_cell_count" in settings else []
+    if not len(k):
+        raise StoreError(f"{where}: settings lacks min_cell_count; only disclosure-controlled results are stored")
+    findings = small_count_findings(rows, int(k.max()))
+    if findings:
+        raise StoreError(f"{where}: refusing small counts: " + "; ".join(findings))
 
 
 def append(rows: pd.DataFrame, settings: pd.DataFrame, results_dir: Path | str, where: str = "run") -> dict:
