@@ -81,14 +81,22 @@ def _figure(title: str, y_title: str = "share (%)") -> go.Figure:
     return fig
 
 
+def _numbers(values) -> list:
+    """>>> _numbers(pd.Series([0.5, float("nan")]))
+    [0.5, None]
+    """
+    return [None if v is None or math.isnan(v) else float(v) for v in pd.to_numeric(pd.Series(values), errors="coerce")]
+
+
 def _bars(fig: go.Figure, frame: pd.DataFrame, name: str, colour: str, labels: dict | None = None) -> None:
     if frame.empty:
         return
     y = frame["proportion"] * 100
-    fig.add_bar(x=[(labels or {}).get(level, level) for level in frame["level"]], y=y, name=name,
-                marker_color=colour, customdata=frame["proportion"],
-                error_y={"type": "data", "symmetric": False, "array": (frame["upper"] * 100 - y).tolist(),
-                         "arrayminus": (y - frame["lower"] * 100).tolist()},
+    # plain lists: the browser (and the test reading it) sees numbers, not base64 typed arrays
+    fig.add_bar(x=[(labels or {}).get(level, level) for level in frame["level"]], y=_numbers(y), name=name,
+                marker_color=colour, customdata=_numbers(frame["proportion"]),
+                error_y={"type": "data", "symmetric": False, "array": _numbers(frame["upper"] * 100 - y),
+                         "arrayminus": _numbers(y - frame["lower"] * 100)},
                 hovertemplate="%{x}: %{y:.1f}%<extra>" + name + "</extra>")
 
 
@@ -227,12 +235,14 @@ def create_app(results_dir: Path | str) -> Dash:
         for frame, name, colour in ((exposure, "treated more than 4 weeks", COLOURS["exposure"]),
                                     (dependence, "dependence (all new users)", COLOURS["primary"])):
             if not frame.empty:
-                trend.add_scatter(x=frame["level"], y=frame["proportion"] * 100, mode="lines+markers", name=name,
-                                  line={"color": colour}, customdata=frame["proportion"],
+                trend.add_scatter(x=list(frame["level"]), y=_numbers(frame["proportion"] * 100), mode="lines+markers",
+                                  name=name, line={"color": colour}, customdata=_numbers(frame["proportion"]),
                                   hovertemplate="%{x}: %{y:.1f}%<extra>" + name + "</extra>")
-        if year and year != ALL:
-            trend.add_vline(x=year, line_dash="dot", line_color="#444")
-        trend.update_xaxes(type="category")
+        if year and year != ALL:  # the chosen year's points drawn larger
+            for trace in trend.data:
+                trace.marker.size = [13 if x == year else 6 for x in trace.x]
+        trend.update_xaxes(type="category", categoryorder="array",
+                           categoryarray=sorted({x for t in trend.data for x in t.x}, key=data.level_key))
 
         regions = _figure("By region")
         exposure = pick(run_id, "by_region", "region", {"region": None}, estimator="descriptive",
