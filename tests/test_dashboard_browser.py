@@ -24,7 +24,7 @@ from pipeline.dashboard.app import count, percent
 from pipeline.results.contract import COLUMNS, parse_value
 from pipeline.results.export import read_export
 from test_report_browser import CHROMIUM, LAUNCH_ARGS
-from test_results import build_two_runs
+from test_results import two_runs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -37,9 +37,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
-    # RESULTS_TEST_RUNS=<folder> reuses runs built earlier (while working on the dashboard only)
-    reuse = os.environ.get("RESULTS_TEST_RUNS")
-    return Path(reuse) if reuse else build_two_runs(tmp_path_factory.getbasetemp() / "results_two_runs")
+    return two_runs(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -63,9 +63,15 @@ def build_two_runs(base: Path) -> Path:
     return base
 
 
+def two_runs(tmp_path_factory) -> Path:
+    """The two runs of this session; RESULTS_TEST_RUNS=<folder> reuses runs built earlier (while iterating)."""
+    reuse = os.environ.get("RESULTS_TEST_RUNS")
+    return Path(reuse) if reuse else build_two_runs(tmp_path_factory.getbasetemp() / "results_two_runs")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
-    return build_two_runs(tmp_path_factory.getbasetemp() / "results_two_runs")
+    return two_runs(tmp_path_factory)
 
 
 def exports(runs: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -240,3 +246,24 @@ def test_the_append_cli_names_a_missing_export_in_one_line(tmp_path):
                         check=False)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "summarised_result.csv not found" in result.stderr
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda rows, settings: (rows, settings.drop(columns="min_cell_count")), "lacks min_cell_count"),
+    (lambda rows, settings: (rows.assign(result_id="x1"), settings.assign(result_id="x1")), "whole numbers"),
+    (lambda rows, settings: (rows, settings.assign(run_id=[f"r{i}" for i in range(len(settings))])), "exactly one run"),
+    (lambda rows, settings: (rows, settings.iloc[1:]), "have no settings row"),
+    (lambda rows, settings: (rows.drop(columns="additional_level"), settings), "exactly the 13 columns"),
+], ids=["no min_cell_count", "non-numeric result_id", "two runs", "orphan result_id", "12 columns"])
+def test_the_store_refuses_a_malformed_run_in_one_line(runs, tmp_path, break_it, message):
+    rows, settings = break_it(*exports(runs, "site_b"))
+    with pytest.raises(PipelineError, match=message) as refused:
+        store.append(rows, settings, tmp_path / "results")
+    assert "\n" not in str(refused.value)
+
+
+def test_serve_names_a_corrupt_store_in_one_line(tmp_path):
+    (tmp_path / "results.duckdb").write_bytes(b"not a duckdb file at all" * 100)
+    result = run_module("pipeline.dashboard", "--results", str(tmp_path), "--port", "1", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "cannot open the results store" in result.stderr

@@ -53,7 +53,9 @@ def percent(value: float) -> str:
 
 
 def interval(low: float, high: float) -> str:
-    """>>> interval(0.3723, 0.3938)
+    """A confidence interval as the dashboard shows it.
+
+    >>> interval(0.3723, 0.3938)
     '95% CI 37.2% to 39.4%'
     """
     if low is None or high is None or math.isnan(low) or math.isnan(high):
@@ -62,7 +64,9 @@ def interval(low: float, high: float) -> str:
 
 
 def count(value: float) -> str:
-    """>>> count(10897.0), count(float("nan"))
+    """A count as the dashboard shows it.
+
+    >>> count(10897.0), count(float("nan"))
     ('10,897', 'suppressed')
     """
     return "suppressed" if value is None or math.isnan(value) else f"{int(value):,}"
@@ -82,7 +86,9 @@ def _figure(title: str, y_title: str = "share (%)") -> go.Figure:
 
 
 def _numbers(values) -> list:
-    """>>> _numbers(pd.Series([0.5, float("nan")]))
+    """Values as plain floats, None for missing.
+
+    >>> _numbers(pd.Series([0.5, float("nan")]))
     [0.5, None]
     """
     return [None if v is None or math.isnan(v) else float(v) for v in pd.to_numeric(pd.Series(values), errors="coerce")]

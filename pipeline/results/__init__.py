@@ -38,4 +38,8 @@ def write_exports(published, config: Config, manifest: dict[str, Any] | None, ex
 def append_to_store(exports_dir: Path, results_dir: Path) -> dict:
     from pipeline.results import store
 
-    return store.append_exports(exports_dir, results_dir)
+    try:
+        return store.append_exports(exports_dir, results_dir)
+    except store.StoreError as error:
+        raise store.StoreError(f"{error} (the reports are published; append them later with "
+                               f"`python -m pipeline.results append {exports_dir} --results {results_dir}`)") from None

@@ -255,6 +255,7 @@ def summarised_rows(estimates: pd.DataFrame, attrition: pd.DataFrame, config: Co
     for row in estimates.astype("object").to_dict("records"):
         analysis = _text(row.get("analysis")) or "unknown"
         variable, population = _split_variable(row.get("variable"))
+        population = _text(row.get("population")) or population  # an explicit column wins over "variable|population"
         level = _text(row.get("level")) or "unknown"
         shape = _SPECS.get(analysis, _generic)(row, variable, population, level)
         rid = result_id(analysis, _estimator(row), _text(row.get("estimand")) or DEFAULT_ESTIMAND,
