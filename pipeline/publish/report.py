@@ -781,7 +781,9 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
              "by_calendar_year", "by_region"}
     others = published.estimates[~published.estimates["analysis"].isin(known)]
     if not others.empty:
-        body = "".join(f"<h3>{esc(name)}</h3>" + estimates_table(_analysis(published, name), level)
+        headings = {"by_stratum_overall": "Dependence by stratum, whole cohort (every treatment duration)"}
+        body = "".join(f"<h3>{esc(headings.get(name, str(name).replace('_', ' ').capitalize()))}</h3>"
+                       + estimates_table(_analysis(published, name), level)
                        for name in dict.fromkeys(others["analysis"]))
         page.section("other", "Other estimates", body)
 
