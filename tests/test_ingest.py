@@ -155,11 +155,11 @@ def test_failed_load_leaves_the_warehouse_as_it_was(tmp_path, con, cfg, monkeypa
     real = native._stage_table
     calls = []
 
-    def crash_on_third_table(con_, table, *args):
+    def crash_on_third_table(con_, table, *args, **kwargs):
         calls.append(table.name)
         if len(calls) == 3:
             raise KeyboardInterrupt  # Ctrl-C part-way through the load
-        return real(con_, table, *args)
+        return real(con_, table, *args, **kwargs)
 
     monkeypatch.setattr(native, "_stage_table", crash_on_third_table)
     with pytest.raises(KeyboardInterrupt):

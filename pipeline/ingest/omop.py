@@ -11,8 +11,10 @@ into Python. Guarantees, as for native extracts (``pipeline/ingest/native.py``):
   ``audit_quarantine`` (stage ``ingest``, ``omop.*`` rule ids, ``table_name`` the
   CDM table, ``record_id`` / ``source_row`` its primary key).
   rows_read = rows_loaded + rows_quarantined, counted in CDM records.
-* **Idempotent**: same source sha256 and same mapping (ingredients, concept sets,
-  mapping version) -> skipped. The signature is kept as the raw tables' comment.
+* **One snapshot**: the snapshot id is ``omop:<hash of the CDM files' sha256>:<mapping
+  signature>`` (ingredients, concept sets, mapping version); it is kept as each raw
+  table's comment and in ``audit_load.snapshot_id``. Skipped only when all four raw
+  tables hold this snapshot; a native extract loaded in between means a reload.
 * **Atomic**: the four raw tables and the audit rows are replaced in one transaction.
 
 Mapping decisions (each documented in docs/omop.md):
@@ -890,7 +892,7 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, prog
             con.execute(SQL_CONDITIONS)
             con.execute(SQL_FOLLOW_UPS.format(negative_names=negative_names))
             _write_raw_tables(con, load_id, signature)
-            counts = _write_audit(con, load_id, read)
+            counts = _write_audit(con, load_id, read, signature)
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
@@ -966,8 +968,8 @@ _ROW_TABLES = {
 }
 
 
-def _write_audit(con: duckdb.DuckDBPyConnection, load_id: str, read: list[CdmTable]) -> list[TableLoad]:
-    """audit_quarantine rows (stage 'ingest') and one audit_load row per CDM table read."""
+def _write_audit(con: duckdb.DuckDBPyConnection, load_id: str, read: list[CdmTable], snapshot: str) -> list[TableLoad]:
+    """audit_quarantine rows (stage 'ingest') and one audit_load row per CDM table read, with the snapshot id."""
     con.execute(
         """create or replace temp table _omop_quarantine (load_id varchar, stage varchar, table_name varchar,
            record_id varchar, source_row bigint, rule_id varchar, reason varchar)"""
@@ -989,12 +991,9 @@ def _write_audit(con: duckdb.DuckDBPyConnection, load_id: str, read: list[CdmTab
         )
     for rule_id, in con.execute("select distinct rule_id from _omop_quarantine").fetchall():
         con.execute("update _omop_quarantine set reason = ? where rule_id = ?", [_reason(rule_id), rule_id])
-    # a new load replaces the previous one: its ingest quarantine (native or OMOP table
-    # names) and the validation quarantine of the raw tables go with it
-    cdm_names = ", ".join(sql_literal(n) for n in CDM_COLUMNS)
-    contract_names = ", ".join(sql_literal(n) for n in RAW_TABLES)
-    con.execute(f"delete from audit_quarantine where stage = 'ingest' and table_name in ({cdm_names}, {contract_names})")
-    con.execute(f"delete from audit_quarantine where stage = 'validate' and table_name in ({contract_names})")
+    # a new load replaces the whole previous extract (native or OMOP): its ingest and
+    # validation quarantine go with it
+    con.execute("delete from audit_quarantine where stage in ('ingest', 'validate')")
     con.execute("insert into audit_quarantine select * from _omop_quarantine")
 
     counts_sql = {
@@ -1017,11 +1016,13 @@ def _write_audit(con: duckdb.DuckDBPyConnection, load_id: str, read: list[CdmTab
             # vocabulary tables are lookups: every row is read and available to the mapping
             loaded, quarantined = scalar(con, f"select count(*) from _omop_{table.name}"), 0
         load = TableLoad(table.name, table.source_file, table.file_format, table.sha256,
-                         rows_read=loaded + quarantined, rows_loaded=loaded, rows_quarantined=quarantined)
+                         rows_read=loaded + quarantined, rows_loaded=loaded, rows_quarantined=quarantined,
+                         snapshot_id=snapshot)
         loads.append(load)
         con.execute(
-            "insert into audit_load values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            """insert into audit_load (load_id, table_name, source_file, file_format, sha256, rows_read,
+               rows_loaded, rows_quarantined, loaded_at, snapshot_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [load_id, load.table, load.source_file, load.file_format, load.sha256, load.rows_read,
-             load.rows_loaded, load.rows_quarantined, now],
+             load.rows_loaded, load.rows_quarantined, now, snapshot],
         )
     return loads
