@@ -256,6 +256,17 @@ def test_line_ends_bom_blank_lines_and_no_final_newline_are_counted_as_lines(tmp
         ], name
 
 
+def test_carriage_return_inside_a_line_is_one_line_not_a_traceback(tmp_path):
+    lines = prescription_lines()
+    lines[9] = lines[9].replace(",panic,", ",pan\ric,")  # CR inside data row 10 of an LF file
+    result = ingest(write_extract(tmp_path / "x", prescriptions=lines), tmp_path / "w.duckdb")
+    assert result.returncode == 2
+    assert one_error_line(result) == (
+        "error: prescriptions.csv: line 11 (data row 10): a carriage return (CR) inside the line; "
+        "save the file with one kind of line end (LF or CRLF)"
+    )
+
+
 def test_parquet_rows_read_come_from_its_metadata(tmp_path):
     folder = write_extract(tmp_path / "x")
     frame = pd.read_csv(folder / "prescriptions.csv", dtype=str)
@@ -384,7 +395,7 @@ def test_raw_tables_without_a_snapshot_are_refused(tmp_path):
 def big_extract(tmp_path_factory) -> Path:
     """A demo extract that takes a couple of seconds to ingest (seed printed for reruns)."""
     folder = tmp_path_factory.mktemp("big") / "extract"
-    result = run_cli("demo", "--out", str(folder), "--persons", "20000", "--seed", "11")
+    result = run_cli("demo", "--out", str(folder), "--persons", "5000", "--seed", "11")
     assert result.returncode == 0, result.stderr
     return folder
 
@@ -393,8 +404,13 @@ def test_kill_9_at_any_moment_leaves_the_previous_or_the_new_extract(tmp_path, b
     warehouse = tmp_path / "w.duckdb"
     assert ingest(write_extract(tmp_path / "a"), warehouse).returncode == 0
     old = (snapshots(warehouse), audit_counts(warehouse))
+    started = time.perf_counter()
+    assert ingest(big_extract, warehouse).returncode == 0
+    whole_run = time.perf_counter() - started  # kills land across the run, wherever its time goes
+    new = (snapshots(warehouse), audit_counts(warehouse))
+    assert ingest(write_extract(tmp_path / "a"), warehouse).returncode == 0
     outcomes = []
-    for delay in (0.8, 1.4, 2.0, 2.6):
+    for delay in (0.3 * whole_run, 0.55 * whole_run, 0.8 * whole_run, 0.95 * whole_run):
         process = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "ingest", "--source", str(big_extract), "--warehouse", str(warehouse)],
             cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -410,6 +426,7 @@ def test_kill_9_at_any_moment_leaves_the_previous_or_the_new_extract(tmp_path, b
         for table, (read, loaded, quarantined) in state[1].items():
             if table in state[0] or f"raw_{table}" in state[0]:
                 assert query(warehouse, f"select count(*) from raw_{table}") == [(loaded,)]
+        assert state in (old, new)
         outcomes.append(("old" if state == old else "new", was_running))
         if state != old:  # back to A for the next kill
             assert ingest(write_extract(tmp_path / "a"), warehouse).returncode == 0

@@ -40,6 +40,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -242,6 +243,43 @@ def _parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     return int(scalar(con, f"select sum(num_rows) from parquet_file_metadata({sql_literal(str(path))})") or 0)
 
 
+def first_mixed_line_end(path: Path) -> int | None:
+    r"""The first line holding a carriage return that does not end it, in a file with LF line ends.
+
+    DuckDB stops on such a file ("state machine reached an invalid state"); Excel
+    and copy-paste from Mac tools leave them.
+
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile(delete=False) as f:
+    ...     _ = f.write(b"h\r\na\r\nb\rc\r\n")
+    >>> first_mixed_line_end(Path(f.name)); os.unlink(f.name)
+    3
+    """
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if b"\r" in line.rstrip(b"\r\n") or line.endswith(b"\r\r\n"):
+                return number
+    return None
+
+
+def unreadable_csv(error: duckdb.Error, path: Path | None = None) -> ExtractError:
+    """One line for a file DuckDB cannot parse: the file's name, and the line when it can be found."""
+    text = str(error)
+    if path is None:
+        named = re.search(r"^\s*file = (.+)$", text, flags=re.MULTILINE)
+        path = Path(named.group(1).strip()) if named else None
+    name = path.name if path is not None else "a file of the extract"
+    if path is not None and path.is_file() and "invalid state" in text:
+        line = first_mixed_line_end(path)
+        if line is not None:
+            return ExtractError(
+                f"{name}: line {line} (data row {line - 1}): a carriage return (CR) inside the line; "
+                "save the file with one kind of line end (LF or CRLF)"
+            )
+    first_line = text.strip().splitlines()[0][:200]
+    return ExtractError(f"{name}: cannot be read as CSV ({first_line})")
+
+
 @dataclass
 class LineScan:
     """The slow-path reading of a CSV file, line by line, after a count mismatch."""
@@ -423,11 +461,14 @@ def _stage_table(
     row_number = "file_row_number + 1" if fmt == "parquet" else "row_number() over ()"
     # File order must survive the parse for row_number() to be the file's row number.
     con.execute("set preserve_insertion_order = true")
-    con.execute(
-        f"""create or replace table _ingest_readable as
-            select {row_number} as _readable_row, {', '.join(f'{expr} as {_quote(name)}' for name, expr in texts.items())}
-            from {scan}"""
-    )
+    try:
+        con.execute(
+            f"""create or replace table _ingest_readable as
+                select {row_number} as _readable_row, {', '.join(f'{expr} as {_quote(name)}' for name, expr in texts.items())}
+                from {scan}"""
+        )
+    except duckdb.Error as error:
+        raise unreadable_csv(error, path) from None
     con.execute("set preserve_insertion_order = false")
     if privacy_gate is not None:
         _gate_parsed(con, table.name, privacy_gate)
@@ -549,7 +590,10 @@ def load_native(
     """
     files = find_table_files(Path(source))
     if privacy_gate is not None:
-        privacy_gate(sample_tables(con, files))
+        try:
+            privacy_gate(sample_tables(con, files))
+        except duckdb.Error as error:  # a file DuckDB cannot parse at all: one line naming it
+            raise unreadable_csv(error) from None
     ensure_audit_tables(con)
     load_id = new_id()
     scans = {}
