@@ -345,6 +345,29 @@ def test_native_then_omop_then_a_changed_native_extract_never_mixes(tmp_path, eu
     assert ingest(extract_a, warehouse).stderr.count("unchanged, skipped") == 4
 
 
+def test_stray_quote_in_an_omop_csv_table_is_refused_naming_the_line(tmp_path, eunomia):
+    """A CDM exported to CSV files gets the same rule: a quote running on is refused, not silently merged."""
+    folder = tmp_path / "cdm"
+    folder.mkdir()
+    con = duckdb.connect(str(eunomia), read_only=True)
+    for table in ("person", "observation_period", "drug_exposure", "condition_occurrence", "concept", "concept_ancestor"):
+        con.execute(f"copy {table} to '{folder / (table + '.csv')}' (header, delimiter ',')")
+    con.close()
+    warehouse = tmp_path / "w.duckdb"
+    settings = ("--format", "omop", "--set", "drugs.ingredients=acetaminophen")
+    assert ingest(folder, warehouse, *settings).returncode == 0
+    before = query(warehouse, "select count(*) from audit_load")
+    lines = (folder / "drug_exposure.csv").read_text().splitlines()
+    lines[30000] = lines[30000].replace(",", ',"', 1)  # file line 30001
+    (folder / "drug_exposure.csv").write_text("\n".join(lines) + "\n")
+    result = ingest(folder, warehouse, *settings)
+    assert result.returncode == 2
+    assert one_error_line(result).startswith(
+        "error: drug_exposure.csv: line 30001 (data row 30000): a quoted field opens and does not close on that line"
+    )
+    assert query(warehouse, "select count(*) from audit_load") == before
+
+
 def test_one_changed_file_reloads_all_four_tables_in_one_load(tmp_path):
     warehouse = tmp_path / "w.duckdb"
     folder = write_extract(tmp_path / "x")

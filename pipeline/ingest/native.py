@@ -269,13 +269,19 @@ def unreadable_csv(error: duckdb.Error, path: Path | None = None) -> ExtractErro
         named = re.search(r"^\s*file = (.+)$", text, flags=re.MULTILINE)
         path = Path(named.group(1).strip()) if named else None
     name = path.name if path is not None else "a file of the extract"
-    if path is not None and path.is_file() and "invalid state" in text:
-        line = first_mixed_line_end(path)
-        if line is not None:
-            return ExtractError(
-                f"{name}: line {line} (data row {line - 1}): a carriage return (CR) inside the line; "
-                "save the file with one kind of line end (LF or CRLF)"
-            )
+    if path is not None and path.is_file() and not path.name.lower().endswith(".gz"):
+        if "invalid state" in text:
+            line = first_mixed_line_end(path)
+            if line is not None:
+                return ExtractError(
+                    f"{name}: line {line} (data row {line - 1}): a carriage return (CR) inside the line; "
+                    "save the file with one kind of line end (LF or CRLF)"
+                )
+        delimiter = sniff_delimiter(path)
+        if delimiter != "\t":  # tab-separated files are read without quoting
+            lines = scan_lines(path, delimiter)
+            if lines.runaway_from is not None:
+                return runaway_quote(path, lines)
     first_line = text.strip().splitlines()[0][:200]
     return ExtractError(f"{name}: cannot be read as CSV ({first_line})")
 
@@ -289,7 +295,7 @@ class LineScan:
     runaway_to: int | None = None  # its last line (None: ran past MAX_SCANNED_FIELD)
 
 
-def scan_lines(path: Path, delimiter: str) -> LineScan:
+def scan_lines(path: Path, delimiter: str, quoted: bool = True) -> LineScan:
     """Blank lines and the first record spanning lines, as an RFC 4180 reader sees them.
 
     Python's csv reader (in C) follows the same quoting rules as DuckDB and tells
@@ -303,7 +309,8 @@ def scan_lines(path: Path, delimiter: str) -> LineScan:
     previous = 0
     try:
         with open(path, encoding="latin-1", newline="") as handle:
-            reader = csv.reader(handle, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+            quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
+            reader = csv.reader(handle, delimiter=delimiter, quotechar='"', doublequote=True, strict=False, quoting=quoting)
             try:
                 for record in reader:
                     line = reader.line_num
@@ -409,7 +416,17 @@ def _gate_parsed(con: duckdb.DuckDBPyConnection, table: str, privacy_gate, rows:
     privacy_gate({table: frame.astype("string")})
 
 
-def _reconcile_lines(path: Path, file_scan: FileScan, records: int, gaps: list[int]) -> int:
+def runaway_quote(path: Path, lines: LineScan) -> ExtractError:
+    """The one line for a quoted field that runs over a line end."""
+    start = lines.runaway_from
+    reach = f"to line {lines.runaway_to}" if lines.runaway_to else f"for more than {MAX_SCANNED_FIELD // (1 << 20)} MB"
+    return ExtractError(
+        f"{path.name}: line {start} (data row {start - 1}): a quoted field opens and does not close on that line "
+        f"(it runs on {reach}; a stray or unmatched '\"'?); fields may not span lines: fix the quoting and load again"
+    )
+
+
+def reconcile_lines(path: Path, file_scan: FileScan, records: int, gaps: list[int], quoted: bool = True) -> int:
     """Rows read = data lines of the file; refuse when the CSV reader saw fewer records.
 
     Fast path: DuckDB's records (parsed + rejected) equal the data lines counted
@@ -420,14 +437,9 @@ def _reconcile_lines(path: Path, file_scan: FileScan, records: int, gaps: list[i
     """
     if records == file_scan.data_lines:
         return records
-    lines = scan_lines(path, sniff_delimiter(path))
+    lines = scan_lines(path, sniff_delimiter(path), quoted)
     if lines.runaway_from is not None:
-        start = lines.runaway_from
-        reach = f"to line {lines.runaway_to}" if lines.runaway_to else f"for more than {MAX_SCANNED_FIELD // (1 << 20)} MB"
-        raise ExtractError(
-            f"{path.name}: line {start} (data row {start - 1}): a quoted field opens and does not close on that line "
-            f"(it runs on {reach}; a stray or unmatched '\"'?); fields may not span lines: fix the quoting and load again"
-        )
+        raise runaway_quote(path, lines)
     blank = [row for row in lines.blank_rows if row >= 1]
     data_lines = file_scan.lines - 1 - len(blank)
     if records != data_lines:
@@ -488,7 +500,7 @@ def _stage_table(
     gaps = [row for row, _, _ in rejected]  # data rows that are not in _ingest_readable
     records = scalar(con, "select count(*) from _ingest_readable") + unreadable
     if fmt == "csv":
-        load.rows_read = _reconcile_lines(path, file_scan or scan_file(path), records, gaps)
+        load.rows_read = reconcile_lines(path, file_scan or scan_file(path), records, gaps)
     else:
         load.rows_read = _parquet_rows(con, path)
         if records != load.rows_read:

@@ -49,7 +49,7 @@ import duckdb
 
 from pipeline.config import Config
 from pipeline.errors import ExtractError
-from pipeline.ingest.native import TableLoad, sha256_of, sniff_delimiter
+from pipeline.ingest.native import FileScan, TableLoad, reconcile_lines, scan_file, sha256_of, sniff_delimiter, unreadable_csv
 from pipeline.warehouse import ensure_audit_tables, new_id, scalar, sql_literal, table_exists
 
 # Bump when the mapping below changes: a CDM loaded by an older mapping is reloaded.
@@ -108,6 +108,7 @@ class CdmTable:
     sha256: str
     relation: str | None  # SQL relation over the raw table; None when absent
     note: str = ""
+    file_scan: FileScan | None = None  # sha256 and line counts of an uncompressed CSV file
 
 
 @dataclass
@@ -250,7 +251,9 @@ def discover(con: duckdb.DuckDBPyConnection, source: Path, alias: str) -> list[C
         for name in CDM_COLUMNS:
             if name in files:
                 path, fmt = files[name]
-                tables.append(CdmTable(name, str(path.resolve()), fmt, sha256_of(path), _scan(path, fmt)))
+                scan = scan_file(path)
+                tables.append(CdmTable(name, str(path.resolve()), fmt, scan.sha256, _scan(path, fmt),
+                                       file_scan=scan if fmt == "csv" and not path.name.lower().endswith(".gz") else None))
             else:
                 tables.append(CdmTable(name, "", "", "", None))
     missing = [t.name for t in tables if t.relation is None and t.name in REQUIRED_TABLES]
@@ -260,6 +263,24 @@ def discover(con: duckdb.DuckDBPyConnection, source: Path, alias: str) -> list[C
             f"(needed: {', '.join(REQUIRED_TABLES)}; a folder holds one <table>.csv or .parquet each)"
         )
     return tables
+
+
+def _check_csv_records(con: duckdb.DuckDBPyConnection, table: CdmTable) -> None:
+    """A CDM CSV file holds one record per line: refuse (naming the line) a quote that runs on.
+
+    The same rule as native files (``pipeline.ingest.native.reconcile_lines``): a
+    stray quote would otherwise merge the following lines into one record, and the
+    CDM rows they hold would vanish without a trace. Tab-separated (Athena) files
+    are read without quoting, so only blank lines can differ there.
+    """
+    if table.relation is None or table.file_scan is None:
+        return
+    try:
+        records = scalar(con, f"select count(*) from {table.relation}")
+    except duckdb.Error as error:
+        raise unreadable_csv(error, Path(table.source_file)) from None
+    path = Path(table.source_file)
+    reconcile_lines(path, table.file_scan, records, [], quoted=sniff_delimiter(path) != "\t")
 
 
 def _create_typed_view(con: duckdb.DuckDBPyConnection, table: CdmTable) -> None:
@@ -857,6 +878,7 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, prog
             summary.tables = [TableLoad(t.name, t.source_file, t.file_format, t.sha256, skipped=True) for t in tables if t.relation]
             return summary
         for table in tables:
+            _check_csv_records(con, table)
             _create_typed_view(con, table)
             if table.note:
                 summary.notes.append(table.note)
