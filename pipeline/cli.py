@@ -95,6 +95,10 @@ def _require(con, table: str, stage: str) -> None:
     if not table_exists(con, table):
         raise StageOrderError(f"table '{table}' is missing: run `python -m pipeline {stage}` first")
     require_one_snapshot(con)  # every stage after ingest: the raw tables hold one extract
+    if stage != "ingest":
+        from pipeline.warehouse import require_stage_on_snapshot
+
+        require_stage_on_snapshot(con, stage)  # and what `stage` built came from that extract
 
 
 def _ensure_demo(source: Optional[Path], cfg: Config) -> Path:

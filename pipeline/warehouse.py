@@ -111,7 +111,8 @@ create table if not exists audit_validation (
     total_rows bigint, failing_share double, examples varchar, action varchar, checked_at timestamp);
 create table if not exists audit_run_log (
     run_id varchar, stage varchar, started_at timestamp, finished_at timestamp, status varchar,
-    message varchar, config_json varchar);
+    message varchar, config_json varchar, snapshot_id varchar);
+alter table audit_run_log add column if not exists snapshot_id varchar;
 """
 
 
@@ -147,6 +148,29 @@ def raw_table_snapshots(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] 
         ).fetchall()
     )
     return {name: (found.get(f"raw_{name}") or None) for name in tables}
+
+
+def require_stage_on_snapshot(con: duckdb.DuckDBPyConnection, stage: str) -> str:
+    """The current snapshot, when ``stage`` last succeeded on it; ``StageOrderError`` otherwise.
+
+    ``estimate`` reads what ``transform`` built and ``report`` what ``estimate``
+    wrote: after a new extract is loaded both must run again, or the report would
+    pair the old extract's results with the new one's counts.
+    """
+    from pipeline.errors import StageOrderError
+
+    current = require_one_snapshot(con)
+    last = scalar(
+        con,
+        "select snapshot_id from audit_run_log where stage = ? and status = 'ok' order by finished_at desc limit 1",
+        [stage],
+    )
+    if last != current:
+        raise StageOrderError(
+            f"the {stage} results were built from another extract than the one loaded now "
+            f"(snapshot {short_snapshot(current)}): run `python -m pipeline {stage}` again first"
+        )
+    return current
 
 
 def short_snapshot(snapshot: str) -> str:
@@ -210,7 +234,10 @@ def logged_stage(con: duckdb.DuckDBPyConnection, stage: str, config: Config, run
         raise
     finally:
         with contextlib.suppress(duckdb.Error):
+            held = set(raw_table_snapshots(con).values())  # the extract the stage ran on
             con.execute(
-                "insert into audit_run_log values (?, ?, ?, ?, ?, ?, ?)",
-                [run_id, stage, started, dt.datetime.now(), status, message, json.dumps(config.to_dict())],
+                "insert into audit_run_log (run_id, stage, started_at, finished_at, status, message, config_json, "
+                "snapshot_id) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, stage, started, dt.datetime.now(), status, message, json.dumps(config.to_dict()),
+                 held.pop() if len(held) == 1 else None],
             )

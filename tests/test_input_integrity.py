@@ -398,6 +398,25 @@ def test_later_stages_refuse_raw_tables_of_different_extracts(tmp_path, stage):
     assert not (tmp_path / "reports").exists()
 
 
+def test_estimate_refuses_analysis_tables_built_from_the_previous_extract(tmp_path):
+    """ingest A, transform, ingest A2, estimate: the estimate would be A's cohort beside A2's counts."""
+    warehouse = tmp_path / "w.duckdb"
+    assert ingest(write_extract(tmp_path / "a"), warehouse).returncode == 0
+    transformed = run_cli("transform", "--warehouse", str(warehouse))
+    assert transformed.returncode == 0, transformed.stderr
+    assert ingest(write_extract(tmp_path / "a2", persons=persons_lines(N_PERSONS + 1)), warehouse).returncode == 0
+    result = run_cli("estimate", "--warehouse", str(warehouse))
+    assert result.returncode == 2
+    assert one_error_line(result).startswith("error: the transform results were built from another extract than the one "
+                                             "loaded now (snapshot ")
+    assert run_cli("transform", "--warehouse", str(warehouse)).returncode == 0
+    con = duckdb.connect(str(warehouse), read_only=True)
+    snapshot = con.execute("select snapshot_id from audit_run_log where stage = 'transform' order by finished_at desc "
+                           "limit 1").fetchall()
+    con.close()
+    assert snapshot == [(set(snapshots(warehouse).values()).pop(),)]
+
+
 def test_raw_tables_without_a_snapshot_are_refused(tmp_path):
     warehouse = tmp_path / "w.duckdb"
     assert ingest(write_extract(tmp_path / "x"), warehouse).returncode == 0
