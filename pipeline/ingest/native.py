@@ -480,7 +480,9 @@ def _stage_table(
                 from {scan}"""
         )
     except duckdb.Error as error:
-        raise unreadable_csv(error, path) from None
+        if fmt == "csv":
+            raise unreadable_csv(error, path) from None
+        raise ExtractError(f"{path.name}: cannot be read as Parquet ({str(error).strip().splitlines()[0][:200]})") from None
     con.execute("set preserve_insertion_order = false")
     if privacy_gate is not None:
         _gate_parsed(con, table.name, privacy_gate)
