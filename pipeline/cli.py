@@ -144,6 +144,10 @@ def do_ingest(con, source: Path, cfg: Config):
         )
         extra = f" (ignored extra columns: {', '.join(load.extra_columns)})" if load.extra_columns else ""
         console.print(f"  {load.table:<14} {state}{extra}")
+    if summary.snapshot_id:
+        from pipeline.warehouse import short_snapshot
+
+        console.print(f"  extract snapshot {short_snapshot(summary.snapshot_id)} (all four tables)")
     return summary
 
 
