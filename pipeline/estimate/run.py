@@ -799,7 +799,8 @@ def _log_warning(con: duckdb.DuckDBPyConnection, config: Config, message: str) -
 
     ensure_audit_tables(con)
     now = dt.datetime.now()
-    con.execute("insert into audit_run_log values (?, ?, ?, ?, ?, ?, ?)",
+    con.execute("insert into audit_run_log (run_id, stage, started_at, finished_at, status, message, config_json) "
+                "values (?, ?, ?, ?, ?, ?, ?)",
                 ["estimate", "estimate", now, now, "warning", message[:500], json.dumps(config.to_dict())])
 
 
