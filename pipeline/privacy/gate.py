@@ -199,7 +199,7 @@ _STREET_TYPES = (r"street|st|road|rd|avenue|ave|lane|ln|drive|close|court|ct|bou
 STREET = (rf"(?i)(^|[^\w])\d{{1,5}}[a-z]?,?{SP}+([a-z'.-]+{SP}+){{1,4}}({_STREET_TYPES})\b"
           rf"|(?i)\b(rue|calle|avenida|viale|piazza|plaza|boulevard){SP}+[^0-9,;\n]+{SP}\d{{1,4}}[a-z]?\b"
           rf"|(?i)[a-z](stra(ss|ß)e|str\.|straat|weg|gasse|laan|plein|gracht){SP}*\d{{1,4}}[a-z]?\b")
-FREE_TEXT = rf"({L}{{2,}}[^{_L}\n]+){{5}}{L}{{2}}"  # and at least 40 characters: a sentence
+FREE_TEXT = rf"({L}{{2,}}[,;:.!?'\")-]?{SP}+[\"(]?){{5}}{L}{{2}}"  # six words apart by spaces  # and at least 40 characters: a sentence
 FULL_DATE = (rf"^{SP}*(\d{{4}}[-/.]\d{{1,2}}[-/.]\d{{1,2}}|\d{{1,2}}[-/.]\d{{1,2}}[-/.]\d{{2,4}}|\d{{8}}"
              rf"|\d{{1,2}}\.?{SP}+{L}{{3,9}}\.?{SP}+\d{{4}}|{L}{{3,9}}\.?{SP}+\d{{1,2}},?{SP}+\d{{4}})([T ].*)?{SP}*$")
 
