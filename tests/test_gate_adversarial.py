@@ -11,6 +11,7 @@ import csv
 import hashlib
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -66,9 +67,10 @@ def copy_extract(demo: Path, target: Path) -> Path:
     return target
 
 
-def plant(extract: Path, table: str, column: str, value: str, spread: str) -> int:
+def plant(extract: Path, table: str, column: str, value: str, spread: str, offset: int = 0) -> int:
     """Put ``value`` in ``column`` of ``table`` (a new extra column when absent): in one
-    row at 80% of the file ("one"), or in every 33rd row ("3%"). Returns rows changed."""
+    row at 80% of the file ("one"), or in every 33rd row ("3%"); ``offset`` moves the
+    rows, so that several identifiers sit in different rows. Returns rows changed."""
     path = extract / f"{table}.csv"
     header, rows = read_rows(path)
     if column not in header:
@@ -76,7 +78,7 @@ def plant(extract: Path, table: str, column: str, value: str, spread: str) -> in
         for row in rows:
             row.append("")
     index = header.index(column)
-    targets = [int(len(rows) * 0.8)] if spread == "one" else range(7, len(rows), 33)
+    targets = [int(len(rows) * 0.8) + 97 * offset] if spread == "one" else range(7 + offset, len(rows), 33)
     for i in targets:
         rows[i][index] = value
     write_rows(path, header, rows)
@@ -110,47 +112,73 @@ def assert_refused(result: subprocess.CompletedProcess, warehouse: Path, secrets
     return lines[0]
 
 
-# (table, column, value): each format the issue names, in a contract column or an extra one.
+# (table, column, value): each format the issue names, in a contract column or an
+# extra one. Identifiers planted in different columns share a CLI run (a "batch"):
+# the refusal line must name every one of those columns with its row count, so
+# each identifier is still proven to be caught on its own.
 IDENTIFIERS = [
     ("prescriptions", "indication", "ann.smith@example.org"),
     ("prescriptions", "contact", "bob_jones+nhs@mail.co.uk"),
     ("prescriptions", "indication", "NHS 943 476 5919"),
     ("prescriptions", "pharmacy_id", "943 476 5919"),
     ("prescriptions", "prescriber_id", "9434765919"),
-    ("prescriptions", "indication", "943\u00a0476\u00a05919"),
-    ("prescriptions", "indication", "SSN 219-09-9999"),
-    ("prescriptions", "info", "219-09-9999"),
-    ("prescriptions", "indication", "07700 900123"),
-    ("prescriptions", "indication", "07700\u00a0900123"),
+    ("prescriptions", "info_a", "943\u00a0476\u00a05919"),
+    ("prescriptions", "info_b", "SSN 219-09-9999"),
+    ("prescriptions", "info_c", "219-09-9999"),
+    ("prescriptions", "drug", "07700 900123"),
+    ("prescriptions", "info_d", "07700\u00a0900123"),
     ("prescriptions", "prescriber_id", "+44 7700 900123"),
-    ("prescriptions", "info", "(020) 7946 0958"),
+    ("prescriptions", "info_e", "(020) 7946 0958"),
     ("prescriptions", "pharmacy_id", "(555) 123-4567"),
-    ("prescriptions", "indication", "555-123-4567"),
+    ("prescriptions", "info_f", "555-123-4567"),
     ("prescriptions", "indication", "Leeds LS1 4AP"),
     ("prescriptions", "prescriber_id", "LS1 4AP"),
     ("persons", "region", "90210"),
-    ("persons", "region", "Springfield, IL 62704"),
-    ("prescriptions", "info", "https://example.org/patient/17"),
-    ("prescriptions", "indication", "192.168.10.23"),
-    ("prescriptions", "info", "2001:db8:85a3::8a2e:370:7334"),
+    ("persons", "info_g", "Springfield, IL 62704"),
+    ("prescriptions", "info_h", "https://example.org/patient/17"),
+    ("prescriptions", "info_i", "192.168.10.23"),
+    ("prescriptions", "info_j", "2001:db8:85a3::8a2e:370:7334"),
     ("prescriptions", "prescriber_id", "SMITH, John"),
     ("prescriptions", "indication", "Doe, Jane"),
     ("prescriptions", "person_id", "Jane Doe"),
-    ("prescriptions", "indication", "Jean Dupont"),
+    ("prescriptions", "info_k", "Jean Dupont"),
     ("prescriptions", "pharmacy_id", "Dr Okonkwo"),
-    ("prescriptions", "info", "12 Baker Street"),
+    ("prescriptions", "info_l", "12 Baker Street"),
 ]
 
 
+def batches(identifiers) -> list[list[tuple[str, str, str]]]:
+    """Group identifiers so that no batch uses a column twice (one table per batch)."""
+    grouped: list[list[tuple[str, str, str]]] = []
+    for table, column, value in identifiers:
+        for batch in grouped:
+            if batch[0][0] == table and all(c != column for _, c, _ in batch):
+                batch.append((table, column, value))
+                break
+        else:
+            grouped.append([(table, column, value)])
+    return grouped
+
+
+def test_every_identifier_is_in_a_batch():
+    assert sorted(i for b in batches(IDENTIFIERS) for i in b) == sorted(IDENTIFIERS)
+    assert len(batches(IDENTIFIERS)) <= 6
+
+
 @pytest.mark.parametrize("spread", ["one", "3%"])
-@pytest.mark.parametrize("table, column, value", IDENTIFIERS)
-def test_identifier_is_refused_via_the_cli(demo, tmp_path, table, column, value, spread):
+@pytest.mark.parametrize("batch", batches(IDENTIFIERS), ids=lambda b: "+".join(c for _, c, _ in b))
+def test_identifiers_are_refused_via_the_cli(demo, tmp_path, batch, spread):
     extract = copy_extract(demo, tmp_path / "extract")
-    changed = plant(extract, table, column, value, spread)
+    changed = {}
+    for offset, (table, column, value) in enumerate(batch):
+        changed[column] = plant(extract, table, column, value, spread, offset)
     warehouse = tmp_path / "warehouse.duckdb"
-    line = assert_refused(cli("ingest", "--source", str(extract), "--warehouse", str(warehouse)), warehouse, [value],
-                          expect=f"{table}.csv, column '{column}'")
-    assert f"{changed:,} row" in line, line
+    line = assert_refused(cli("ingest", "--source", str(extract), "--warehouse", str(warehouse)), warehouse,
+                          [value for _, _, value in batch])
+    for table, column, _ in batch:
+        rows = changed[column]
+        pattern = rf"{table}\.csv, column '{column}': [^;]*?, {rows:,} rows?(;|\. )"
+        assert re.search(pattern, line), (column, line)
 
 
 def test_one_megabyte_field_is_judged_fast(demo, tmp_path):
@@ -175,8 +203,8 @@ def test_one_megabyte_field_is_judged_fast(demo, tmp_path):
     assert_refused(result, warehouse, ["ann@example.org"], expect="e-mail address")
 
 
-@pytest.mark.parametrize("column", ["DoB", "D.O.B.", "Geburtsdatum", "date_naissance", "fecha_nacimiento", "NOM",
-                                    "Prénom", "fname", "lname", "Nachname", "apellido", "telefono", "NHS_no"])
+# (every name rule is unit-tested in test_privacy.py; these go through the CLI)
+@pytest.mark.parametrize("column", ["DoB", "D.O.B.", "Geburtsdatum", "Prénom", "NOM"])
 def test_identifier_column_names_are_refused_via_the_cli(demo, tmp_path, column):
     extract = copy_extract(demo, tmp_path / "extract")
     plant(extract, "persons", column, "x", "3%")
