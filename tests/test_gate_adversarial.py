@@ -291,3 +291,44 @@ def test_realistic_pseudonyms_pass(demo, tmp_path):
     warehouse = tmp_path / "warehouse.duckdb"
     result = cli("ingest", "--source", str(extract), "--warehouse", str(warehouse))
     assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------- OMOP CDM
+
+
+def omop_cdm(tmp_path: Path, person_source_values: list[str], fmt: str = "duckdb", extra: dict | None = None) -> Path:
+    from test_omop import CDM, write_cdm_csv, write_cdm_duckdb
+
+    columns, rows = CDM["person"]
+    rows = [row[:-1] + (value,) for row, value in zip(rows, person_source_values)]
+    if extra:
+        columns += ", " + ", ".join(extra)
+        rows = [row + tuple(values[i] for values in extra.values()) for i, row in enumerate(rows)]
+    tables = {**CDM, "person": (columns, rows)}
+    if fmt == "duckdb":
+        return write_cdm_duckdb(tmp_path / "cdm.duckdb", tables)
+    return write_cdm_csv(tmp_path / "cdm", tables)
+
+
+@pytest.mark.parametrize("fmt", ["duckdb", "csv"])
+@pytest.mark.parametrize("secret", ["jane.doe@example.org", "Doe, Jane", "943 476 5919", "Jane Doe"])
+def test_omop_source_values_go_through_the_gate(tmp_path, fmt, secret):
+    cdm = omop_cdm(tmp_path, ["MRN-0001", secret, "MRN-0003"], fmt)
+    warehouse = tmp_path / "warehouse.duckdb"
+    line = assert_refused(cli("ingest", "--source", str(cdm), "--format", "omop", "--warehouse", str(warehouse)),
+                          warehouse, [secret])
+    assert "column 'person_source_value'" in line and "1 row" in line
+
+
+def test_omop_extra_identifier_column_is_refused(tmp_path):
+    cdm = omop_cdm(tmp_path, ["MRN-0001", "MRN-0002", "MRN-0003"], extra={"patient_name": ["A", "B", "C"]})
+    warehouse = tmp_path / "warehouse.duckdb"
+    assert_refused(cli("ingest", "--source", str(cdm), "--format", "omop", "--warehouse", str(warehouse)), warehouse,
+                   [], expect="column 'patient_name': person name")
+
+
+def test_omop_pseudonymous_source_values_pass(tmp_path):
+    cdm = omop_cdm(tmp_path, ["001f4a87-70d0-435c-a4b9-1425f6928d33", "MRN-0002", "4012345"])
+    warehouse = tmp_path / "warehouse.duckdb"
+    result = cli("ingest", "--source", str(cdm), "--format", "omop", "--warehouse", str(warehouse))
+    assert result.returncode == 0, result.stderr

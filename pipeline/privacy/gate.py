@@ -642,6 +642,81 @@ class IdentifierGate:
 
 refuse_if_identifiers = IdentifierGate()
 
+# ---------------------------------------------------------------- OMOP CDM
+
+# OMOP CDM v5.4 columns of the clinical tables the OMOP loader reads
+# (pipeline/ingest/omop.py); vocabulary tables are reference data about no one.
+CDM_CLINICAL_COLUMNS: dict[str, frozenset[str]] = {name: frozenset(columns.split()) for name, columns in {
+    "person": "person_id gender_concept_id year_of_birth month_of_birth day_of_birth birth_datetime race_concept_id"
+              " ethnicity_concept_id location_id provider_id care_site_id person_source_value gender_source_value"
+              " gender_source_concept_id race_source_value race_source_concept_id ethnicity_source_value"
+              " ethnicity_source_concept_id",
+    "observation_period": "observation_period_id person_id observation_period_start_date observation_period_end_date"
+                          " period_type_concept_id",
+    "death": "person_id death_date death_datetime death_type_concept_id cause_concept_id cause_source_value"
+             " cause_source_concept_id",
+    "drug_exposure": "drug_exposure_id person_id drug_concept_id drug_exposure_start_date drug_exposure_start_datetime"
+                     " drug_exposure_end_date drug_exposure_end_datetime verbatim_end_date drug_type_concept_id"
+                     " stop_reason refills quantity days_supply sig route_concept_id lot_number provider_id"
+                     " visit_occurrence_id visit_detail_id drug_source_value drug_source_concept_id route_source_value"
+                     " dose_unit_source_value",
+    "condition_occurrence": "condition_occurrence_id person_id condition_concept_id condition_start_date"
+                            " condition_start_datetime condition_end_date condition_end_datetime"
+                            " condition_type_concept_id condition_status_concept_id stop_reason provider_id"
+                            " visit_occurrence_id visit_detail_id condition_source_value condition_source_concept_id"
+                            " condition_status_source_value",
+    "observation": "observation_id person_id observation_concept_id observation_date observation_datetime"
+                   " observation_type_concept_id value_as_number value_as_string value_as_concept_id"
+                   " qualifier_concept_id unit_concept_id provider_id visit_occurrence_id visit_detail_id"
+                   " observation_source_value observation_source_concept_id unit_source_value qualifier_source_value"
+                   " value_source_value observation_event_id obs_event_field_concept_id",
+    "measurement": "measurement_id person_id measurement_concept_id measurement_date measurement_datetime"
+                   " measurement_time measurement_type_concept_id operator_concept_id value_as_number"
+                   " value_as_concept_id unit_concept_id range_low range_high provider_id visit_occurrence_id"
+                   " visit_detail_id measurement_source_value measurement_source_concept_id unit_source_value"
+                   " unit_source_concept_id value_source_value measurement_event_id meas_event_field_concept_id",
+}.items()}
+# Free-text columns of those tables (besides every *_source_value).
+CDM_TEXT_COLUMNS = frozenset({"value_as_string", "sig", "stop_reason", "lot_number"})
+
+
+def check_cdm_table(con: duckdb.DuckDBPyConnection, cdm_table: str, label: str, relation: str) -> list[Finding]:
+    """Findings in one CDM table as read: every ``*_source_value`` and free-text
+    column by value, and any column outside CDM v5.4 by name, type and value."""
+    standard = CDM_CLINICAL_COLUMNS.get(cdm_table)
+    if standard is None:
+        return []
+    described = con.sql(f"select * from {relation} limit 0")
+    columns, types = described.columns, [str(t) for t in described.types]
+    labels = {c: printable_column(c, i) for i, c in enumerate(columns)}
+    text = [c for c in columns if c.strip().lower().endswith("_source_value") or c.strip().lower() in CDM_TEXT_COLUMNS]
+    others = [(i, c) for i, c in enumerate(columns) if c.strip().lower() not in standard]
+    findings = []
+    for position, column in others:
+        kind = identifier_kind_of_name(column)
+        if _IDENTIFIER_AS_NAME.search(str(column)):
+            findings.append(Finding(label, labels[column], "a column name that looks like an identifier",
+                                    "gate.name.value_like", None))
+        elif kind:
+            findings.append(Finding(label, labels[column], kind[0], kind[1], None))
+        elif types[position].upper().startswith(_DATE_TYPES):
+            findings.append(Finding(label, labels[column], "a date-typed column outside the CDM (possible date of birth)",
+                                    "gate.name.extra_date_column", None))
+    findings += scan_table(con, relation, cdm_table, label, text, labels)
+    findings += scan_table(con, relation, cdm_table, label, [c for _, c in others], labels, extra=True)
+    return findings
+
+
+def refuse_cdm_identifiers(con: duckdb.DuckDBPyConnection, tables: Mapping[str, tuple[str, str]]) -> list[Finding]:
+    """The gate over an OMOP CDM: ``tables`` maps CDM table -> (label, SQL relation); raises
+    ``PrivacyError`` (one line, no value) on any finding."""
+    findings: list[Finding] = []
+    for cdm_table, (label, relation) in tables.items():
+        findings += check_cdm_table(con, cdm_table, label, relation)
+    refuse(findings)
+    return findings
+
+
 
 def check_tables(frames: Mapping[str, pd.DataFrame]) -> list[Finding]:
     """The gate over in-memory tables (tests, notebooks): each DataFrame is read
