@@ -104,6 +104,7 @@ _NAME_RULES: tuple[tuple[str, str, str], ...] = (
      r"|driver_?s?_?licen[cs]e(_?(no|number))?|mrn|medical_?record(_?(no|number|num))?|hospital_?(no|number)"
      r"|medicare(_?(no|number))?|medicaid(_?(no|number))?|insurance_?(no|number)|versicherten_?nummer|iban"
      r"|account_?(no|number)|credit_?card|card_?number|carte_vitale|tessera_sanitaria"),
+    ("network address", "gate.name.network", r"ip|ip_?address|ipv[46]|mac_?address|url|website|homepage|web_?site"),
     ("address", "gate.name.address",
      r"address|addr|street|address_line_?\d?|house_?(no|number)|adresse|anschrift|strasse|hausnummer|direccion"
      r"|domicilio|indirizzo|morada|endereco|straat|huisnummer|^adres$|woonplaats|calle"),
@@ -111,7 +112,6 @@ _NAME_RULES: tuple[tuple[str, str, str], ...] = (
      r"post_?code|postal_?code|zip|zip_?code|zipcode|code_postal|codepostal|plz|postleitzahl|codigo_postal|^cap$"
      r"|codice_postale|postnummer|^cp$"),
     ("geolocation", "gate.name.geolocation", r"latitude|longitude|^lat$|^lng$|^lon$|^long$|gps|geo_?location|coordinates"),
-    ("network address", "gate.name.network", r"ip|ip_?address|ipv[46]|mac_?address|url|website|homepage|web_?site"),
     ("free text", "gate.name.free_text",
      r"notes?|comments?|free_?text|narrative|remarks?|clinical_notes?|bemerkung(en)?|commentaires?|observaciones"
      r"|^nota$|opmerking(en)?|anmerkung(en)?"),
