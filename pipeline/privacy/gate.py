@@ -480,6 +480,24 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _value_sql(table: str, column: str, extra: bool) -> str:
+    """SQL for the values of ``column`` the gate reads. A contract column typed
+    number, date or boolean skips the values that are plainly of that type and
+    too short to hold an identifier (a number under 9 characters, an ISO date,
+    true/false): anything else in such a column is read like text. (A value
+    that does not cast is quarantined by ingest with its value never stored.)
+    """
+    text = f"cast({_quote(column)} as varchar)"
+    kind = None if extra else _contract_type(table, column)
+    if kind in ("BIGINT", "DOUBLE"):
+        return f"(case when strlen({text}) >= 9 then {text} end)"
+    if kind == "DATE":
+        return f"(case when not (strlen({text}) = 10 and {text} like '____-__-__') then {text} end)"
+    if kind == "BOOLEAN":
+        return f"(case when strlen({text}) > 5 then {text} end)"
+    return text
+
+
 def scan_table(con: duckdb.DuckDBPyConnection, relation: str, table: str, file_name: str | None = None,
                columns: Sequence[str] | None = None, labels: Mapping[str, str] | None = None,
                extra: bool = False) -> list[Finding]:
@@ -501,21 +519,27 @@ def scan_table(con: duckdb.DuckDBPyConnection, relation: str, table: str, file_n
     labels = dict(labels or {})
     applicable = {c: _applicable(table, c, extra) for c in columns}
     # Pass 1, the common case: one RE2 scan per row over its values joined by
-    # newlines, with the union of every rule of every column ((?m): ^ and $
-    # hold at each value's ends). A value matching a rule of its column matches
-    # here too, so no candidate row means no finding.
-    every_rule = list({r.rule: r for rules in applicable.values() for r in rules}.values())
-    row_text = "concat_ws(chr(10), " + ", ".join(f"cast({_quote(c)} as varchar)" for c in columns) + ")"
-    candidates = con.execute(
-        f"select count_if(regexp_matches({row_text}, {_literal('(?m)' + _union(every_rule))})) from {relation}"
-    ).fetchall()[0][0]
-    if not candidates:
+    # newlines, with the union of the rules of every column ((?m): ^ and $ hold
+    # at each value's ends). A value matching a rule of its column matches here
+    # too, so no candidate row means no finding.
+    # Rules for some columns only (birth-named, area-named, extra columns) are
+    # counted on those columns alone: in the row scan a full date in
+    # observation_start would match birth_year's date-of-birth rule.
+    specific = {"gate.birth_date", "gate.extra_dates", "gate.zip_region"}
+    common = list({r.rule: r for rules in applicable.values() for r in rules if r.rule not in specific}.values())
+    row_text = "concat_ws(chr(10), " + ", ".join(_value_sql(table, c, extra) for c in columns) + ")"
+    counts = [f"count_if(regexp_matches({row_text}, {_literal('(?m)' + _union(common))}))"]
+    for column, rules in applicable.items():
+        own = [r for r in rules if r.rule in specific]
+        if own:
+            counts.append(f"count_if(regexp_matches({_value_sql(table, column, extra)}, {_literal(_union(own))}))")
+    if not any(con.execute(f"select {', '.join(counts)} from {relation}").fetchall()[0]):
         return []
     # Pass 2: which columns hold candidates; pass 3 (per column): which rules.
     unions = {c: _union(rules) for c, rules in applicable.items()}
     selects = []
     for i, column in enumerate(columns):
-        v = f"cast({_quote(column)} as varchar)"
+        v = _value_sql(table, column, extra)
         selects.append(f"count_if(regexp_matches({v}, {_literal(unions[column])})) as c{i}")
     counts = con.execute(f"select {', '.join(selects)} from {relation}").fetchall()[0]
     findings = []
@@ -528,7 +552,7 @@ def scan_table(con: duckdb.DuckDBPyConnection, relation: str, table: str, file_n
 
 def _judge_column(con, relation: str, table: str, file_name: str, column: str, label: str, union: str,
                   extra: bool) -> list[Finding]:
-    v = f"cast({_quote(column)} as varchar)"
+    v = _value_sql(table, column, extra)
     rules = _applicable(table, column, extra)
     candidate = f"regexp_matches({v}, {_literal(union)})"
     parts = [
