@@ -342,9 +342,11 @@ def test_contract_columns_are_checked_by_value_too():
     frame = persons()
     frame.loc[3, "person_id"] = "ann@example.org"
     frame.loc[5, "birth_year"] = "1957-03-02"
+    frame.loc[6, "birth_year"] = "19570302"  # casts to an integer: the gate must still read it
     frame.loc[7, "region"] = "SW1A 1AA"
-    found = {(f.column, f.kind) for f in check_tables({"persons": frame})}
-    assert found == {("person_id", "e-mail address"), ("birth_year", "date of birth"), ("region", "full UK postcode")}
+    found = {(f.column, f.kind, f.rows) for f in check_tables({"persons": frame})}
+    assert found == {("person_id", "e-mail address", 1), ("birth_year", "date of birth", 2),
+                     ("region", "full UK postcode", 1)}
 
 
 def test_refusal_is_one_line_naming_file_column_rule_and_rows_but_no_value():

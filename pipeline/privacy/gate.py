@@ -489,7 +489,7 @@ def _value_sql(table: str, column: str, extra: bool) -> str:
     """
     text = f"cast({_quote(column)} as varchar)"
     kind = None if extra else _contract_type(table, column)
-    if kind in ("BIGINT", "DOUBLE"):
+    if kind in ("BIGINT", "DOUBLE") and not _BIRTH_NAME.search(normalise_name(column)):  # 19570302 is a birth date
         return f"(case when strlen({text}) >= 9 then {text} end)"
     if kind == "DATE":
         return f"(case when not (strlen({text}) = 10 and {text} like '____-__-__') then {text} end)"
