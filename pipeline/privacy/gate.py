@@ -483,14 +483,17 @@ def _literal(text: str) -> str:
 def _value_sql(table: str, column: str, extra: bool) -> str:
     """SQL for the values of ``column`` the gate reads. A contract column typed
     number, date or boolean skips the values that are plainly of that type and
-    too short to hold an identifier (a number under 9 characters, an ISO date,
-    true/false): anything else in such a column is read like text. (A value
+    cannot hold an identifier (a number under 9 characters or with a decimal
+    point, an ISO date, true/false): anything else in such a column is read like text. (A value
     that does not cast is quarantined by ingest with its value never stored.)
     """
     text = f"cast({_quote(column)} as varchar)"
     kind = None if extra else _contract_type(table, column)
     if kind in ("BIGINT", "DOUBLE") and not _BIRTH_NAME.search(normalise_name(column)):  # 19570302 is a birth date
-        return f"(case when strlen({text}) >= 9 then {text} end)"
+        # a decimal that casts (1.0714285714285714) holds no identifier; a long
+        # digit string (9434765919, 07700900123) or anything that is not a number may
+        return (f"(case when strlen({text}) >= 9 and not (contains({text}, '.') and "
+                f"try_cast({text} as double) is not null) then {text} end)")
     if kind == "DATE":
         return f"(case when not (strlen({text}) = 10 and {text} like '____-__-__') then {text} end)"
     if kind == "BOOLEAN":
