@@ -19,8 +19,9 @@ Guarantees (each one tested in ``tests/test_ingest.py`` and ``tests/test_input_i
   raw tables already hold this very snapshot; otherwise all four are replaced.
 * **Atomic**: all tables of one load are replaced in one DuckDB transaction; an
   error, Ctrl-C or kill part-way leaves the previous warehouse as it was.
-* **Private**: the privacy gate sees a sample of every column of every file
-  before anything is written to the warehouse.
+* **Private**: the privacy gate judges every file's column names before any row is
+  read, then every value of every column (extra columns included) inside the load's
+  transaction, before anything is committed (``pipeline/privacy/gate.py``).
 
 Typing rules (``ingest.*`` rule ids): a required value missing, a value that does
 not cast to the contract type (dates must be ISO 8601), a non-finite number, a
@@ -45,7 +46,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 
 from pipeline.config import Config
 from pipeline.contract import TABLES, Column, Table
@@ -59,7 +59,6 @@ MAX_TEXT_LENGTH = 64
 # Above this share of unreadable rows a file is refused rather than quarantined:
 # it is the wrong file or the wrong encoding, not a few bad rows.
 MAX_UNREADABLE_SHARE = 0.5
-SAMPLE_ROWS = 10_000
 # Bump when the typing or accounting rules change: a warehouse loaded by older
 # rules is reloaded even from byte-identical files.
 INGEST_VERSION = 2
@@ -395,25 +394,19 @@ def _reason(table: Table, rule_id: str) -> str:
     return f"{column} is not {_TYPE_WORDS.get(table.column(column).duckdb_type, 'of the contract type')}"
 
 
-def sample_tables(con: duckdb.DuckDBPyConnection, files: dict[str, tuple[Path, str]], rows: int = SAMPLE_ROWS) -> dict[str, pd.DataFrame]:
-    """The first ``rows`` rows of every column of every file, as text, for the privacy gate.
-
-    Reading the head is cheap (DuckDB stops early); a reservoir sample over the
-    whole of each table follows once it is parsed (``_gate_parsed``).
-    """
-    samples = {}
-    for name, (path, fmt) in files.items():
+def _gate_headers(con: duckdb.DuckDBPyConnection, files: dict[str, tuple[Path, str]], privacy_gate) -> None:
+    """The privacy gate on every file's column names and types, before any row is read."""
+    for path, fmt in files.values():
         _describe(con, path, fmt)
-        samples[name] = con.sql(f"select * from {_scan_sql(path, fmt)} limit {rows}").df().astype("string")
-    return samples
+    privacy_gate.headers(con, {name: (path.name, _scan_sql(path, fmt)) for name, (path, fmt) in files.items()})
 
 
-def _gate_parsed(con: duckdb.DuckDBPyConnection, table: str, privacy_gate, rows: int = SAMPLE_ROWS) -> None:
-    """The privacy gate on a reservoir sample of the whole parsed table (inside the load's transaction)."""
-    frame = con.sql(
-        f"select * exclude (_readable_row) from _ingest_readable using sample reservoir({rows} rows) repeatable (17)"
-    ).df()
-    privacy_gate({table: frame.astype("string")})
+def _gate_parsed(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str, extra_columns: list[str],
+                 privacy_gate) -> None:
+    """The privacy gate on every value of the parsed table, its extra columns and its unreadable
+    lines (inside the load's transaction: a refusal rolls it back)."""
+    rejects = f"_rejects_{table.name}" if fmt == "csv" else None
+    privacy_gate.values(con, table.name, path.name, "_ingest_readable", _scan_sql(path, fmt), extra_columns, rejects)
 
 
 def runaway_quote(path: Path, lines: LineScan) -> ExtractError:
@@ -485,7 +478,7 @@ def _stage_table(
         raise ExtractError(f"{path.name}: cannot be read as Parquet ({str(error).strip().splitlines()[0][:200]})") from None
     con.execute("set preserve_insertion_order = false")
     if privacy_gate is not None:
-        _gate_parsed(con, table.name, privacy_gate)
+        _gate_parsed(con, table, path, fmt, load.extra_columns, privacy_gate)
     unreadable = 0
     rejected = []
     if fmt == "csv":
@@ -596,16 +589,17 @@ def load_native(
 ) -> IngestSummary:
     """Load the extract in ``source`` into the warehouse (see module docstring).
 
-    ``privacy_gate(samples)`` is called with the first rows of every column of
-    every file before the load starts, then with a reservoir sample of each
-    parsed table inside the load's transaction; it raises ``PrivacyError`` to
-    refuse the extract, and the transaction is rolled back: nothing is committed.
+    ``privacy_gate`` (``pipeline.privacy.gate.refuse_if_identifiers``) judges every
+    file's header before the load starts (``headers``), then every value of each
+    parsed table inside the load's transaction (``values``); it raises
+    ``PrivacyError`` to refuse the extract, and the transaction is rolled back:
+    nothing is committed.
     ``progress(message)`` is called as each table is read.
     """
     files = find_table_files(Path(source))
     if privacy_gate is not None:
         try:
-            privacy_gate(sample_tables(con, files))
+            _gate_headers(con, files, privacy_gate)
         except duckdb.Error as error:  # a file DuckDB cannot parse at all: one line naming it
             raise unreadable_csv(error) from None
     ensure_audit_tables(con)

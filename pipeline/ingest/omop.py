@@ -19,7 +19,9 @@ into Python. Guarantees, as for native extracts (``pipeline/ingest/native.py``):
 
 Mapping decisions (each documented in docs/omop.md):
 
-* ``person_id`` = CDM person_id as text (person_source_value is never read).
+* ``person_id`` = CDM person_id as text (person_source_value is never loaded; the
+  identifier gate reads it and every other ``*_source_value`` and free-text column
+  of the clinical tables, and refuses the CDM if they hold identifiers).
 * observation: one period per person (the contract has one): the period holding
   most of the person's selected drug exposures, ties to the latest-ending one;
   the others are quarantined (``omop.other_observation_period``).
@@ -50,6 +52,7 @@ import duckdb
 from pipeline.config import Config
 from pipeline.errors import ExtractError
 from pipeline.ingest.native import FileScan, TableLoad, reconcile_lines, scan_file, sha256_of, sniff_delimiter, unreadable_csv
+from pipeline.privacy.gate import refuse_cdm_identifiers
 from pipeline.warehouse import ensure_audit_tables, new_id, scalar, sql_literal, table_exists
 
 # Bump when the mapping below changes: a CDM loaded by an older mapping is reloaded.
@@ -885,6 +888,10 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, prog
             if table.note:
                 summary.notes.append(table.note)
         read = [t for t in tables if t.relation is not None]
+        # the identifier gate, on every *_source_value and free-text column of the
+        # clinical tables (and any column outside the CDM), before anything is written
+        refuse_cdm_identifiers(con, {t.name: (Path(t.source_file).name if t.file_format != "duckdb" else f"{source.name}:{t.name}",
+                                              t.relation) for t in read})
         if progress:
             progress("mapping the CDM")
         summary.ingredients = _map_ingredients(con, config)
