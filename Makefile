@@ -69,6 +69,27 @@ bench: $(STAMP) ## Benchmark every stage at 1M and 10M prescriptions against Duc
 simulate: $(STAMP) ## Simulation study: bias and CI coverage of primary vs complete-case estimates
 	$(PY) -m pipeline.estimate.simulate --source demo --sims 400 --persons 5000 --out docs/simulation_demo.csv
 
+# Network study: each site in its own warehouse (data/sites/<name>/) and reports (reports/sites/<name>/),
+# packaged (reports/packages/<name>/) and pooled into reports/network/. Without SITES: the demo split by region.
+SITES ?=
+NETWORK_DEMO := data/network
+.PHONY: network
+network: $(STAMP) $(if $(SITES),,$(DEMO)/truth.json) ## Network study: run each of SITES="path/a path/b ..." on its own, package each, pool into reports/network/
+	@set -e; sites="$(SITES)"; \
+	if [ -z "$$sites" ]; then $(PY) -m pipeline.network.split --source $(DEMO) --out $(NETWORK_DEMO); \
+	  sites=$$(ls -d $(NETWORK_DEMO)/*/ | sed 's:/*$$::'); fi; \
+	seen=""; packages=""; \
+	for site in $$sites; do name=$$(basename "$$site"); \
+	  case " $$seen " in *" $$name "*) echo "error: two sites share the folder name '$$name': rename one" >&2; exit 2;; esac; \
+	  seen="$$seen $$name"; \
+	  echo "== site $$name ($$site)"; \
+	  $(PY) -m pipeline run --source "$$site" --format $(FORMAT) $(OVERRIDES) \
+	    --warehouse $(CURDIR)/data/sites/$$name/warehouse.duckdb --reports $(CURDIR)/reports/sites/$$name; \
+	  $(PY) -m pipeline package --reports reports/sites/$$name --out reports/packages/$$name; \
+	  packages="$$packages reports/packages/$$name"; \
+	done; \
+	$(PY) -m pipeline pool $$packages --out reports/network
+
 clean: ## Remove data/, reports/ and the environment
 	rm -rf $(VENV) data/warehouse.duckdb* data/demo data/.settings reports/*
 

@@ -17,8 +17,10 @@ intervals are of three kinds, each inverted exactly:
 - **logit-Wald** (symmetric on the logit scale): ``(logit U - logit L) / 2z``.
 - **log-Wald** for odds ratios: ``(log U - log L) / 2z``.
 
-An interval that is none of these (checked from the numbers) gives no standard
-error, never a guess.
+Which of the three an interval is comes from the estimator's method (the
+numbers cannot tell Wilson from logit-Wald: both are symmetric on the logit
+scale); the numbers are checked to have that shape. An interval of unknown
+method or the wrong shape gives no standard error, never a guess.
 
 Random effects (``random_effects``): between-site variance tau^2 by REML
 (default; Fisher scoring, Viechtbauer 2005), DerSimonian-Laird or Paule-Mandel;
@@ -33,7 +35,7 @@ Cochran's Q, I^2 = max(0, (Q - (k-1)) / Q) (Higgins & Thompson 2002) and the
 prediction interval ``mu +- t_{k-2} sqrt(tau^2 + se(mu)^2)`` (Higgins, Thompson &
 Spiegelhalter 2009), for k >= 3.
 
->>> round(se_from_interval(0.5, 0.4314, 0.5686, 0.95, "proportion")[0], 3)   # 100 of 200: 1/sqrt(200 * .25)
+>>> round(se_from_interval(0.5, 0.4314, 0.5686, 0.95, "wilson")[0], 3)   # 100 of 200: 1/sqrt(200 * .25)
 0.141
 >>> fit = random_effects([0.1, 0.3, 0.2], [0.05, 0.05, 0.05], method="dl")
 >>> round(fit["mu"], 3), round(fit["tau2"], 4), round(fit["i2"], 3), fit["k"]
@@ -50,9 +52,9 @@ import scipy.stats
 
 METHODS = ("reml", "dl", "pm")
 METHOD_LABELS = {"reml": "REML", "dl": "DerSimonian-Laird", "pm": "Paule-Mandel"}
-# Relative agreement of the two Wilson limits' n_eff (they agree to ~1e-12 when the
-# interval is Wilson; a published CSV keeps 17 significant digits).
-_WILSON_TOLERANCE = 1e-4
+# Relative asymmetry tolerated (on the logit / log scale) before an interval is not of its
+# stated kind: published CSVs keep 17 significant digits, so an honest interval is
+# symmetric to ~1e-12; 1e-4 still accepts limits rounded to 4 decimals.
 _SYMMETRY_TOLERANCE = 1e-4
 
 
@@ -77,54 +79,51 @@ def _finite(*values) -> bool:
     return all(v is not None and isinstance(v, (int, float)) and math.isfinite(v) for v in values)
 
 
-def wilson_effective_n(p: float, low: float, high: float, confidence: float) -> tuple[float, float]:
-    """The sample size each Wilson limit implies: ``z^2 L(1-L) / (p-L)^2`` and the same for U.
-
-    >>> [round(v, 2) for v in wilson_effective_n(0.3, 0.1078, 0.6032, 0.95)]   # 3 of 10 (limits rounded)
-    [10.0, 10.0]
-    """
-    z2 = z_value(confidence) ** 2
-    from_low = z2 * low * (1 - low) / (p - low) ** 2
-    from_high = z2 * high * (1 - high) / (high - p) ** 2
-    return from_low, from_high
+INTERVALS = ("wilson", "logit_wald", "log_wald")
 
 
-def se_from_interval(estimate, low, high, confidence: float, kind: str) -> tuple[float | None, str]:
+def se_from_interval(estimate, low, high, confidence: float, interval: str) -> tuple[float | None, str]:
     """(standard error on the pooling scale, how it was derived) from a published estimate and interval.
 
-    ``kind``: ``proportion`` (logit scale) or ``odds_ratio`` (log scale). The
-    standard error is None, with the reason, when it cannot be derived honestly.
+    ``interval``: ``wilson`` or ``logit_wald`` (a proportion, logit scale) or
+    ``log_wald`` (an odds ratio, log scale) -- the method the estimator used,
+    which the numbers alone cannot tell: a Wilson interval is itself exactly
+    symmetric on the logit scale (``L U / ((1-L)(1-U)) = (p / (1-p))^2``), so
+    both proportion kinds pass the same shape check but imply different
+    standard errors. The standard error is None, with the reason, when it
+    cannot be derived honestly.
 
-    >>> se_from_interval(0.0, 0.0, 0.2775, 0.95, "proportion")
+    >>> se_from_interval(0.0, 0.0, 0.2775, 0.95, "wilson")
     (None, 'estimate 0 or 1: no logit')
-    >>> round(se_from_interval(2.0, 1.0, 4.0, 0.95, "odds_ratio")[0], 4), se_from_interval(2.0, 1.0, 4.0, 0.95, "odds_ratio")[1]
+    >>> round(se_from_interval(2.0, 1.0, 4.0, 0.95, "log_wald")[0], 4), se_from_interval(2.0, 1.0, 4.0, 0.95, "log_wald")[1]
     (0.3537, 'log-Wald interval')
-    >>> se_from_interval(0.3, 0.1, 0.4, 0.95, "proportion")
-    (None, 'interval is neither Wilson nor symmetric on the logit scale')
+    >>> se_from_interval(0.3, 0.1, 0.4, 0.95, "wilson")
+    (None, 'interval is not symmetric on the logit scale: not a Wilson interval')
     """
+    if interval not in INTERVALS:
+        return None, "interval method unknown"
     if not _finite(estimate, low, high):
         return None, "no estimate or interval published"
     z = z_value(confidence)
-    if kind == "odds_ratio":
+    if interval == "log_wald":
         if not (0 < low <= estimate <= high) or low == high:
             return None, "odds ratio interval not positive and ordered"
         centre = (math.log(low) + math.log(high)) / 2.0
         if abs(centre - math.log(estimate)) > _SYMMETRY_TOLERANCE * max(1.0, abs(math.log(high) - math.log(low))):
-            return None, "interval is not symmetric on the log scale"
+            return None, "interval is not symmetric on the log scale: not a log-Wald interval"
         return (math.log(high) - math.log(low)) / (2.0 * z), "log-Wald interval"
     if not 0.0 < estimate < 1.0:
         return None, "estimate 0 or 1: no logit"
     if not (0.0 < low < estimate < high < 1.0):
         return None, "interval does not enclose the estimate inside (0, 1)"
-    from_low, from_high = wilson_effective_n(estimate, low, high, confidence)
-    if abs(from_low - from_high) <= _WILSON_TOLERANCE * max(from_low, from_high):
-        z2 = z * z
-        n_eff = z2 * (low * (1 - low) + high * (1 - high)) / ((estimate - low) ** 2 + (high - estimate) ** 2)
-        return 1.0 / math.sqrt(n_eff * estimate * (1.0 - estimate)), "Wilson interval at effective n"
     half_low, half_high = logit(estimate) - logit(low), logit(high) - logit(estimate)
-    if abs(half_low - half_high) <= _SYMMETRY_TOLERANCE * max(half_low, half_high):
+    if abs(half_low - half_high) > _SYMMETRY_TOLERANCE * max(half_low, half_high):
+        label = "a Wilson" if interval == "wilson" else "a logit-Wald"
+        return None, f"interval is not symmetric on the logit scale: not {label} interval"
+    if interval == "logit_wald":
         return (logit(high) - logit(low)) / (2.0 * z), "logit-Wald interval"
-    return None, "interval is neither Wilson nor symmetric on the logit scale"
+    n_eff = z * z * (low * (1 - low) + high * (1 - high)) / ((estimate - low) ** 2 + (high - estimate) ** 2)
+    return 1.0 / math.sqrt(n_eff * estimate * (1.0 - estimate)), "Wilson interval at effective n"
 
 
 # --------------------------------------------------------------------------- tau^2

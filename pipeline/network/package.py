@@ -97,6 +97,26 @@ def _estimator(row: pd.Series) -> str | None:
     return None
 
 
+def interval_kind(method: str, kind: str) -> str | None:
+    """The interval method named in an estimates row's ``method`` (the only place the current exports say it).
+
+    >>> interval_kind("primary: IPW (Hajek), Wilson CI at sandwich effective n, weight model stacked", "proportion")
+    'wilson'
+    >>> interval_kind("primary: IPW logistic regression, odds ratio, stacked sandwich CI (bands model)", "odds_ratio")
+    'log_wald'
+    >>> interval_kind("primary: something new", "proportion") is None
+    True
+    """
+    text = method.lower()
+    if kind == "odds_ratio":
+        return "log_wald" if "odds ratio" in text and "ci" in text else None
+    if "wilson" in text:
+        return "wilson"
+    if "logit" in text:
+        return "logit_wald"
+    return None
+
+
 def _number(value: Any) -> float | None:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return None
@@ -140,7 +160,7 @@ def pooling_rows(estimates: pd.DataFrame, confidence: float) -> pd.DataFrame:
             se, basis, theta = None, "", None
             note = "withheld by disclosure control" if suppressed else "no estimate published"
         else:
-            se, basis = meta.se_from_interval(estimate, low, high, confidence, kind)
+            se, basis = meta.se_from_interval(estimate, low, high, confidence, interval_kind(method, kind) or "unknown")
             note = "" if se is not None else basis
             basis = basis if se is not None else ""
             theta = None

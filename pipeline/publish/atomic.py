@@ -25,8 +25,9 @@ from typing import Iterator
 log = logging.getLogger(__name__)
 
 # Written into reports/ by earlier stages of the same run (validation's results and Data Docs),
-# or kept in version control there; carried over into every new set.
-CARRIED_OVER = ("quality", "README.md")
+# or kept in version control there; carried over into every new set. A network study's
+# site reports, packages and pooled report (make network) are their own products: kept too.
+CARRIED_OVER = ("quality", "README.md", "network", "sites", "packages")
 
 
 @contextlib.contextmanager
