@@ -239,7 +239,13 @@ def _rehash(package: Path) -> None:
     (package / "manifest.json").write_text(json.dumps(manifest))
 
 
-def _refused(network, package: Path) -> str:
+def _refused(network, package: Path, through_cli: bool = False) -> str:
+    """The one-line refusal (in-process, or through the CLI as a user sees it)."""
+    if not through_cli:
+        with pytest.raises(PipelineError) as refusal:
+            read_packages([package, network["packages"][1]])
+        assert "\n" not in str(refusal.value)
+        return str(refusal.value)
     done = cli("pipeline", "pool", str(package), str(network["packages"][1]), "--out", str(network["root"] / "never"),
                check=False)
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
@@ -253,7 +259,7 @@ def test_a_changed_file_is_refused(network):
     package = _copy(network, "changed")
     text = (package / "pooling.csv").read_text().replace("headline,headline_group", "headline,headline_group", 1)
     (package / "pooling.csv").write_text(text + "\n")
-    assert "pooling.csv does not match its sha256" in _refused(network, package)
+    assert "pooling.csv does not match its sha256" in _refused(network, package, through_cli=True)
 
 
 def test_a_small_count_slipped_into_a_package_is_refused(network):
@@ -352,3 +358,23 @@ def test_split_carries_every_row_with_its_person(tmp_path):
         split_extract(source, tmp_path / "x", (parse_site("a=North"), parse_site("b=North")))
     with pytest.raises(PipelineError, match="must look like"):
         parse_site("North")
+
+
+def test_odds_ratios_against_another_reference_level_are_not_pooled(network):
+    package = _copy(network, "other-reference")
+    pooling = pd.read_csv(package / "pooling.csv", dtype=str, keep_default_na=False)
+    pooling.loc[pooling["variable"] == "age_band", "reference"] = "50-64"
+    pooling.to_csv(package / "pooling.csv", index=False)
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest["source_name"] = "elsewhere"
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    _rehash(package)
+    packages = read_packages([network["packages"][0], network["packages"][2], package])
+    pooled, notes = pool_cells(packages)
+    age = pooled[(pooled["analysis"] == "dose_response") & (pooled["variable"] == "age_band")]
+    assert len(age) and (age["reference"] != "50-64").all()
+    assert all("elsewhere" in left.split("; ") for left in age["sites_left_out"])
+    said = [n for n in notes if n["site"] == "elsewhere" and n["variable"] == "age_band"]
+    assert len(said) == len(age) and all("reference level '50-64'" in n["note"] for n in said)
+    misuse = pooled[(pooled["analysis"] == "dose_response") & (pooled["variable"] == "misuse")].iloc[0]
+    assert misuse["sites_pooled"] == 3  # other variables keep every site

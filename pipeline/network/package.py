@@ -54,7 +54,7 @@ ESTIMATORS = ("primary", "complete_case")
 # The estimand when the exports name none (DESIGN.md's estimand (a)).
 DEFAULT_ESTIMAND = "episode_window"
 POOLING_COLUMNS = (
-    "analysis", "variable", "level", "estimator", "estimand", "scale", "estimate", "ci_low", "ci_high",
+    "analysis", "variable", "level", "estimator", "estimand", "scale", "reference", "estimate", "ci_low", "ci_high",
     "theta", "se", "se_basis", "n", "n_assessed", "events", "suppressed", "note",
 )
 SOURCE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -146,6 +146,10 @@ def pooling_rows(estimates: pd.DataFrame, confidence: float) -> pd.DataFrame:
     selected = estimates[estimates["analysis"].isin(list(POOLED_ANALYSES))]
     if "time_days" in selected.columns:
         selected = selected[selected["time_days"].isna()]
+    # An odds ratio means something only against its reference level, which each site's model
+    # chose for itself (the most frequent level, unless configured): carried so pooling can check it.
+    is_reference = selected["method"].astype("string").str.contains("reference level", regex=False).fillna(False)
+    references = dict(zip(selected.loc[is_reference, "variable"].astype(str), selected.loc[is_reference, "level"].astype(str)))
     for _, row in selected.iterrows():
         method = str(row.get("method") or "")
         if "reference level" in method:
@@ -174,6 +178,7 @@ def pooling_rows(estimates: pd.DataFrame, confidence: float) -> pd.DataFrame:
             "estimator": estimator,
             "estimand": estimand,
             "scale": SCALES[kind],
+            "reference": references.get(str(row["variable"]), "") if kind == "odds_ratio" else "",
             "estimate": estimate,
             "ci_low": low,
             "ci_high": high,

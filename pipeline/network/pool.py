@@ -45,7 +45,7 @@ HEADLINE_GROUPS = ("gt_4_weeks", "le_4_weeks")
 HEADLINE_KEYS = ("estimate", "ci_low", "ci_high", "n", "events", "method")
 CELL_KEYS = ("analysis", "variable", "level", "estimator", "estimand")
 POOLED_COLUMNS = (
-    *CELL_KEYS, "scale", "sites", "sites_pooled", "sites_left_out", "estimate", "ci_low", "ci_high",
+    *CELL_KEYS, "scale", "reference", "sites", "sites_pooled", "sites_left_out", "estimate", "ci_low", "ci_high",
     "ci_low_wald", "ci_high_wald", "pi_low", "pi_high", "theta", "se", "se_hksj", "tau2", "i2", "q", "q_pvalue",
     "n", "events", "method", "note",
 )
@@ -166,7 +166,7 @@ def _check_pooling(data: bytes | None, where: str, k: int) -> pd.DataFrame:
     if data is None:
         raise PipelineError(f"{where} is missing")
     try:
-        frame = pd.read_csv(io.BytesIO(data), dtype={c: "string" for c in (*CELL_KEYS, "scale", "se_basis", "note")},
+        frame = pd.read_csv(io.BytesIO(data), dtype={c: "string" for c in (*CELL_KEYS, "scale", "reference", "se_basis", "note")},
                             keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
         raise PipelineError(f"{where}: cannot be read as CSV ({type(error).__name__})") from None
@@ -274,21 +274,27 @@ def pool_cells(packages: list[SitePackage], method: str = "reml") -> tuple[pd.Da
     rows, notes = [], []
     for key, cell in stacked.groupby(list(CELL_KEYS), sort=False, dropna=False):
         cell = cell.sort_values("site", key=lambda s: s.map(order))
-        label = " / ".join(str(k) for k in key[:4])
+        reference = _shared_reference(cell)
         left_out = []
-        for _, site_row in cell.iterrows():
+        for index, site_row in cell.iterrows():
+            site_reference = "" if pd.isna(site_row["reference"]) else str(site_row["reference"])
             if pd.isna(site_row["theta"]):
                 reason = site_row["note"] if isinstance(site_row["note"], str) and site_row["note"] else "no standard error"
-                left_out.append(site_row["site"])
-                notes.append({"site": site_row["site"], **dict(zip(CELL_KEYS, key)),
-                              "note": f"left out of this pool: {reason}"})
+            elif site_reference != reference:
+                reason = (f"odds ratio against reference level '{site_reference}', the pool's is '{reference}' "
+                          "(not comparable)")
+                cell.loc[index, "theta"] = float("nan")
+            else:
+                continue
+            left_out.append(site_row["site"])
+            notes.append({"site": site_row["site"], **dict(zip(CELL_KEYS, key)), "note": f"left out of this pool: {reason}"})
         absent = [p.name for p in packages if p.name not in set(cell["site"])]
         for name in absent:
             left_out.append(name)
             notes.append({"site": name, **dict(zip(CELL_KEYS, key)), "note": "left out of this pool: the site has no such cell"})
         used = cell[cell["theta"].notna()]
         scale = str(cell["scale"].iloc[0])
-        row: dict[str, Any] = {**dict(zip(CELL_KEYS, key)), "scale": scale, "sites": len(packages),
+        row: dict[str, Any] = {**dict(zip(CELL_KEYS, key)), "scale": scale, "reference": reference, "sites": len(packages),
                                "sites_pooled": len(used), "sites_left_out": "; ".join(left_out)}
         counts = {c: (int(used[c].sum()) if len(used) and used[c].notna().all() else None) for c in ("n", "events")}
         if len(used) < 2:
@@ -346,6 +352,14 @@ def _reading_order(frame: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFram
     return frame.loc[order].reset_index(drop=True)
 
 
+def _shared_reference(cell: pd.DataFrame) -> str:
+    """The reference level most sites with an estimate used (first site's on a tie); '' for proportions."""
+    used = cell[cell["theta"].notna()]["reference"].fillna("").astype(str)
+    if used.empty:
+        return ""
+    return str(used.value_counts(sort=False).idxmax())  # order of appearance breaks ties
+
+
 def method_text(method: str, k: int, scale: str) -> str:
     """The method line printed with every pooled estimate.
 
@@ -380,6 +394,8 @@ def pooled_headline(pooled: pd.DataFrame, config: dict[str, Any]) -> dict[str, A
 
 def _sr_rows(result_id: int, cdm_name: str, cell: dict, estimates: dict[str, tuple[str, Any]]) -> list[dict]:
     rows = []
+    reference = cell.get("reference")
+    reference = "" if reference is None or reference is pd.NA or (isinstance(reference, float) and math.isnan(reference)) else str(reference)
     for name, (kind, value) in estimates.items():
         if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
             continue
@@ -391,7 +407,8 @@ def _sr_rows(result_id: int, cdm_name: str, cell: dict, estimates: dict[str, tup
             "variable_name": "dependence" if cell["scale"] == "logit" else "dependence_odds_ratio",
             "variable_level": cell["estimator"],
             "estimate_name": name, "estimate_type": kind, "estimate_value": text,
-            "additional_name": "estimand", "additional_level": cell["estimand"],
+            "additional_name": "estimand &&& reference_level" if reference else "estimand",
+            "additional_level": f"{cell['estimand']} &&& {reference}" if reference else cell["estimand"],
         })
     return rows
 

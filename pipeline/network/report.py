@@ -66,6 +66,8 @@ def forest_figure(sites: pd.DataFrame, pooled: pd.DataFrame, title: str, is_rati
         match = sites[(sites["analysis"] == cell["analysis"]) & (sites["variable"] == cell["variable"])
                       & (sites["level"] == cell["level"]) & (sites["estimator"] == cell["estimator"])]
         weights = {}
+        reference = "" if _missing(cell["reference"]) else str(cell["reference"])
+        match = match.assign(theta=match["theta"].where(match["reference"].fillna("").astype(str) == reference))
         used = match[match["theta"].notna()]
         if len(used) >= 2:
             fit = meta.random_effects(used["theta"].to_numpy(), used["se"].to_numpy())
