@@ -378,3 +378,34 @@ def test_odds_ratios_against_another_reference_level_are_not_pooled(network):
     assert len(said) == len(age) and all("reference level '50-64'" in n["note"] for n in said)
     misuse = pooled[(pooled["analysis"] == "dose_response") & (pooled["variable"] == "misuse")].iloc[0]
     assert misuse["sites_pooled"] == 3  # other variables keep every site
+
+
+def test_pool_never_replaces_a_folder_that_is_not_a_pooled_result(network, tmp_path):
+    keep = tmp_path / "my-reports"
+    keep.mkdir()
+    (keep / "precious.txt").write_text("keep me")
+    with pytest.raises(PipelineError, match="is not a pooled result folder"):
+        from pipeline.network.pool import run_pool
+
+        run_pool(network["packages"][:2], keep)
+    assert (keep / "precious.txt").read_text() == "keep me"
+
+
+def test_a_label_carrying_markup_is_escaped_in_the_report(network, tmp_path):
+    from pipeline.network.pool import run_pool
+
+    packages = []
+    for number, source in enumerate(network["packages"][:2]):
+        package = _copy(network, f"markup-{number}") if number == 0 else None
+        if package is None:
+            package = network["root"] / "hostile" / "markup-1"
+            shutil.rmtree(package, ignore_errors=True)
+            shutil.copytree(network["packages"][2], package)
+        pooling = pd.read_csv(package / "pooling.csv", dtype=str, keep_default_na=False)
+        pooling.loc[pooling["variable"] == "duration_band", "level"] = pooling["level"] + "<script>alert(1)</script>"
+        pooling.to_csv(package / "pooling.csv", index=False)
+        _rehash(package)
+        packages.append(package)
+    run_pool(packages, tmp_path / "pooled")
+    page = (tmp_path / "pooled" / "index.html").read_text()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page

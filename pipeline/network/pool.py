@@ -56,6 +56,7 @@ SUMMARISED_RESULT_COLUMNS = (
 SITE_RESULT_ID, POOLED_RESULT_ID = 1, 2
 POOLED_CDM_NAME = "pooled"
 _REQUIRED_FILES = ("pooling.csv", "exports/headline.json")
+MAX_LABEL = 100  # an analysis, variable or level name; longer is free text, not a category
 
 
 @dataclass
@@ -187,6 +188,7 @@ def _check_pooling(data: bytes | None, where: str, k: int) -> pd.DataFrame:
     refuse("scale", f"is not one of {', '.join(SCALES.values())}", ~frame["scale"].isin(list(SCALES.values())))
     for column in CELL_KEYS:
         refuse(column, "is empty", frame[column].isna())
+        refuse(column, f"is longer than {MAX_LABEL} characters", frame[column].fillna("").str.len() > MAX_LABEL)
     refuse("se", "is not > 0", frame["se"].notna() & ~(frame["se"] > 0))
     refuse("se", "is given without theta (or theta without se)", frame["se"].isna() != frame["theta"].isna())
     for column in ("n", "n_assessed", "events"):
@@ -452,6 +454,14 @@ def settings_table(packages: list[SitePackage], method: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------- run
 
 
+def _is_pooled_folder(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "pooling_method" in manifest
+
+
 def run_pool(paths: list[Path], out: Path, method: str = "reml") -> dict[str, Any]:
     """Read, check and pool the packages; publish ``out`` whole (atomically). Returns a summary."""
     from pipeline.network.report import build_pooled_report
@@ -461,6 +471,10 @@ def run_pool(paths: list[Path], out: Path, method: str = "reml") -> dict[str, An
 
     if method not in meta.METHODS:
         raise PipelineError(f"--method must be one of {', '.join(meta.METHODS)}, got '{method}'")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_pooled_folder(out))):
+        raise PipelineError(f"{out} exists and is not a pooled result folder: choose an empty or new --out "
+                            "(it would be replaced whole)")
     packages = read_packages(paths)
     pooled, notes = pool_cells(packages, method)
     config = packages[0].headline["config"]

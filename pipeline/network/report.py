@@ -48,12 +48,13 @@ def ratio(value: Any) -> str:
 
 
 def _cell_label(row: pd.Series) -> str:
+    """A cell's label, HTML-escaped (plotly renders tick text as HTML; levels come from the packages)."""
     level = GROUP_LABELS.get(str(row["level"]), str(row["level"]))
     if row["analysis"] == "dose_response":
-        return f"{row['variable']}: {level}"
+        return esc(f"{row['variable']}: {level}")
     if row["analysis"] == "by_duration_band":
-        return f"{level} days"
-    return level
+        return esc(f"{level} days")
+    return esc(level)
 
 
 def forest_figure(sites: pd.DataFrame, pooled: pd.DataFrame, title: str, is_ratio: bool, site_order: list[str]) -> go.Figure:
