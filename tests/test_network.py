@@ -28,6 +28,7 @@ from pipeline.errors import PipelineError
 PERSONS = 20000  # the demo's own size: the split demo of the issue
 SEED = 20261122
 SITES = (("north", "North,Highlands"), ("south", "South,Coast,West"), ("east", "East,Central,*"), ("islands", "Islands"))
+pytestmark = pytest.mark.slow  # the module fixture runs the pipeline six times, two at a time
 ENV = {**os.environ, "GX_ANALYTICS_ENABLED": "false", "OPENBLAS_NUM_THREADS": "1"}
 
 
