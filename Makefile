@@ -16,20 +16,25 @@ DRUGS ?=
 PERSISTENCE_DAYS ?=
 STOCKPILING ?=
 MIN_CELL_COUNT ?=
+HOST ?= 127.0.0.1
+PORT ?= 8050
+SITES ?=
 
 # No make variable's value reaches a shell command line: each is handed to the
 # recipes through the environment ($(value X): never expanded by make either)
 # and used there only inside double quotes ("$$BENZO_X"), so `make DRUGS='x;id'`
 # passes the text x;id to the pipeline, which refuses it as an unknown drug.
 # Make would otherwise export command-line variables itself, expanding them.
-USER_VARIABLES := PYTHON SOURCE FORMAT DRUGS PERSISTENCE_DAYS STOCKPILING MIN_CELL_COUNT
+USER_VARIABLES := PYTHON SOURCE FORMAT DRUGS PERSISTENCE_DAYS STOCKPILING MIN_CELL_COUNT HOST PORT SITES
 $(foreach name,$(USER_VARIABLES),$(eval export BENZO_$(name) := $$(value $(name))))
 unexport $(USER_VARIABLES)
 
 # The pipeline's arguments, built by the shell from the environment (bash: an
 # empty variable adds no argument). Make variables -> configuration overrides,
 # checked before any work and printed with every result.
-ARGS = $${BENZO_SOURCE:+--source "$$BENZO_SOURCE"} $${BENZO_FORMAT:+--format "$$BENZO_FORMAT"} \
+ARGS = $${BENZO_SOURCE:+--source "$$BENZO_SOURCE"} $(SITE_ARGS)
+# The same without the source (each site of a network study names its own).
+SITE_ARGS = $${BENZO_FORMAT:+--format "$$BENZO_FORMAT"} \
        $${BENZO_DRUGS:+--set "drugs.ingredients=$$BENZO_DRUGS"} \
        $${BENZO_PERSISTENCE_DAYS:+--set "episodes.persistence_window_days=$$BENZO_PERSISTENCE_DAYS"} \
        $${BENZO_STOCKPILING:+--set "episodes.stockpiling=$$BENZO_STOCKPILING"} \
@@ -87,11 +92,32 @@ bench: $(STAMP) ## Benchmark every stage at 1M and 10M prescriptions against Duc
 simulate: $(STAMP) ## Simulation study: bias and CI coverage of primary vs complete-case estimates
 	$(PY) -m pipeline.estimate.simulate --source demo --sims 400 --persons 5000 --out docs/simulation_demo.csv
 
-HOST ?= 127.0.0.1
-PORT ?= 8050
+# Dashboard over the results store (every run's published summarised result).
 .PHONY: serve
 serve: $(STAMP) ## Dashboard over results/ (every run's published results) on 127.0.0.1:8050 (HOST=, PORT= change it)
-	$(PY) -m pipeline.dashboard --host $(HOST) --port $(PORT)
+	@$(PY) -m pipeline.dashboard --host "$$BENZO_HOST" --port "$$BENZO_PORT"
+
+# Network study: each site in its own warehouse (data/sites/<name>/) and reports (reports/sites/<name>/),
+# packaged (reports/packages/<name>/) and pooled into reports/network/. Without SITES: the demo split by region.
+# SITES is split on spaces (no globbing); every other value stays inside double quotes.
+NETWORK_DEMO := data/network
+.PHONY: network
+network: $(STAMP) $(if $(value SITES),,$(DEMO)/truth.json) ## Network study: run each of SITES="path/a path/b ..." on its own, package each, pool into reports/network/
+	@set -ef; sites=$$BENZO_SITES; \
+	if [ -z "$$sites" ]; then $(PY) -m pipeline.network.split --source $(DEMO) --out $(NETWORK_DEMO); \
+	  sites=$$(find $(NETWORK_DEMO) -mindepth 1 -maxdepth 1 -type d | sort); fi; \
+	seen=""; packages=(); \
+	for site in $$sites; do name=$$(basename -- "$$site"); \
+	  case " $$seen " in *" $$name "*) echo "error: two sites share the folder name '$$name': rename one" >&2; exit 2;; esac; \
+	  seen="$$seen $$name"; \
+	  echo "== site $$name ($$site)"; \
+	  set -- $(SITE_ARGS); \
+	  $(PY) -m pipeline run --source "$$site" "$$@" \
+	    --warehouse "$(CURDIR)/data/sites/$$name/warehouse.duckdb" --reports "$(CURDIR)/reports/sites/$$name"; \
+	  $(PY) -m pipeline package --reports "reports/sites/$$name" --out "reports/packages/$$name"; \
+	  packages+=("reports/packages/$$name"); \
+	done; \
+	$(PY) -m pipeline pool "$${packages[@]}" --out reports/network
 
 clean: ## Remove data/, reports/ and the environment
 	rm -rf $(VENV) data/warehouse.duckdb* data/demo data/.source-stamp data/.source-stamp.cache reports/*

@@ -366,6 +366,41 @@ def stamp(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt,
         console.print(f"extract or settings changed since the last run: {out}")
 
 
+# --------------------------------------------------------------------------- network study (pipeline/network)
+
+
+@app.command()
+def package(out: Path = typer.Option(..., "--out", "-o", help="Package folder, or a .zip file."),
+            reports: Path = ReportsOpt,
+            name: Optional[str] = typer.Option(None, "--name", help="Source name (default: the extract folder's name).")) -> None:
+    """Write this site's result package from the last run's published reports (disclosure-controlled)."""
+    from pipeline.network.package import build_package
+
+    with step(f"package {reports} -> {out}"):
+        manifest = build_package(reports, out, name)
+    console.print(f"  source {manifest['source_name']}, settings {manifest['settings_hash'][:12]}, "
+                  f"{len(manifest['files'])} files")
+
+
+@app.command()
+def pool(sites: list[Path] = typer.Argument(..., help="Site packages (folders or .zip) made by `package`."),
+         out: Path = typer.Option(PROJECT_ROOT / "reports" / "network", "--out", "-o", help="Folder for the pooled report and exports."),
+         method: str = typer.Option("reml", "--method", help="Between-site variance: reml, dl (DerSimonian-Laird) or pm (Paule-Mandel).")) -> None:
+    """Pool site packages by random-effects meta-analysis (refuses sites with different settings)."""
+    from pipeline.network.pool import run_pool
+
+    with step(f"pool {len(sites)} site packages -> {out}"):
+        result = run_pool(sites, out, method)
+    left_out = result["notes"]
+    if len(left_out):
+        console.print(f"  {len(left_out)} notes (cells a site was left out of, cells not pooled): {out / 'exports' / 'notes.csv'}")
+    gt = result["headline"]["headline"]["gt_4_weeks"]
+    if gt.get("estimate") is not None:
+        console.print(f"[bold]> 4 weeks, pooled over {len(result['sites'])} sites:[/] {gt['estimate']:.1%} dependent "
+                      f"(95% CI {gt['ci_low']:.1%} to {gt['ci_high']:.1%})")
+    console.print(f"report: {out / 'index.html'}")
+
+
 def main() -> None:
     code = 0
     try:

@@ -27,8 +27,10 @@ from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
-# Kept in version control in reports/; carried over into every new set (and checked with it).
-CARRIED_OVER = ("README.md",)
+# Kept in version control in reports/, or the products of a network study (make network: site
+# reports, packages, the pooled report), which are their own releases; carried over into every
+# new set (and checked with it).
+CARRIED_OVER = ("README.md", "network", "sites", "packages")
 
 
 @contextlib.contextmanager
