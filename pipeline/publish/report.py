@@ -454,7 +454,7 @@ def incidence_chart(rows: pd.DataFrame, title: str, subtitle: str, level: float)
         fig.add_annotation(x=1.01, xref="paper", y=height, yref="y", xanchor="left", yanchor="middle",
                            showarrow=False, text=text, font={"size": 11, "color": colour})
     fig.update_xaxes(title_text="Days since the start of treatment", rangemode="tozero")
-    fig.update_yaxes(title_text="Cumulative incidence of dependence (%)", range=[0, top * 1.05],
+    fig.update_yaxes(title_text="Cumulative incidence (%)", range=[0, top * 1.05],
                      showgrid=True, gridcolor="#e5e5e5")
     return _layout(fig, title, subtitle + f" Shaded: {round(100 * level)}% confidence band.", height=480,
                    margin_right=230)
@@ -684,6 +684,19 @@ def _levels(rows: pd.DataFrame, band_labels: list[str]) -> list[tuple[str, str]]
     return out
 
 
+def _sensitivity_summary(rows: pd.DataFrame) -> str:
+    """One line per setting and population: the primary estimate at each value, values in numeric order."""
+    primary = _shown(rows[[series_key(a, m) == "primary" for a, m in zip(rows["analysis"], rows["method"])]])
+    items = []
+    for variable in dict.fromkeys(primary["variable"]):
+        part = primary[primary["variable"] == variable]
+        part = part.iloc[sorted(range(len(part)), key=lambda i: _level_key(part.iloc[i]["level"]))]
+        values = "; ".join(f"{esc(level_label(variable, r['level']))}: <b>{pct(r['estimate'])}</b>"
+                           for _, r in part.iterrows())
+        items.append(f"<li>{esc(variable_label(variable))}: {values}</li>")
+    return f"<ul class='values'>{''.join(items)}</ul>" if items else ""
+
+
 def _ratio_sentence(ratios: pd.DataFrame, level: float) -> str:
     """The median dose-escalation ratio (highest / starting daily dose) as a ratio, never a percentage."""
     shown = _shown(ratios)
@@ -802,7 +815,7 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
             parts.append(f"<h3>{esc(variable_label(variable))}</h3>" + empty_note(f"{variable_label(variable).lower()}"))
             continue
         title = contrast_title(subset, "dependence")
-        fig = dot_chart(subset, title=title, subtitle=f"Dependence by {variable_label(variable).lower()}.",
+        fig = dot_chart(subset, title=title, subtitle=f"Dependence by {variable_label(variable).lower()}, among people treated more than 4 weeks.",
                         axis_title="Developed physical dependence (% of people)", is_percent=True,
                         levels=_levels(subset, bands), min_cell_count=k)
         parts.append(f"<h3>{esc(variable_label(variable))}</h3>"
@@ -884,14 +897,14 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
     # Sensitivity and anchors.
     rows = _analysis(published, "sensitivity")
     body = ("<p>Each setting varied alone, the others at their defaults. A headline that moves little across "
-            "these rows does not hinge on that choice.</p>"
+            "these rows does not hinge on that choice.</p>" + _sensitivity_summary(rows)
             + _details("Show the sensitivity table", estimates_table(rows, level))) if not rows.empty \
         else empty_note("sensitivity analyses")
     anchors = _analysis(published, "anchors")
     if not anchors.empty:
         body += ("<h3>Estimates over the anchors' own windows</h3><p>Each published figure beside our estimate over "
                  "the same window; \"inside our interval\" says whether the published figure lies in our "
-                 "confidence interval.</p>" + _details("Show the anchor table", estimates_table(anchors, level)))
+                 "confidence interval.</p>" + estimates_table(anchors, level))
     page.section("sensitivity", "Sensitivity analyses", body)
 
     # Anything else the estimate stage produced, shown rather than dropped.
@@ -1074,6 +1087,7 @@ details[open] > summary { margin-bottom: .3rem; }
   @page { margin: 14mm 12mm; }
   body { background: white; font-size: 10.5pt; }
   nav, .modebar, .modebar-container, details > summary { display: none !important; }
+  details::details-content { content-visibility: visible !important; display: block !important; }
   header { border: 0; padding: 0 0 .5rem; }
   main { max-width: none; padding: 0; margin: 0; }
   section { border: 0; border-radius: 0; padding: 0; margin: 0; break-before: page; }
