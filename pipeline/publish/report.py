@@ -955,6 +955,11 @@ def _details_if(summary: str, head: list[str], body: list[list[str]], cls: str =
     return table if len(body) <= open_below else _details(f"Show: {summary.lower()}", table)
 
 
+def _code(value: Any) -> str:
+    """A file, column or rule name of the input, shown literally (it is what a data manager fixes)."""
+    return f"<code>{esc(value)}</code>" if not _missing(value) and str(value) else ""
+
+
 def _quality_html(published: Published) -> str:
     quality = _plain(published.quality)
     if quality.empty:
@@ -971,13 +976,13 @@ def _quality_html(published: Published) -> str:
         parts.append(_details_if(
             "Failing checks", ["table", "column", "check", "category", "severity", "action", "failing rows",
                                "rows checked", "share"],
-            [[esc(r["table_name"]), esc(r["column_name"]), esc(r["check_id"]), esc(r["category"]), esc(r["severity"]),
+            [[_code(r["table_name"]), _code(r["column_name"]), _code(r["check_id"]), esc(r["category"]), esc(r["severity"]),
               esc(r["action"]), count(r["count"]) if not r["suppressed"] else "withheld", count(r["total"]),
               pct(r["share"], 2)] for _, r in shown.iterrows()]) if not shown.empty else "<p>None.</p>")
     quarantine = quality[quality["source"] == "quarantine"]
     parts.append("<h3>Rows quarantined (set aside with a reason, never silently dropped)</h3>")
     parts.append(_details_if("Quarantined rows by rule", ["table", "stage", "rule", "rows"],
-                             [[esc(r["table_name"]), esc(r["category"]), esc(r["check_id"]),
+                             [[_code(r["table_name"]), esc(r["category"]), _code(r["check_id"]),
                                count(r["count"]) if not r["suppressed"] else "withheld"]
                               for _, r in quarantine.iterrows()]) if not quarantine.empty else "<p>No rows were quarantined.</p>")
     load = quality[quality["source"] == "load"]
@@ -987,7 +992,7 @@ def _quality_html(published: Published) -> str:
             wide.setdefault(r["table_name"], {})[r["check_id"]] = r["count"]
         parts.append("<h3>Rows loaded per input table</h3>")
         parts.append(_details_if("Rows per input table", ["table", "rows read", "rows loaded", "rows quarantined"],
-                                 [[esc(t), count(v.get("rows_read")), count(v.get("rows_loaded")),
+                                 [[_code(t), count(v.get("rows_read")), count(v.get("rows_loaded")),
                                    count(v.get("rows_quarantined"))] for t, v in wide.items()]))
     parts.append("<p class='note'>This section and <code>quality/validation.json</code> beside this page are the "
                  "published view of data quality: rule descriptions and rounded counts only. Which records failed "
