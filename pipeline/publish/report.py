@@ -314,7 +314,7 @@ def dot_chart(rows: pd.DataFrame, *, title: str, subtitle: str, axis_title: str,
         top = max([h * scale for h in highs] or [1.0])
         # room on the right for the value label centred over the highest point
         fig.update_xaxes(type="linear", range=[0, top * 1.18 if top > 0 else 1])
-    row_height = 30 + 22 * (per_row - 1)
+    row_height = 30 + 32 * (per_row - 1)
     legend_rows = len(series) if len(series) > 1 else 0
     return _layout(fig, title, subtitle, height=190 + row_height * max(len(labels), 2) + 18 * legend_rows,
                    showlegend=len(series) > 1, legend_rows=max(1, (len(series) + 1) // 2))
@@ -848,8 +848,11 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
             title = "No published odds ratio"
         else:
             top = shown.loc[shown["estimate"].astype(float).idxmax()]
-            title = (f"Highest adjusted odds of dependence: {variable_label(top['variable']).lower()} "
-                     f"{level_label(top['variable'], top['level'])} (odds ratio {number(top['estimate'])}, "
+            what = level_label(top["variable"], top["level"])
+            name = variable_label(top["variable"])
+            name = name.replace(" (days)", "") if "days" in what else name  # the level already says days
+            title = (f"Highest adjusted odds of dependence: {name.lower()} {what} "
+                     f"(odds ratio {number(top['estimate'])}, "
                      f"{ci_text(top['ci_low'], top['ci_high'], level, number)})")
         fig = dot_chart(rows, title=title, subtitle="Odds ratios from one model adjusting for duration, dose, age, sex, "
                         "indication and misuse; 1 = same odds as the reference group (dotted line); log scale.",
