@@ -61,6 +61,15 @@ VARIABLES = {
     "p50": "Median weight", "p99": "99th percentile weight", "mean": "Mean weight",
 }
 
+# Short forms for chart axis labels, where a row label is "<variable>: <level>" (falls back to VARIABLES).
+SHORT_VARIABLES = {
+    "ending_among_ascertained": "Known outcome", "ending_among_dependent": "Became dependent",
+    "dose_band": "Dose (mg/day)", "age_band": "Age", "duration_band": "Duration", "duration_days": "Duration",
+    "rx_misuse_signal": "Prescription misuse signal",
+    "dep_icd": "ICD-10 diagnosis", "dep_withdrawal": "Withdrawal documented", "dep_assessed": "Clinician judged",
+    "dep_sds": "SDS at or above cut-off",
+}
+
 # Outcome components (the ``variable`` of ``components`` rows).
 COMPONENTS = {
     "dep_icd": "ICD-10 F13.2-F13.4 diagnosis", "dep_withdrawal": "withdrawal symptoms documented",
@@ -134,6 +143,14 @@ def variable_label(variable: Any) -> str:
     label = VARIABLES.get(base) or (COMPONENTS[base][:1].upper() + COMPONENTS[base][1:] if base in COMPONENTS
                                     else _fallback(base))
     return f"{label} ({population_label(qualifier)})" if qualifier else label
+
+
+def short_variable_label(variable: Any) -> str:
+    """The short form for a chart's row label ('ending_among_dependent' -> 'Became dependent')."""
+    base, _, qualifier = str(variable or "").partition("|")
+    if base not in SHORT_VARIABLES:
+        return variable_label(variable)
+    return f"{SHORT_VARIABLES[base]} ({population_label(qualifier)})" if qualifier else SHORT_VARIABLES[base]
 
 
 def _band(level: str) -> str | None:

@@ -39,7 +39,7 @@ import plotly.offline
 from pipeline.config import Config
 from pipeline.publish.labels import (
     SERIES, VARIABLES, analysis_label, base_variable, level_label, method_label, series_key, series_label,
-    variable_label,
+    short_variable_label, variable_label,
 )
 from pipeline.publish.tables import Published, is_complete_case, published_level_order
 
@@ -179,7 +179,7 @@ def _shown(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[(~rows["suppressed"].astype(bool)) & rows["estimate"].notna()]
 
 
-def _wrap(text: str, width: int = 95) -> str:
+def _wrap(text: str, width: int = 78) -> str:
     words, lines, line = text.split(), [], ""
     for word in words:
         if line and len(line) + len(word) + 1 > width:
@@ -196,13 +196,13 @@ def _layout(fig: go.Figure, title: str, subtitle: str, height: int, showlegend: 
     fig.update_layout(
         showlegend=showlegend,
         template="simple_white",
-        title={"text": _wrap(title) + f"<br><span style='font-size:12px;color:{GREY}'>{_wrap(subtitle, 120)}</span>",
+        title={"text": _wrap(title) + f"<br><span style='font-size:12px;color:{GREY}'>{_wrap(subtitle, 100)}</span>",
                "x": 0, "xanchor": "left", "font": {"size": 16}},
         font={"family": FONT, "size": 13, "color": "#1a1a1a"},
         height=height,
         # top margin from the wrapped title and subtitle, so the plot never runs into them
         margin={"l": 80, "r": margin_right, "t": 36 + 22 * (_wrap(title).count("<br>") + 1)
-                + 17 * (_wrap(subtitle, 120).count("<br>") + 1),
+                + 17 * (_wrap(subtitle, 100).count("<br>") + 1),
                 "b": 60 + (22 * legend_rows if showlegend else 0)},
         # legend under the x-axis title, in pixels from the plot so it never overlaps it
         legend={"orientation": "h", "yanchor": "bottom", "y": 0, "yref": "container", "x": 0, "xanchor": "left"},
@@ -250,7 +250,8 @@ def dot_chart(rows: pd.DataFrame, *, title: str, subtitle: str, axis_title: str,
     """
     fig = go.Figure()
     multi_variable = len({v for v, _ in levels}) > 1
-    labels = [f"{variable_label(v)}: {level_label(v, l)}" if multi_variable else level_label(v, l) for v, l in levels]
+    labels = [f"{short_variable_label(v)}: {level_label(v, l)}" if multi_variable else level_label(v, l)
+              for v, l in levels]
     position = {key: i for i, key in enumerate(levels)}
     series = _primary_first(rows)
     sharing: dict[tuple[str, str], list[int]] = {}
