@@ -215,10 +215,10 @@ def test_the_output_checker_reads_files_it_was_never_told_about(tmp_path, monkey
 
     def more(published, config, exports_dir):
         written = real(published, config, exports_dir)
-        pd.DataFrame({"group_level": ["a"], "n_assessed": [7]}).to_parquet(exports_dir / "summarised_result.parquet")
+        pd.DataFrame({"group_level": ["a"], "n_assessed": [7]}).to_parquet(exports_dir / "future_result.parquet")
         (exports_dir / "extra.json").write_text(json.dumps({"result": [{"count": 14}]}))
         pd.DataFrame({"variable_name": ["number subjects", "number subjects"], "estimate_name": ["count", "percentage"],
-                      "estimate_value": ["7", "3.5"]}).to_csv(exports_dir / "summarised_result.csv", index=False)
+                      "estimate_value": ["7", "3.5"]}).to_csv(exports_dir / "future_result.csv", index=False)
         (exports_dir / "page.html").write_text("<p>4 people excluded</p><img src='https://cdn.example/x.png'>")
         (exports_dir / "notes.bin").write_bytes(b"\x00")
         return written
@@ -228,8 +228,8 @@ def test_the_output_checker_reads_files_it_was_never_told_about(tmp_path, monkey
     reports = _publish(tmp_path).parent
     found = {str(v) for v in check_release(reports, 11, 5)}
     assert found == {
-        "exports/summarised_result.parquet: n_assessed (row 1): count below k (1..10)",
-        "exports/summarised_result.csv: estimate_value (row 1, estimate_name count): count below k (1..10)",
+        "exports/future_result.parquet: n_assessed (row 1): count below k (1..10)",
+        "exports/future_result.csv: estimate_value (row 1, estimate_name count): count below k (1..10)",
         "exports/extra.json: result[0].count: count not rounded (base 5, bands from 11)",
         "exports/page.html: src/href: loads a resource from the network (the report must open offline)",
         "exports/page.html: text '...<p>4 people': count below k (1..10)",

@@ -69,3 +69,61 @@ def test_report_renders_offline_without_errors(report):
     assert not problems, problems
     assert not blocked, f"the page tried the network: {blocked}"
     assert headline.startswith("Among 4,208 people")  # 4,210 rounded to the middle of its band of 5
+
+
+def _open(playwright, report: Path, width: int, media: str):
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    context.set_offline(True)
+    page = context.new_page()
+    page.emulate_media(media=media)
+    page.goto(report.as_uri(), wait_until="load")
+    page.wait_for_function("typeof Plotly !== 'undefined' && document.querySelectorAll('.main-svg').length > 0",
+                           timeout=15_000)
+    return browser, page
+
+
+def test_screen_page_is_compact_and_secondary_tables_are_collapsed(report):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser, page = _open(playwright, report, 1400, "screen")
+        try:
+            height = page.evaluate("document.documentElement.scrollHeight")
+            closed = page.evaluate("document.querySelectorAll('details:not([open])').length")
+            # a value label must not be cut off at the plot's edge
+            clipped = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].filter(div =>
+                div._fullData.some(t => t.mode && t.mode.includes('text') && t.cliponaxis !== false)).length""")
+        finally:
+            browser.close()
+    assert closed >= 3
+    assert clipped == 0
+    assert height < 12_000, f"page is {height} px tall"
+
+
+def test_print_layout_fits_the_page_without_interactive_chrome(report):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        # A4 portrait at 96 dpi is 794 px wide; the page is laid out for print as a printer would
+        browser, page = _open(playwright, report, 794, "print")
+        try:
+            page.wait_for_timeout(500)
+            state = page.evaluate("""() => ({
+                page: document.documentElement.clientWidth,
+                widest: Math.max(...[...document.querySelectorAll('.js-plotly-plot .main-svg')]
+                                  .map(svg => svg.getBoundingClientRect().right)),
+                nav: getComputedStyle(document.querySelector('nav')).display,
+                modebars: [...document.querySelectorAll('.modebar')]
+                          .filter(m => getComputedStyle(m).display !== 'none').length,
+                hiddenTables: [...document.querySelectorAll('details table')]
+                              .filter(t => t.getBoundingClientRect().height === 0).length,
+                breaks: [...document.querySelectorAll('section')].slice(1)
+                        .filter(s => getComputedStyle(s).breakBefore !== 'page').length,
+            })""")
+            pdf = page.pdf(format="A4")
+        finally:
+            browser.close()
+    assert state["widest"] <= state["page"] + 1, state
+    assert state["nav"] == "none" and state["modebars"] == 0, state
+    assert state["hiddenTables"] == 0, state
+    assert state["breaks"] == 0, state
+    assert pdf.startswith(b"%PDF")

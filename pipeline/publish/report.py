@@ -12,7 +12,7 @@ its finding, so a reader never needs to hover. Colours are Okabe-Ito
 >>> pct(0.3149), pct(None), pct(0.0)
 ('31.5%', 'not published', '0.0%')
 >>> level_label("duration_band", ">=182"), level_label("misuse|gt_4_weeks", "true")
-('>= 182 days', 'misuse (documented or in prescription records)')
+('182 days or more', 'misuse (documented or in prescription records)')
 >>> variable_label("sex|gt_4_weeks")
 'Sex (treated more than 4 weeks)'
 
@@ -37,6 +37,10 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from pipeline.config import Config
+from pipeline.publish.labels import (
+    SERIES, VARIABLES, analysis_label, base_variable, level_label, method_label, series_key, series_label,
+    short_variable_label, variable_label,
+)
 from pipeline.publish.tables import Published, is_complete_case, published_level_order
 
 log = logging.getLogger(__name__)
@@ -59,31 +63,8 @@ RICKELS_1983 = ("Rickels et al. 1983 (JAMA 250:767-71): withdrawal in 5% after l
                 "vs 43% after 8 months or more")
 MARRIOTT_SHARE, RICKELS_SHORT, RICKELS_LONG = 1 / 3, 0.05, 0.43
 
-VARIABLE_LABELS = {
-    "headline_group": "Treatment duration", "duration_band": "Treatment duration (days)",
-    "misuse": "Misuse", "indication": "Indication", "dose_band": "Daily dose (diazepam-equivalent mg/day)",
-    "age_band": "Age at start (years)", "sex": "Sex", "ending": "How treatment ended",
-    "component": "Outcome component", "ingredient": "Ingredient", "region": "Region",
-}
-_LEVEL_LABELS = {
-    ("headline_group", "le_4_weeks"): "up to 4 weeks", ("headline_group", "gt_4_weeks"): "more than 4 weeks",
-    ("misuse", "true"): "misuse (documented or in prescription records)",
-    ("misuse", "false"): "no misuse signal (supervised use)",
-    ("misuse", "misuse"): "misuse (documented or in prescription records)",
-    ("misuse", "supervised"): "supervised use (no misuse)",
-    ("sex", "F"): "female", ("sex", "M"): "male", ("sex", "X"): "another sex (X)", ("sex", "U"): "sex unknown",
-    ("ending", "taper"): "tapered", ("ending", "abrupt"): "stopped abruptly", ("ending", "ongoing"): "still ongoing",
-}
-QUALIFIERS = {
-    "gt_4_weeks": "treated more than 4 weeks", "le_4_weeks": "treated up to 4 weeks", "all": "whole cohort",
-    "ascertained": "people with a known outcome", "dependent": "people who became dependent",
-}
-_COMPONENT_LABELS = {
-    "dep_icd": "ICD-10 F13.2-F13.4 diagnosis", "dep_withdrawal": "withdrawal symptoms documented",
-    "dep_assessed": "clinician judged dependent", "dep_sds": "Severity of Dependence Scale at or above cut-off",
-    "any": "any component (the outcome)",
-}
-
+# Every display name (variables, levels, populations, components, series) lives in labels.py.
+VARIABLE_LABELS = VARIABLES
 
 # ---------------------------------------------------------------- formatting
 
@@ -109,42 +90,6 @@ def ci_text(low: Any, high: Any, level: float, fmt: Callable[[Any], str] = pct) 
     if _missing(low) or _missing(high):
         return "interval not available"
     return f"{round(100 * level)}% CI {fmt(low)} to {fmt(high)}"
-
-
-def level_label(variable: str, level: Any) -> str:
-    """How a level reads in the report."""
-    variable, level = base_variable(variable), str(level)
-    if (variable, level.lower()) in _LEVEL_LABELS:
-        return _LEVEL_LABELS[(variable, level.lower())]
-    if (variable, level) in _LEVEL_LABELS:
-        return _LEVEL_LABELS[(variable, level)]
-    if variable == "duration_band":
-        return level.replace(">=", ">= ").replace("<", "< ").replace("  ", " ") + " days"
-    if level in _COMPONENT_LABELS:
-        return _COMPONENT_LABELS[level]
-    if variable == "misuse" and level.lower() in ("1", "yes"):
-        return _LEVEL_LABELS[("misuse", "true")]
-    return level.replace("_", " ")
-
-
-def base_variable(variable: Any) -> str:
-    """The variable without its population qualifier ('sex|gt_4_weeks' -> 'sex')."""
-    return str(variable).split("|")[0]
-
-
-def variable_label(variable: str) -> str:
-    """'sex|gt_4_weeks' -> 'Sex (treated more than 4 weeks)'."""
-    base, _, qualifier = str(variable).partition("|")
-    label = VARIABLE_LABELS.get(base, base.replace("_", " "))
-    return f"{label} ({QUALIFIERS.get(qualifier, qualifier.replace('_', ' '))})" if qualifier else label
-
-
-def series_label(analysis: str, method: Any) -> str:
-    if str(method).startswith("exposure:"):
-        return "treated more than 4 weeks (share of new users)"
-    if is_complete_case(analysis, method):
-        return "complete case (ascertained outcomes only)"
-    return "primary (weighted for ascertainment)"
 
 
 def esc(value: Any) -> str:
@@ -211,17 +156,32 @@ def _analysis(published: Published, *names: str) -> pd.DataFrame:
     return _plain(est[est["analysis"].isin(names)].reset_index(drop=True))
 
 
+_SERIES_ORDER = ["primary", "share_increase", "exposure", "complete_case", "trend", "median_ratio", "reference",
+                 "anchor", "anchor_inside"]
+_SERIES_STYLE = {  # (colour, marker symbol); complete case is always orange, primary always blue
+    "primary": (PRIMARY_COLOUR, "circle"), "share_increase": (PRIMARY_COLOUR, "circle"),
+    "complete_case": (COMPLETE_COLOUR, "diamond"), "trend": (OKABE_ITO["bluish_green"], "square"),
+    "median_ratio": (OKABE_ITO["reddish_purple"], "circle"), "reference": (GREY, "circle-open"),
+    "anchor": (ANCHOR_COLOUR, "x"), "anchor_inside": (ANCHOR_COLOUR, "x"),
+    "exposure": (OKABE_ITO["reddish_purple"], "square"),
+}
+
+
 def _primary_first(rows: pd.DataFrame) -> list[tuple[str, Any]]:
     """(analysis, method) series, primary before complete case."""
     pairs = list(dict.fromkeys(zip(rows["analysis"], rows["method"])))
-    return sorted(pairs, key=lambda p: is_complete_case(p[0], p[1]))
+    return sorted(pairs, key=lambda p: _SERIES_ORDER.index(series_key(p[0], p[1])))
+
+
+def _series_rows(rows: pd.DataFrame, analysis: str, method: Any) -> pd.DataFrame:
+    return rows[(rows["analysis"] == analysis) & (rows["method"].astype(str) == str(method))]
 
 
 def _shown(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[(~rows["suppressed"].astype(bool)) & rows["estimate"].notna()]
 
 
-def _wrap(text: str, width: int = 95) -> str:
+def _wrap(text: str, width: int = 78) -> str:
     words, lines, line = text.split(), [], ""
     for word in words:
         if line and len(line) + len(word) + 1 > width:
@@ -233,15 +193,21 @@ def _wrap(text: str, width: int = 95) -> str:
     return "<br>".join(lines)
 
 
-def _layout(fig: go.Figure, title: str, subtitle: str, height: int) -> go.Figure:
+def _layout(fig: go.Figure, title: str, subtitle: str, height: int, showlegend: bool = True,
+            legend_rows: int = 1, margin_right: int = 30) -> go.Figure:
     fig.update_layout(
+        showlegend=showlegend,
         template="simple_white",
-        title={"text": _wrap(title) + f"<br><span style='font-size:12px;color:{GREY}'>{_wrap(subtitle, 120)}</span>",
+        title={"text": _wrap(title) + f"<br><span style='font-size:12px;color:{GREY}'>{_wrap(subtitle, 100)}</span>",
                "x": 0, "xanchor": "left", "font": {"size": 16}},
         font={"family": FONT, "size": 13, "color": "#1a1a1a"},
         height=height,
-        margin={"l": 80, "r": 30, "t": 100, "b": 60},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
+        # top margin from the wrapped title and subtitle, so the plot never runs into them
+        margin={"l": 80, "r": margin_right, "t": 36 + 22 * (_wrap(title).count("<br>") + 1)
+                + 17 * (_wrap(subtitle, 100).count("<br>") + 1),
+                "b": 60 + (22 * legend_rows if showlegend else 0)},
+        # legend under the x-axis title, in pixels from the plot so it never overlaps it
+        legend={"orientation": "h", "yanchor": "bottom", "y": 0, "yref": "container", "x": 0, "xanchor": "left"},
         hoverlabel={"font": {"family": FONT}},
         paper_bgcolor="white",
         plot_bgcolor="white",
@@ -253,7 +219,9 @@ def _hover(rows: pd.DataFrame, is_percent: bool) -> list[str]:
     fmt = pct if is_percent else number
     return [
         f"{esc(r.get('_label'))}<br>{fmt(r['estimate'])} ({esc(ci_text(r['ci_low'], r['ci_high'], 0.95, fmt))})"
-        f"<br>{count(r['events'])} of {count(r['n'])} persons<br>{esc(r['method'])}"
+        + (f"<br>{count(r['events'])} of {count(r['n'])} persons" if not _missing(r['events'])
+           else (f"<br>{count(r['n'])} persons" if not _missing(r['n']) else ""))
+        + f"<br>{esc(method_label(r['method']))}"
         for _, r in rows.iterrows()
     ]
 
@@ -261,42 +229,76 @@ def _hover(rows: pd.DataFrame, is_percent: bool) -> list[str]:
 # ---------------------------------------------------------------- charts
 
 
+LOG_TICKS = [0.0625, 0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128]
+
+
+def _log_ticks(low: float, high: float) -> tuple[list[float], list[str], list[float]]:
+    """Explicit ticks (powers of two around 1) and a padded log10 range covering [low, high]."""
+    lo, hi = math.log10(max(min(low, 1.0), 1e-3)), math.log10(max(high, 1.0))
+    pad = max(0.08, 0.06 * (hi - lo))
+    ticks = [t for t in LOG_TICKS if lo - 3 * pad <= math.log10(t) <= hi + 3 * pad] or [1]
+    # value labels are centred over their point: room on both sides
+    return ticks, [f"{t:g}" for t in ticks], [lo - 3 * pad, hi + 3 * pad]
+
+
 def dot_chart(rows: pd.DataFrame, *, title: str, subtitle: str, axis_title: str, is_percent: bool,
               levels: list[tuple[str, str]], min_cell_count: int, log_axis: bool = False,
               reference: float | None = None) -> go.Figure:
     """Horizontal dots with interval whiskers, one row per (variable, level), one colour per series.
 
-    A suppressed row keeps its label and says it is withheld; it gets no point and no hover.
+    Series that share a row are spread vertically; a series alone on its rows (a reference level, a
+    trend term) sits on the row itself. A suppressed row keeps its label and says it is withheld; it
+    gets no point and no hover.
     """
     fig = go.Figure()
     multi_variable = len({v for v, _ in levels}) > 1
-    labels = [f"{variable_label(v)}: {level_label(v, l)}" if multi_variable else level_label(v, l) for v, l in levels]
+    labels = [f"{short_variable_label(v)}: {level_label(v, l)}" if multi_variable else level_label(v, l)
+              for v, l in levels]
     position = {key: i for i, key in enumerate(levels)}
     series = _primary_first(rows)
-    offsets = [0.0] if len(series) == 1 else [(-0.18 + 0.36 * i / (len(series) - 1)) for i in range(len(series))]
+    sharing: dict[tuple[str, str], list[int]] = {}
+    for index, (analysis, method) in enumerate(series):
+        for key in dict.fromkeys(zip(_series_rows(rows, analysis, method)["variable"],
+                                     _series_rows(rows, analysis, method)["level"].astype(str))):
+            sharing.setdefault(key, []).append(index)
+    per_row = max([len(v) for v in sharing.values()] or [1])
     scale = 100 if is_percent else 1
     fmt = (lambda v: f"{100 * v:.1f}%") if is_percent else (lambda v: f"{v:.2f}")
-    for colour_index, ((analysis, method), offset) in enumerate(zip(series, offsets)):
-        part = rows[(rows["analysis"] == analysis) & (rows["method"].astype(str) == str(method))].copy()
+    lows, highs = [], []
+    for index, (analysis, method) in enumerate(series):
+        key = series_key(analysis, method)
+        part = _series_rows(rows, analysis, method).copy()
         part["_label"] = [labels[position[(r["variable"], str(r["level"]))]]
-                          if (r["variable"], str(r["level"])) in position else str(r["level"]) for _, r in part.iterrows()]
+                          if (r["variable"], str(r["level"])) in position else level_label(r["variable"], r["level"])
+                          for _, r in part.iterrows()]
         shown = _shown(part)
         shown = shown[[(v, str(l)) in position for v, l in zip(shown["variable"], shown["level"])]]
-        colour = COMPLETE_COLOUR if is_complete_case(analysis, method) else SERIES_COLOURS[colour_index % len(SERIES_COLOURS)]
-        if not shown.empty:
-            est = shown["estimate"].astype(float)
-            low = shown["ci_low"].astype(float).fillna(est)
-            high = shown["ci_high"].astype(float).fillna(est)
-            text = [fmt(e) + (f" ({fmt(lo)}-{fmt(hi)})" if not _missing(r["ci_low"]) else (" reference" if log_axis else ""))
-                    for e, lo, hi, (_, r) in zip(est, low, high, shown.iterrows())]
-            fig.add_trace(go.Scatter(
-                x=est * scale, y=[position[(v, str(l))] + offset for v, l in zip(shown["variable"], shown["level"])],
-                mode="markers+text", text=text, textposition="top center", textfont={"size": 11, "color": colour},
-                marker={"color": colour, "size": 9, "symbol": "circle" if colour_index == 0 else "diamond"},
-                error_x={"type": "data", "symmetric": False, "array": (high - est) * scale,
-                         "arrayminus": (est - low) * scale, "color": colour, "thickness": 1.6, "width": 4},
-                name=series_label(analysis, method), hovertext=_hover(shown, is_percent), hoverinfo="text",
-            ))
+        colour, symbol = _SERIES_STYLE.get(key, (SERIES_COLOURS[index % len(SERIES_COLOURS)], "circle"))
+        if shown.empty:
+            continue
+        est = shown["estimate"].astype(float)
+        low = shown["ci_low"].astype(float).fillna(est)
+        high = shown["ci_high"].astype(float).fillna(est)
+        lows += list(low)
+        highs += list(high)
+        offsets, places = [], []
+        for v, l in zip(shown["variable"], shown["level"]):
+            together = sharing.get((v, str(l)), [index])
+            offsets.append(0.0 if len(together) == 1 else -0.17 + 0.34 * together.index(index) / (len(together) - 1))
+            # the upper point of a pair is labelled above it, the lower one below, so no label covers a point
+            places.append("bottom center" if len(together) > 1 and together.index(index) == len(together) - 1
+                          else "top center")
+        text = [fmt(e) + (f" ({fmt(lo)}-{fmt(hi)})" if not _missing(r["ci_low"]) else "")
+                for e, lo, hi, (_, r) in zip(est, low, high, shown.iterrows())]
+        fig.add_trace(go.Scatter(
+            x=est * scale, y=[position[(v, str(l))] + o for v, l, o in zip(shown["variable"], shown["level"], offsets)],
+            mode="markers+text", text=text, textposition=places, textfont={"size": 11, "color": colour},
+            cliponaxis=False,
+            marker={"color": colour, "size": 9, "symbol": symbol, "line": {"width": 2, "color": colour}},
+            error_x={"type": "data", "symmetric": False, "array": (high - est) * scale,
+                     "arrayminus": (est - low) * scale, "color": colour, "thickness": 1.6, "width": 4},
+            name=series_label(analysis, method), hovertext=_hover(shown, is_percent), hoverinfo="text",
+        ))
     withheld = rows[rows["suppressed"].astype(bool)]
     withheld_positions = sorted({position[(v, str(l))] for v, l in zip(withheld["variable"], withheld["level"])
                                  if (v, str(l)) in position})
@@ -305,11 +307,20 @@ def dot_chart(rows: pd.DataFrame, *, title: str, subtitle: str, axis_title: str,
                            text="withheld (disclosure control)", font={"size": 11, "color": GREY})
     if reference is not None:
         fig.add_vline(x=reference, line={"color": GREY, "dash": "dot", "width": 1})
-    fig.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed",
-                     range=[len(labels) - 0.5, -0.7], showgrid=False, ticks="")
-    fig.update_xaxes(title_text=axis_title, showgrid=True, gridcolor="#e5e5e5", zeroline=False,
-                     type="log" if log_axis else "linear", rangemode="tozero" if not log_axis else "normal")
-    return _layout(fig, title, subtitle, height=150 + 48 * max(len(labels), 2) * max(1, len(series) // 2 + 1) // 1)
+    fig.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, autorange=False,
+                     range=[len(labels) - 0.5, -0.75], showgrid=False, ticks="", automargin=True)
+    fig.update_xaxes(title_text=axis_title, showgrid=True, gridcolor="#e5e5e5", zeroline=False, automargin=True)
+    if log_axis:
+        tickvals, ticktext, axis_range = _log_ticks(min(lows or [1.0]), max(highs or [1.0]))
+        fig.update_xaxes(type="log", tickvals=tickvals, ticktext=ticktext, range=axis_range)
+    else:
+        top = max([h * scale for h in highs] or [1.0])
+        # room on the right for the value label centred over the highest point
+        fig.update_xaxes(type="linear", range=[0, top * 1.18 if top > 0 else 1])
+    row_height = 30 + 32 * (per_row - 1)
+    legend_rows = len(series) if len(series) > 1 else 0
+    return _layout(fig, title, subtitle, height=190 + row_height * max(len(labels), 2) + 18 * legend_rows,
+                   showlegend=len(series) > 1, legend_rows=max(1, (len(series) + 1) // 2))
 
 
 def duration_chart(rows: pd.DataFrame, band_labels: list[str], split_days: int, title: str, subtitle: str,
@@ -332,7 +343,7 @@ def duration_chart(rows: pd.DataFrame, band_labels: list[str], split_days: int, 
         fig.add_trace(go.Scatter(
             x=[x_of[str(level)] + offset for level in shown["level"]], y=est * 100,
             mode="markers+text", text=[f"{100 * e:.0f}%" for e in est], textposition="middle right",
-            textfont={"size": 11, "color": colour},
+            textfont={"size": 11, "color": colour}, cliponaxis=False,
             marker={"color": colour, "size": 10, "symbol": "circle" if colour_index == 0 else "diamond"},
             error_y={"type": "data", "symmetric": False, "array": (high - est) * 100, "arrayminus": (est - low) * 100,
                      "color": colour, "thickness": 1.8, "width": 5},
@@ -345,22 +356,25 @@ def duration_chart(rows: pd.DataFrame, band_labels: list[str], split_days: int, 
     long_bands = [x_of[b] for b in bands if _band_low(b) is not None and _band_low(b) >= split_days]
     if long_bands:
         _reference_segment(fig, min(long_bands) - 0.4, max(long_bands) + 0.4, 100 * MARRIOTT_SHARE, "dash",
-                           "Marriott & Tyrer 1993: almost one-third (4 weeks or longer)")
+                           "Marriott & Tyrer 1993: ~1 in 3")
     short = [x_of[b] for b in bands if _band_low(b) is not None and _band_low(b) < 182]
     longest = [x_of[b] for b in bands if _band_low(b) is not None and _band_low(b) >= 182]
     if short:
         _reference_segment(fig, min(short) - 0.4, max(short) + 0.4, 100 * RICKELS_SHORT, "dot",
-                           "Rickels 1983: 5% withdrawal under 8 months")
+                           "Rickels 1983: 5% (< 8 months)")
     if longest:
         _reference_segment(fig, min(longest) - 0.4, max(longest) + 0.4, 100 * RICKELS_LONG, "dot",
-                           "Rickels 1983: 43% after 8 months or more", above=True)
+                           "Rickels 1983: 43% (8+ months)")
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="published anchor (reference)",
                              line={"color": ANCHOR_COLOUR, "dash": "dash"}, hoverinfo="skip"))
-    fig.update_xaxes(tickvals=list(range(len(bands))), ticktext=[level_label("duration_band", b) for b in bands],
+    fig.update_xaxes(tickvals=list(range(len(bands))), tickangle=0,
+                     ticktext=[level_label("duration_band", b).replace(" days", "<br>days") for b in bands],
                      title_text="Length of first treatment episode (days)", range=[-0.6, len(bands) - 0.4])
-    fig.update_yaxes(title_text="Dependence (% of people)", rangemode="tozero",
+    top = max([100 * float(h) for h in rows["ci_high"] if not _missing(h)] + [100 * RICKELS_LONG])
+    fig.update_yaxes(title_text="Dependence (% of people)", range=[0, top * 1.12],
                      showgrid=True, gridcolor="#e5e5e5")
-    return _layout(fig, title, subtitle, height=470)
+    # anchor labels sit in the right margin, level with their line, so they never cover a point
+    return _layout(fig, title, subtitle, height=500, margin_right=215, legend_rows=2)
 
 
 def _band_low(band: str) -> int | None:
@@ -370,24 +384,48 @@ def _band_low(band: str) -> int | None:
     return 0 if band.strip().startswith("<") else int(digits[0])
 
 
-def _reference_segment(fig: go.Figure, x0: float, x1: float, y: float, dash: str, label: str,
-                       above: bool = False) -> None:
+def _reference_segment(fig: go.Figure, x0: float, x1: float, y: float, dash: str, label: str) -> None:
+    """An anchor's line over the bands it covers, labelled in the right margin at the line's height."""
     fig.add_shape(type="line", x0=x0, x1=x1, y0=y, y1=y, xref="x", yref="y",
                   line={"color": ANCHOR_COLOUR, "dash": dash, "width": 2})
-    fig.add_annotation(x=x1 if above else x0, y=y, xref="x", yref="y", xanchor="right" if above else "left",
-                       yanchor="bottom" if not above else "top",
-                       yshift=2 if not above else -2, showarrow=False, text=label,
-                       font={"size": 11, "color": ANCHOR_COLOUR})
+    fig.add_annotation(x=1.01, y=y, xref="paper", yref="y", xanchor="left", yanchor="middle", align="left",
+                       showarrow=False, text=label, font={"size": 11, "color": ANCHOR_COLOUR})
+
+
+CURVE_COLOURS = [OKABE_ITO[c] for c in ("blue", "reddish_purple", "bluish_green", "sky_blue")]  # no orange/red:
+# orange means complete case and red means a published anchor everywhere else on the page
+
+
+def _spread(values: list[float], gap: float) -> list[float]:
+    """Label heights at least ``gap`` apart, pushed down from the highest (for end labels).
+
+    >>> _spread([92.6, 92.2, 13.0], 5.0)
+    [92.6, 87.6, 13.0]
+    """
+    order = sorted(range(len(values)), key=lambda i: -values[i])
+    placed = list(values)
+    for rank, i in enumerate(order[1:], start=1):
+        placed[i] = round(min(values[i], placed[order[rank - 1]] - gap), 1)
+    return placed
 
 
 def incidence_chart(rows: pd.DataFrame, title: str, subtitle: str, level: float) -> go.Figure:
-    """Cumulative incidence curves (step lines) with their confidence bands."""
+    """Cumulative incidence curves (step lines) with their confidence bands.
+
+    The whole-cohort curve ("all"), when drawn beside its subgroups, is a thin dashed black line
+    on top without a band, so it cannot hide the subgroup it runs close to. End labels sit in the
+    right margin, pushed apart so they never overprint.
+    """
     fig = go.Figure()
     groups = list(dict.fromkeys(zip(rows["variable"], rows["level"].astype(str))))
     groups = [(v, l) for v in dict.fromkeys(v for v, _ in groups)
               for l in published_level_order(v, [l for vv, l in groups if vv == v], [])]
+    overall = [g for g in groups if g[1] == "all"] if len(groups) > 1 else []
+    groups = [g for g in groups if g not in overall] + overall
+    ends: list[tuple[float, str, str]] = []
     for i, (variable, group) in enumerate(groups):
-        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        is_overall = (variable, group) in overall
+        colour = "#1a1a1a" if is_overall else CURVE_COLOURS[i % len(CURVE_COLOURS)]
         part = rows[(rows["variable"] == variable) & (rows["level"].astype(str) == group)].sort_values("time_days")
         shown = part[~part["suppressed"].astype(bool)]
         # Only published points are drawn: the step line holds each published value until
@@ -398,25 +436,31 @@ def incidence_chart(rows: pd.DataFrame, title: str, subtitle: str, level: float)
         hi = [None if _missing(e) else 100 * float(e) for e in shown["ci_high"]]
         x = [int(t) for t in shown["time_days"]]
         name = level_label(variable, group)
-        fill = _rgba(colour, 0.18)
-        fig.add_trace(go.Scatter(x=x, y=hi, mode="lines", line={"width": 0, "shape": "hv"}, hoverinfo="skip",
-                                 showlegend=False, legendgroup=name, connectgaps=False))
-        fig.add_trace(go.Scatter(x=x, y=lo, mode="lines", line={"width": 0, "shape": "hv"}, fill="tonexty",
-                                 fillcolor=fill, hoverinfo="skip", showlegend=False, legendgroup=name,
-                                 connectgaps=False))
+        if not is_overall:
+            fill = _rgba(colour, 0.18)
+            fig.add_trace(go.Scatter(x=x, y=hi, mode="lines", line={"width": 0, "shape": "hv"}, hoverinfo="skip",
+                                     showlegend=False, legendgroup=name, connectgaps=False))
+            fig.add_trace(go.Scatter(x=x, y=lo, mode="lines", line={"width": 0, "shape": "hv"}, fill="tonexty",
+                                     fillcolor=fill, hoverinfo="skip", showlegend=False, legendgroup=name,
+                                     connectgaps=False))
         hover = [None if yy is None else f"{esc(name)}<br>day {xx}: {yy:.1f}%" for xx, yy in zip(x, y)]
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line={"color": colour, "width": 2.5, "shape": "hv"},
+        line = ({"color": colour, "width": 1.5, "shape": "hv", "dash": "dash"} if is_overall
+                else {"color": colour, "width": 2.5, "shape": "hv"})
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=line,
                                  name=name, legendgroup=name, hovertext=hover, hoverinfo="text", connectgaps=False))
         if not shown.empty and not _missing(shown.iloc[-1]["estimate"]):
             last = shown.iloc[-1]
-            fig.add_annotation(x=int(last["time_days"]), y=100 * float(last["estimate"]), xanchor="left",
-                               showarrow=False, text=f" {name}: {pct(last['estimate'])}",
-                               font={"size": 11, "color": colour})
+            ends.append((100 * float(last["estimate"]), f"{name}: {pct(last['estimate'])} (day {int(last['time_days'])})",
+                         colour))
+    top = max([100 * float(h) for h in rows["ci_high"] if not _missing(h)] + [e[0] for e in ends] + [1.0])
+    for (value, text, colour), height in zip(ends, _spread([e[0] for e in ends], 0.07 * top)):
+        fig.add_annotation(x=1.01, xref="paper", y=height, yref="y", xanchor="left", yanchor="middle",
+                           showarrow=False, text=text, font={"size": 11, "color": colour})
     fig.update_xaxes(title_text="Days since the start of treatment", rangemode="tozero")
-    fig.update_yaxes(title_text="Cumulative incidence of dependence (%)", rangemode="tozero",
+    fig.update_yaxes(title_text="Cumulative incidence (%)", range=[0, top * 1.05],
                      showgrid=True, gridcolor="#e5e5e5")
-    fig.update_layout(margin={"r": 190})
-    return _layout(fig, title, subtitle + f" Shaded: {round(100 * level)}% confidence band.", height=460)
+    return _layout(fig, title, subtitle + f" Shaded: {round(100 * level)}% confidence band.", height=480,
+                   margin_right=230)
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:
@@ -437,27 +481,57 @@ def _by_level(rows: pd.DataFrame) -> list[tuple[str, str, Any]]:
     return [(r["variable"], str(r["level"]), r["estimate"]) for _, r in part.iterrows()]
 
 
-def contrast_title(rows: pd.DataFrame, outcome: str, is_percent: bool = True) -> str:
+def contrast_title(rows: pd.DataFrame, outcome: str, is_percent: bool = True, variable: str | None = None) -> str:
+    """A title stating the finding: highest vs lowest level of ONE variable (one population).
+
+    When the rows hold several variables (populations, e.g. withdrawal among people with a known
+    outcome and among people who became dependent), only ``variable`` -- by default the first --
+    is compared, and the title names it.
+    """
     fmt = pct if is_percent else number
     values = _by_level(rows)
+    variables = list(dict.fromkeys(v for v, _, _ in values))
+    prefix = outcome.capitalize()
+    if len(variables) > 1:
+        chosen = variable if variable in variables else variables[0]
+        values = [t for t in values if t[0] == chosen]
+        prefix = variable_label(chosen)
     if not values:
         return f"No published estimate of {outcome}"
     if len(values) == 1:
         v, l, e = values[0]
-        return f"{outcome.capitalize()}: {fmt(e)} ({level_label(v, l)})"
+        return f"{prefix}: {fmt(e)} ({level_label(v, l)})"
     high = max(values, key=lambda t: t[2])
     low = min(values, key=lambda t: t[2])
     if len(values) == 2:
-        return (f"{outcome.capitalize()}: {fmt(high[2])} {level_label(high[0], high[1])} "
+        return (f"{prefix}: {fmt(high[2])} {level_label(high[0], high[1])} "
                 f"vs {fmt(low[2])} {level_label(low[0], low[1])}")
-    return (f"{outcome.capitalize()} highest for {level_label(high[0], high[1])} ({fmt(high[2])}), "
+    joiner = ":" if prefix != outcome.capitalize() else ""
+    return (f"{prefix}{joiner} highest for {level_label(high[0], high[1])} ({fmt(high[2])}), "
             f"lowest for {level_label(low[0], low[1])} ({fmt(low[2])})")
+
+
+def components_title(rows: pd.DataFrame) -> str:
+    """Which component of the outcome was met most and least often, within one population."""
+    values = _by_level(rows)
+    populations = list(dict.fromkeys(l for _, l, _ in values))
+    if not values:
+        return "No published estimate for the outcome's components"
+    population = "all" if "all" in populations else populations[0]
+    values = [t for t in values if t[1] == population]
+    high = max(values, key=lambda t: t[2])
+    low = min(values, key=lambda t: t[2])
+    who = level_label("components", population)
+    if high == low:
+        return f"Component of the outcome ({who}): {level_label('components', high[0])} {pct(high[2])}"
+    return (f"Most often met ({who}): {level_label('components', high[0])} ({pct(high[2])}); least often: "
+            f"{level_label('components', low[0])} ({pct(low[2])})")
 
 
 _BAND_ORDER = ["<14", "14-27", "28-55", "56-83", "84-181", ">=182"]  # reading order only; labels come from the data
 
 
-def _summary_list(rows: pd.DataFrame, is_percent: bool, level: float) -> str:
+def _summary_list(rows: pd.DataFrame, is_percent: bool, level: float, with_variable: bool = False) -> str:
     fmt = pct if is_percent else number
     series = _primary_first(rows)
     if not series:
@@ -467,45 +541,87 @@ def _summary_list(rows: pd.DataFrame, is_percent: bool, level: float) -> str:
     order = {key: i for i, key in enumerate(_levels(part, _BAND_ORDER))}
     part = part.iloc[sorted(range(len(part)), key=lambda i: order.get((part.iloc[i]["variable"], str(part.iloc[i]["level"])), 0))]
     items = []
+    with_variable = with_variable or part["variable"].nunique() > 1
     for _, r in part.iterrows():
         label = level_label(r["variable"], r["level"])
+        if with_variable:
+            label = f"{variable_label(r['variable'])}: {label}"
         if r["suppressed"]:
             items.append(f"<li>{esc(label)}: withheld (small count)</li>")
         elif _missing(r["estimate"]):
             items.append(f"<li>{esc(label)}: no estimate</li>")
         else:
             items.append(f"<li>{esc(label)}: <b>{fmt(r['estimate'])}</b> "
-                         f"<span class='ci'>({esc(ci_text(r['ci_low'], r['ci_high'], level, fmt))})</span>, "
-                         f"{count(r['events'])} of {count(r['n'])}</li>")
-    return f"<ul class='values'>{''.join(items)}</ul>"
+                         f"<span class='ci'>({esc(ci_text(r['ci_low'], r['ci_high'], level, fmt))})</span>"
+                         f"{_people(r)}</li>")
+    values = f"<ul class='values'>{''.join(items)}</ul>"
+    # a long list is collapsed: the chart and its title carry the finding; printing opens it
+    return values if len(items) <= 8 else _details(f"All {len(items)} values", values)
+
+
+def _people(row: Any) -> str:
+    """', 120 of 1,048 people' -- or ', of 1,048 people' when the estimate has no event count."""
+    if not _missing(row["events"]) and not _missing(row["n"]):
+        return f", {count(row['events'])} of {count(row['n'])} people"
+    if not _missing(row["n"]):
+        return f", {count(row['n'])} people"
+    return ""
 
 
 # ---------------------------------------------------------------- tables
 
 
+def _level_key(level: Any) -> tuple:
+    """Numeric levels in numeric order (30 before 90 before 180), others after, A-Z."""
+    text = str(level)
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
 def estimates_table(rows: pd.DataFrame, level: float, is_percent: bool | None = None) -> str:
+    """One row per estimate, sorted by variable, then level (numerically when numeric), then series."""
     if rows.empty:
         return ""
-    head = ["variable", "level", "day", "estimate", f"{round(100 * level)}% interval", "events", "n", "method"]
+    rows = rows.copy()
+    rows["_series"] = [_SERIES_ORDER.index(series_key(a, m)) for a, m in zip(rows["analysis"], rows["method"])]
+    rows["_variable_order"] = rows["variable"].map({v: i for i, v in enumerate(dict.fromkeys(rows["variable"]))})
+    rows = rows.iloc[sorted(range(len(rows)), key=lambda i: (
+        rows.iloc[i]["_variable_order"], _level_key(rows.iloc[i]["level"]),
+        -1 if _missing(rows.iloc[i]["time_days"]) else float(rows.iloc[i]["time_days"]), rows.iloc[i]["_series"]))]
+    show_day = rows["time_days"].notna().any()
+    head = ["variable", "level"] + (["day"] if show_day else []) + [
+        "estimate", f"{round(100 * level)}% interval", "events", "n", "series", "method"]
     body = []
     for _, r in rows.iterrows():
+        key = series_key(r["analysis"], r["method"])
         percent = is_percent if is_percent is not None else _looks_like_proportion(r)
         fmt = pct if percent else number
         if r["suppressed"]:
             value, interval = "withheld", esc(r["suppression_reason"] or "small count")
-        elif "(1 = yes, 0 = no)" in str(r["method"]) and not _missing(r["estimate"]):
-            value, interval = ("yes" if float(r["estimate"]) else "no"), ""
+        elif key == "anchor_inside":  # a 0/1 flag, not a proportion
+            value = "not published" if _missing(r["estimate"]) else ("yes" if float(r["estimate"]) >= 0.5 else "no")
+            interval = ""
         else:
             value = fmt(r["estimate"])
             interval = "" if _missing(r["ci_low"]) else f"{fmt(r['ci_low'])} to {fmt(r['ci_high'])}"
-        body.append([esc(variable_label(r["variable"]) if r["variable"] else ""), esc(level_label(r["variable"] or "", r["level"])),
-                     "" if _missing(r["time_days"]) else str(int(r["time_days"])), value, interval,
-                     count(r["events"]) if not _missing(r["events"]) else "", count(r["n"]) if not _missing(r["n"]) else "",
-                     esc(r["method"])])
+        body.append([esc(variable_label(r["variable"]) if r["variable"] else ""), esc(level_label(r["variable"] or "", r["level"]))]
+                    + (["" if _missing(r["time_days"]) else str(int(r["time_days"]))] if show_day else [])
+                    + [value, interval,
+                       count(r["events"]) if not _missing(r["events"]) else "", count(r["n"]) if not _missing(r["n"]) else "",
+                       esc(SERIES[key]), esc(method_label(r["method"]))])
     return _html_table(head, body)
 
 
+def _details(summary: str, body: str) -> str:
+    """A secondary table, collapsed on screen (opened for printing)."""
+    return f"<details><summary>{esc(summary)}</summary>{body}</details>"
+
+
 def _looks_like_proportion(row: pd.Series) -> bool:
+    if series_key(row["analysis"], row["method"]) in ("median_ratio", "trend", "reference"):
+        return False
     return not _missing(row["events"]) or (not _missing(row["estimate"]) and 0 <= float(row["estimate"]) <= 1
                                           and "ratio" not in str(row["method"]).lower())
 
@@ -569,6 +685,33 @@ def _levels(rows: pd.DataFrame, band_labels: list[str]) -> list[tuple[str, str]]
         levels = rows.loc[rows["variable"] == variable, "level"].astype(str).tolist()
         out += [(variable, level) for level in published_level_order(str(variable), levels, band_labels)]
     return out
+
+
+def _sensitivity_summary(rows: pd.DataFrame) -> str:
+    """One line per setting and population: the primary estimate at each value, values in numeric order."""
+    primary = _shown(rows[[series_key(a, m) == "primary" for a, m in zip(rows["analysis"], rows["method"])]])
+    items = []
+    for variable in dict.fromkeys(primary["variable"]):
+        part = primary[primary["variable"] == variable]
+        part = part.iloc[sorted(range(len(part)), key=lambda i: _level_key(part.iloc[i]["level"]))]
+        values = "; ".join(f"{esc(level_label(variable, r['level']))}: <b>{pct(r['estimate'])}</b>"
+                           for _, r in part.iterrows())
+        items.append(f"<li>{esc(variable_label(variable))}: {values}</li>")
+    return f"<ul class='values'>{''.join(items)}</ul>" if items else ""
+
+
+def _ratio_sentence(ratios: pd.DataFrame, level: float) -> str:
+    """The median dose-escalation ratio (highest / starting daily dose) as a ratio, never a percentage."""
+    shown = _shown(ratios)
+    if shown.empty:
+        return "<p class='note'>Median dose-escalation ratio: not published.</p>"
+    values = {number(e) for e in shown["estimate"]}
+    if len(values) == 1 and shown["ci_low"].notna().all() and \
+            {number(v) for v in shown["ci_low"]} | {number(v) for v in shown["ci_high"]} == values:
+        return (f"<p>Median dose-escalation ratio (highest to starting daily dose): <b>{values.pop()}</b> in every "
+                "group shown, interval included: most people never raised their dose.</p>")
+    return ("<p>Median dose-escalation ratio (highest to starting daily dose; 1.00 = no increase):</p>"
+            + _summary_list(ratios, False, level))
 
 
 def build_report(published: Published, config: Config, manifest: dict[str, Any], out_dir: Path,
@@ -698,7 +841,7 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
             parts.append(f"<h3>{esc(variable_label(variable))}</h3>" + empty_note(f"{variable_label(variable).lower()}"))
             continue
         title = contrast_title(subset, "dependence")
-        fig = dot_chart(subset, title=title, subtitle=f"Dependence by {variable_label(variable).lower()}.",
+        fig = dot_chart(subset, title=title, subtitle=f"Dependence by {variable_label(variable).lower()}, among people treated more than 4 weeks.",
                         axis_title="Developed physical dependence (% of people)", is_percent=True,
                         levels=_levels(subset, bands), min_cell_count=k)
         parts.append(f"<h3>{esc(variable_label(variable))}</h3>"
@@ -710,7 +853,10 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
     if rows.empty:
         body = empty_note("the outcome's components")
     else:
-        title = contrast_title(rows, "component of the outcome")
+        # one series keeps twelve rows readable; complete-case components are in the exports
+        primary_only = rows[[series_key(a, m) == "primary" for a, m in zip(rows["analysis"], rows["method"])]]
+        rows = primary_only if not primary_only.empty else rows
+        title = components_title(rows)
         fig = dot_chart(rows, title=title, subtitle="Each part of the dependence definition counted on its own "
                         "(a person can meet several).", axis_title="People meeting the component (%)",
                         is_percent=True, levels=_levels(rows, bands), min_cell_count=k)
@@ -728,8 +874,11 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
             title = "No published odds ratio"
         else:
             top = shown.loc[shown["estimate"].astype(float).idxmax()]
-            title = (f"Highest adjusted odds of dependence: {variable_label(top['variable']).lower()} "
-                     f"{level_label(top['variable'], top['level'])} (odds ratio {number(top['estimate'])}, "
+            what = level_label(top["variable"], top["level"])
+            name = variable_label(top["variable"])
+            name = name.replace(" (days)", "") if "days" in what else name  # the level already says days
+            title = (f"Highest adjusted odds of dependence: {name.lower()} {what} "
+                     f"(odds ratio {number(top['estimate'])}, "
                      f"{ci_text(top['ci_low'], top['ci_high'], level, number)})")
         fig = dot_chart(rows, title=title, subtitle="Odds ratios from one model adjusting for duration, dose, age, sex, "
                         "indication and misuse; 1 = same odds as the reference group (dotted line); log scale.",
@@ -743,28 +892,35 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
 
     # Tolerance and withdrawal.
     parts = []
-    for analysis, heading, outcome, what in (
-        ("tolerance", "Tolerance: dose escalation during treatment", "dose escalation", "dose escalation"),
-        ("withdrawal_by_ending", "Withdrawal after a taper vs an abrupt stop", "withdrawal", "withdrawal by ending"),
-    ):
-        rows = _analysis(published, analysis)
-        ratios = rows.iloc[0:0]
-        if analysis == "tolerance" and not rows.empty:  # a median ratio is not a share: a table, not the % chart
-            is_ratio = rows["method"].astype(str).str.contains("median", regex=False)
-            rows, ratios = rows[~is_ratio], rows[is_ratio]
-        if rows.empty:
-            parts.append(f"<h3>{esc(heading)}</h3>" + empty_note(what))
-            continue
-        is_percent = _is_percent(rows)
-        title = contrast_title(rows, outcome, is_percent)
-        fig = dot_chart(rows, title=title, subtitle=heading + ".",
-                        axis_title=f"People with {outcome} (%)" if is_percent else f"{outcome} (ratio)",
-                        is_percent=is_percent, levels=_levels(rows, bands), min_cell_count=k)
-        parts.append(f"<h3>{esc(heading)}</h3>" + page.chart(analysis, fig, f"<p>{esc(title)}.</p>"
-                                                            + _summary_list(rows, is_percent, level)))
+    rows = _analysis(published, "tolerance")
+    heading = "Tolerance: dose escalation during treatment"
+    if rows.empty:
+        parts.append(f"<h3>{esc(heading)}</h3>" + empty_note("dose escalation"))
+    else:
+        keys = [series_key(a, m) for a, m in zip(rows["analysis"], rows["method"])]
+        ratios = rows[[k == "median_ratio" for k in keys]]
+        shares = rows[[k != "median_ratio" for k in keys]]
+        html_parts = [f"<h3>{esc(heading)}</h3>"]
+        if not shares.empty:
+            title = contrast_title(shares, "dose increase")
+            fig = dot_chart(shares, title=title, subtitle="Share of people whose daily dose rose above its starting "
+                            "level during the first treatment episode.", axis_title="People with a dose increase (%)",
+                            is_percent=True, levels=_levels(shares, bands), min_cell_count=k)
+            html_parts.append(page.chart("tolerance", fig, f"<p>{esc(title)}.</p>" + _summary_list(shares, True, level)))
         if not ratios.empty:
-            parts.append("<p>Median dose escalation ratio (last / first daily dose; 1 = no change):</p>"
-                         + estimates_table(ratios, level, is_percent=False))
+            html_parts.append(_ratio_sentence(ratios, level))
+        parts.append("".join(html_parts))
+    rows = _analysis(published, "withdrawal_by_ending")
+    heading = "Withdrawal after a taper vs an abrupt stop"
+    if rows.empty:
+        parts.append(f"<h3>{esc(heading)}</h3>" + empty_note("withdrawal by ending"))
+    else:
+        title = contrast_title(rows, "withdrawal", True, variable="ending_among_dependent")
+        fig = dot_chart(rows, title=title, subtitle="Share of people with documented withdrawal, by how their "
+                        "treatment ended, in two populations.", axis_title="People with withdrawal (%)",
+                        is_percent=True, levels=_levels(rows, bands), min_cell_count=k)
+        parts.append(f"<h3>{esc(heading)}</h3>" + page.chart("withdrawal_by_ending", fig, f"<p>{esc(title)}.</p>"
+                                                            + _summary_list(rows, True, level)))
     page.section("tolerance-withdrawal", "Tolerance and withdrawal", "".join(parts))
 
     # Sensitivity and anchors.
@@ -774,11 +930,14 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
         rows = rows.assign(_value=numeric).sort_values(["variable", "method", "_value"], kind="stable").drop(
             columns="_value")
     body = ("<p>Each setting varied alone, the others at their defaults. A headline that moves little across "
-            "these rows does not hinge on that choice.</p>" + estimates_table(rows, level)) if not rows.empty \
+            "these rows does not hinge on that choice.</p>" + _sensitivity_summary(rows)
+            + _details("Show the sensitivity table", estimates_table(rows, level))) if not rows.empty \
         else empty_note("sensitivity analyses")
     anchors = _analysis(published, "anchors")
     if not anchors.empty:
-        body += "<h3>Estimates over the anchors' own windows</h3>" + estimates_table(anchors, level)
+        body += ("<h3>Estimates over the anchors' own windows</h3><p>Each published figure beside our estimate over "
+                 "the same window; \"inside our interval\" says whether the published figure lies in our "
+                 "confidence interval.</p>" + estimates_table(anchors, level))
     page.section("sensitivity", "Sensitivity analyses", body)
 
     # Trends and geography (issue 15): share treated > 4 weeks and dependence, per calendar year and region.
@@ -807,9 +966,8 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
              "by_calendar_year", "by_region"}
     others = published.estimates[~published.estimates["analysis"].isin(known)]
     if not others.empty:
-        headings = {"by_stratum_overall": "Dependence by stratum, whole cohort (every treatment duration)"}
-        body = "".join(f"<h3>{esc(headings.get(name, str(name).replace('_', ' ').capitalize()))}</h3>"
-                       + estimates_table(_analysis(published, name), level)
+        body = "".join(f"<h3>{esc(analysis_label(name))}</h3>"
+                       + _details(f"Show the table: {analysis_label(name).lower()}", estimates_table(_analysis(published, name), level))
                        for name in dict.fromkeys(others["analysis"]))
         page.section("other", "Other estimates", body)
 
@@ -845,6 +1003,17 @@ def _attrition_html(published: Published, config: Config) -> str:
             f"({count(last['persons_after'])} new users).</p><div class='flow'>{''.join(steps)}</div>")
 
 
+def _details_if(summary: str, head: list[str], body: list[list[str]], cls: str = "", open_below: int = 8) -> str:
+    """A table, collapsed behind ``summary`` when it has more than ``open_below`` rows."""
+    table = _html_table(head, body, cls=cls)
+    return table if len(body) <= open_below else _details(f"Show: {summary.lower()}", table)
+
+
+def _code(value: Any) -> str:
+    """A file, column or rule name of the input, shown literally (it is what a data manager fixes)."""
+    return f"<code>{esc(value)}</code>" if not _missing(value) and str(value) else ""
+
+
 def _quality_html(published: Published) -> str:
     quality = _plain(published.quality)
     if quality.empty:
@@ -858,15 +1027,16 @@ def _quality_html(published: Published) -> str:
                      f"{len(failed)} failed ({len(errors)} of them errors, whose rows were quarantined or which would "
                      "have stopped the run). Failing checks:</p>")
         shown = failed if not failed.empty else validation.head(0)
-        parts.append(_html_table(
-            ["table", "column", "check", "category", "severity", "action", "failing rows", "rows checked", "share"],
-            [[esc(r["table_name"]), esc(r["column_name"]), esc(r["check_id"]), esc(r["category"]), esc(r["severity"]),
+        parts.append(_details_if(
+            "Failing checks", ["table", "column", "check", "category", "severity", "action", "failing rows",
+                               "rows checked", "share"],
+            [[_code(r["table_name"]), _code(r["column_name"]), _code(r["check_id"]), esc(r["category"]), esc(r["severity"]),
               esc(r["action"]), count(r["count"]) if not r["suppressed"] else "withheld", count(r["total"]),
               pct(r["share"], 2)] for _, r in shown.iterrows()]) if not shown.empty else "<p>None.</p>")
     quarantine = quality[quality["source"] == "quarantine"]
     parts.append("<h3>Rows quarantined (set aside with a reason, never silently dropped)</h3>")
-    parts.append(_html_table(["table", "stage", "rule", "rows"],
-                             [[esc(r["table_name"]), esc(r["category"]), esc(r["check_id"]),
+    parts.append(_details_if("Quarantined rows by rule", ["table", "stage", "rule", "rows"],
+                             [[_code(r["table_name"]), esc(r["category"]), _code(r["check_id"]),
                                count(r["count"]) if not r["suppressed"] else "withheld"]
                               for _, r in quarantine.iterrows()]) if not quarantine.empty else "<p>No rows were quarantined.</p>")
     load = quality[quality["source"] == "load"]
@@ -875,8 +1045,8 @@ def _quality_html(published: Published) -> str:
         for _, r in load.iterrows():
             wide.setdefault(r["table_name"], {})[r["check_id"]] = r["count"]
         parts.append("<h3>Rows loaded per input table</h3>")
-        parts.append(_html_table(["table", "rows read", "rows loaded", "rows quarantined"],
-                                 [[esc(t), count(v.get("rows_read")), count(v.get("rows_loaded")),
+        parts.append(_details_if("Rows per input table", ["table", "rows read", "rows loaded", "rows quarantined"],
+                                 [[_code(t), count(v.get("rows_read")), count(v.get("rows_loaded")),
                                    count(v.get("rows_quarantined"))] for t, v in wide.items()]))
     parts.append("<p class='note'>This section and <code>quality/validation.json</code> beside this page are the "
                  "published view of data quality: rule descriptions and rounded counts only. Which records failed "
@@ -912,9 +1082,10 @@ def _methods_html(published: Published, config: Config, level: float) -> str:
         f"(docs/privacy.md).",
     ]
     weights = _analysis(published, "weights")
-    weights_html = ("<h3>Ascertainment weights</h3>" + estimates_table(weights, level, is_percent=False)) if not weights.empty else ""
-    settings = _html_table(["setting", "value"], [[f"<code>{esc(k)}</code>", esc(v)] for k, v in _flatten(config.to_dict())],
-                           cls="settings")
+    weights_html = ("<h3>Ascertainment weights</h3>" + _details("Show the weight summary", estimates_table(
+        weights, level, is_percent=False))) if not weights.empty else ""
+    settings = _details_if("Every setting used", ["setting", "value"],
+                           [[f"<code>{esc(k)}</code>", esc(v)] for k, v in _flatten(config.to_dict())], cls="settings")
     return (f"<ul>{''.join(f'<li>{i}</li>' for i in items)}</ul>{weights_html}"
             f"<h3>Every setting used</h3>{settings}")
 
@@ -923,7 +1094,8 @@ def _manifest_html(manifest: dict[str, Any], notes: list[str]) -> str:
     rows = [[f"<code>{esc(k)}</code>", esc(v)] for k, v in _flatten(manifest) if k != "config"]
     note_html = "".join(f"<li>{esc(n)}</li>" for n in notes)
     return ((f"<ul class='notes'>{note_html}</ul>" if note_html else "")
-            + (_html_table(["item", "value"], rows, cls="manifest") if rows else "<p class='empty'>No manifest was given.</p>")
+            + (_details_if("Manifest", ["item", "value"], rows, cls="manifest") if rows
+               else "<p class='empty'>No manifest was given.</p>")
             + "<p class='note'>Also in <code>manifest.json</code>; dashboard tables in <code>exports/</code> "
               "(see <code>exports/data_dictionary.md</code>).</p>")
 
@@ -965,7 +1137,54 @@ table.settings td, table.manifest td { font-size: .82rem; word-break: break-all;
 .flow-step { margin-left: 1.2rem; } .flow-arrow { font-size: 1.2rem; color: var(--muted); margin-left: 1rem; }
 .flow-excluded { margin: 0 0 .3rem 2.5rem; color: #8a4b00; font-size: .9rem; }
 footer { color: var(--muted); font-size: .8rem; text-align: center; padding: 1rem; }
+details { margin: .4rem 0 1rem; } details > summary { cursor: pointer; color: var(--blue); font-size: .92rem; }
+details[open] > summary { margin-bottom: .3rem; }
+/* Print: A4/Letter portrait. No fixed heights, charts at the page's width (the script below
+   resizes them when printing starts), every section on a new page, no navigation or chart toolbar,
+   collapsed tables opened. */
+@media print {
+  @page { margin: 14mm 12mm; }
+  body { background: white; font-size: 10.5pt; }
+  nav, .modebar, .modebar-container, details > summary { display: none !important; }
+  details::details-content { content-visibility: visible !important; display: block !important; }
+  header { border: 0; padding: 0 0 .5rem; }
+  main { max-width: none; padding: 0; margin: 0; }
+  section { border: 0; border-radius: 0; padding: 0; margin: 0; break-before: page; }
+  section:first-of-type { break-before: auto; }
+  h2, h3 { break-after: avoid; }
+  .chart-row { display: block; }
+  .chart, .chart .js-plotly-plot, .chart .plot-container, .chart .svg-container { width: 100%% !important; max-width: 100%%; height: auto !important; }
+  .chart .main-svg { max-width: 100%%; }
+  .chart-row, .card, .flow-step, tr { break-inside: avoid; }
+  .summary { border-left: 0; padding-left: 0; }
+  .table-wrap { overflow: visible; }
+  table.settings td, table.manifest td { word-break: break-word; }
+  a { color: inherit; text-decoration: none; }
+}
 """ % {"font": FONT}
+
+
+# When printing starts: open the collapsed tables and redraw each chart at the printed width
+# (plotly sizes charts in pixels; without this a chart keeps its screen width and is cut off).
+_PRINT_SCRIPT = """
+(function () {
+  var opened = [];
+  function charts() { return document.querySelectorAll('.js-plotly-plot'); }
+  function forPrint() {
+    document.querySelectorAll('details:not([open])').forEach(function (d) { d.open = true; opened.push(d); });
+    if (window.Plotly) charts().forEach(function (div) { Plotly.relayout(div, {width: 700}); });
+  }
+  function forScreen() {
+    opened.forEach(function (d) { d.open = false; }); opened = [];
+    if (window.Plotly) charts().forEach(function (div) { Plotly.relayout(div, {width: null, autosize: true}); });
+  }
+  window.addEventListener('beforeprint', forPrint);
+  window.addEventListener('afterprint', forScreen);
+  if (window.matchMedia) {
+    window.matchMedia('print').addEventListener('change', function (m) { if (m.matches) forPrint(); else forScreen(); });
+  }
+})();
+"""
 
 
 def _document(page: _Page, drug: str, generated: str) -> str:
@@ -987,6 +1206,7 @@ def _document(page: _Page, drug: str, generated: str) -> str:
 {''.join(page.sections)}
 </main>
 <footer>benzo-outcomes report &middot; opens without a network connection &middot; colours: Okabe-Ito palette</footer>
+<script>{_PRINT_SCRIPT}</script>
 </body>
 </html>
 """
