@@ -101,7 +101,8 @@ def test_both_estimands_recover_the_truth_within_one_point(demo_run):
             assert entry["ci_low"] <= true_value <= entry["ci_high"], (block, group, entry, true_value)
             # events are counted among the assessed, not among everyone
             assert entry["events"] <= entry["n_assessed"] < entry["n"]
-            assert entry["n"] == truth[key][group]["persons"]
+            # published counts are rounded to the middle of their band of disclosure.rounding_base (docs/privacy.md)
+            assert abs(entry["n"] - truth[key][group]["persons"]) <= 5 // 2
     con = demo_run["con"]
     rows = con.execute("select level, estimate, ci_low, ci_high from estimates "
                        "where analysis = 'by_duration_band_fixed_window' and method like 'primary%'").fetchall()
