@@ -87,6 +87,12 @@ bench: $(STAMP) ## Benchmark every stage at 1M and 10M prescriptions against Duc
 simulate: $(STAMP) ## Simulation study: bias and CI coverage of primary vs complete-case estimates
 	$(PY) -m pipeline.estimate.simulate --source demo --sims 400 --persons 5000 --out docs/simulation_demo.csv
 
+HOST ?= 127.0.0.1
+PORT ?= 8050
+.PHONY: serve
+serve: $(STAMP) ## Dashboard over results/ (every run's published results) on 127.0.0.1:8050 (HOST=, PORT= change it)
+	$(PY) -m pipeline.dashboard --host $(HOST) --port $(PORT)
+
 clean: ## Remove data/, reports/ and the environment
 	rm -rf $(VENV) data/warehouse.duckdb* data/demo data/.source-stamp data/.source-stamp.cache reports/*
 

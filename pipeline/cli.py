@@ -78,14 +78,28 @@ def _connect(warehouse: Path, cfg: Config):
         _OPEN_CONNECTIONS.append(con)
         return con
     except duckdb.IOException as error:
-        raise PipelineError(f"cannot open warehouse {warehouse}: {str(error).splitlines()[0]}") from None
+        first_line = str(error).splitlines()[0]
+        if "lock" in first_line.lower():
+            import re
+
+            holder = re.search(r"\(PID (\d+)\)", first_line)
+            by = f" (process {holder.group(1)})" if holder else ""
+            raise PipelineError(
+                f"warehouse {warehouse} is in use by another run{by}: wait for it to finish, then run again"
+            ) from None
+        raise PipelineError(f"cannot open warehouse {warehouse}: {first_line}") from None
 
 
 def _require(con, table: str, stage: str) -> None:
-    from pipeline.warehouse import table_exists
+    from pipeline.warehouse import require_one_snapshot, table_exists
 
     if not table_exists(con, table):
         raise StageOrderError(f"table '{table}' is missing: run `python -m pipeline {stage}` first")
+    require_one_snapshot(con)  # every stage after ingest: the raw tables hold one extract
+    if stage != "ingest":
+        from pipeline.warehouse import require_stage_on_snapshot
+
+        require_stage_on_snapshot(con, stage)  # and what `stage` built came from that extract
 
 
 def _ensure_demo(source: Optional[Path], cfg: Config) -> Path:
@@ -131,6 +145,10 @@ def do_ingest(con, source: Path, cfg: Config):
         )
         extra = f" (ignored extra columns: {', '.join(load.extra_columns)})" if load.extra_columns else ""
         console.print(f"  {load.table:<14} {state}{extra}")
+    if summary.snapshot_id:
+        from pipeline.warehouse import short_snapshot
+
+        console.print(f"  extract snapshot {short_snapshot(summary.snapshot_id)} (all four tables)")
     return summary
 
 

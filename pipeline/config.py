@@ -135,6 +135,8 @@ class ExtractConfig(_Section):
     SECTION: ClassVar[str] = "extract"
     format: Literal["native", "omop"]
     extract_date: str
+    # The source's name in summarised_result and the results store; empty = the extract folder's name.
+    cdm_name: Annotated[str, MaxLen(100)]
 
     @field_validator("extract_date", mode="before")
     @classmethod

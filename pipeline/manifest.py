@@ -47,7 +47,7 @@ def build_manifest(con: duckdb.DuckDBPyConnection, config: Config, extra: dict[s
     if table_exists(con, "audit_load"):
         rows = con.execute(
             """select table_name, regexp_extract(source_file, '[^/]+$'), file_format, sha256, rows_read, loaded_at
-               from audit_load qualify row_number() over (partition by table_name order by loaded_at desc) = 1
+               from audit_load_current qualify row_number() over (partition by table_name order by loaded_at desc) = 1
                order by table_name"""
         ).fetchall()
         keys = ("table", "file", "format", "sha256", "rows_read", "loaded_at")

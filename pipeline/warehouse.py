@@ -100,7 +100,8 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 AUDIT_DDL = """
 create table if not exists audit_load (
     load_id varchar, table_name varchar, source_file varchar, file_format varchar, sha256 varchar,
-    rows_read bigint, rows_loaded bigint, rows_quarantined bigint, loaded_at timestamp);
+    rows_read bigint, rows_loaded bigint, rows_quarantined bigint, loaded_at timestamp, snapshot_id varchar);
+alter table audit_load add column if not exists snapshot_id varchar;
 create table if not exists audit_quarantine (
     load_id varchar, stage varchar, table_name varchar, record_id varchar, source_row bigint,
     rule_id varchar, reason varchar);
@@ -110,12 +111,109 @@ create table if not exists audit_validation (
     total_rows bigint, failing_share double, examples varchar, action varchar, checked_at timestamp);
 create table if not exists audit_run_log (
     run_id varchar, stage varchar, started_at timestamp, finished_at timestamp, status varchar,
-    message varchar, config_json varchar);
+    message varchar, config_json varchar, snapshot_id varchar);
+alter table audit_run_log add column if not exists snapshot_id varchar;
 """
+
+
+# The loads behind the raw tables now in the warehouse: every load replaces all of
+# them and writes one audit_load row per file (CDM table) in one transaction, so
+# the latest load is the current one. Read this, not audit_load, for the counts of
+# the data a run is about (audit_load keeps every load ever made).
+AUDIT_VIEWS = """
+create or replace view audit_load_current as
+select * from audit_load
+where load_id = (select load_id from audit_load order by loaded_at desc, load_id limit 1);
+"""
+RAW_TABLES = ("persons", "prescriptions", "diagnoses", "follow_ups")
 
 
 def ensure_audit_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(AUDIT_DDL)
+    if not table_exists(con, "audit_load_current"):
+        con.execute(AUDIT_VIEWS)
+
+
+def raw_table_snapshots(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = RAW_TABLES) -> dict[str, str | None]:
+    """The snapshot each ``raw_<table>`` holds (its table comment; None when missing or unrecorded).
+
+    >>> con = connect(":memory:")
+    >>> raw_table_snapshots(con, ("persons",))
+    {'persons': None}
+    """
+    found = dict(
+        con.execute(
+            "select table_name, comment from duckdb_tables() where schema_name = 'main' "
+            "and database_name = current_database()"
+        ).fetchall()
+    )
+    return {name: (found.get(f"raw_{name}") or None) for name in tables}
+
+
+def require_stage_on_snapshot(con: duckdb.DuckDBPyConnection, stage: str) -> str:
+    """The current snapshot, when ``stage`` last succeeded on it; ``StageOrderError`` otherwise.
+
+    ``estimate`` reads what ``transform`` built and ``report`` what ``estimate``
+    wrote: after a new extract is loaded both must run again, or the report would
+    pair the old extract's results with the new one's counts.
+    """
+    from pipeline.errors import StageOrderError
+
+    current = require_one_snapshot(con)
+    last = scalar(
+        con,
+        "select snapshot_id from audit_run_log where stage = ? and status = 'ok' order by finished_at desc limit 1",
+        [stage],
+    )
+    if last != current:
+        raise StageOrderError(
+            f"the {stage} results were built from another extract than the one loaded now "
+            f"(snapshot {short_snapshot(current)}): run `python -m pipeline {stage}` again first"
+        )
+    return current
+
+
+def short_snapshot(snapshot: str) -> str:
+    """A 12-character handle on a snapshot id, for messages.
+
+    >>> short_snapshot("native:2:abc")
+    '21a24e3c4058'
+    """
+    import hashlib
+
+    return hashlib.sha256(snapshot.encode()).hexdigest()[:12]
+
+
+def require_one_snapshot(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = RAW_TABLES) -> str:
+    """The snapshot id all raw tables share; ``StageOrderError`` (one line) when they do not.
+
+    Every stage after ingest calls this: tables of two extracts side by side
+    (e.g. a warehouse loaded before snapshots were recorded, or a table replaced
+    by hand) would give a report on neither.
+    """
+    from pipeline.errors import StageOrderError
+
+    snapshots = raw_table_snapshots(con, tables)
+    missing = [name for name, snapshot in snapshots.items() if snapshot is None]
+    if missing and len(missing) == len(snapshots) and not any(table_exists(con, f"raw_{n}") for n in missing):
+        raise StageOrderError("no extract loaded: run `python -m pipeline ingest --source <extract>` first")
+    if missing:
+        raise StageOrderError(
+            f"raw table{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing or not from a recorded "
+            "extract snapshot: load the extract again (`python -m pipeline ingest --source <extract>`)"
+        )
+    distinct = sorted(set(snapshots.values()))
+    if len(distinct) > 1:
+        held = "; ".join(
+            f"{', '.join(n for n, s in snapshots.items() if s == snapshot)} from {snapshot.split(':')[0]} "
+            f"snapshot {short_snapshot(snapshot)}"
+            for snapshot in distinct
+        )
+        raise StageOrderError(
+            f"the raw tables come from different extracts ({held}): load one extract whole "
+            "(`python -m pipeline ingest --source <extract>`)"
+        )
+    return distinct[0]
 
 
 def new_id() -> str:
@@ -136,7 +234,10 @@ def logged_stage(con: duckdb.DuckDBPyConnection, stage: str, config: Config, run
         raise
     finally:
         with contextlib.suppress(duckdb.Error):
+            held = set(raw_table_snapshots(con).values())  # the extract the stage ran on
             con.execute(
-                "insert into audit_run_log values (?, ?, ?, ?, ?, ?, ?)",
-                [run_id, stage, started, dt.datetime.now(), status, message, json.dumps(config.to_dict())],
+                "insert into audit_run_log (run_id, stage, started_at, finished_at, status, message, config_json, "
+                "snapshot_id) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, stage, started, dt.datetime.now(), status, message, json.dumps(config.to_dict()),
+                 held.pop() if len(held) == 1 else None],
             )

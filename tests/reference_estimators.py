@@ -1,6 +1,6 @@
 """REFERENCE ONLY (used by tests/test_aggregated_estimators.py, never by the pipeline): the
 person-level estimate stage before it moved to sufficient statistics. Frozen copy of
-pipeline/estimate/run.py at 18201a8, with ``stats`` the frozen person-level reference_stats.
+pipeline/estimate/run.py at ce1a28a (main), with ``stats`` the frozen person-level reference_stats.
 
 Estimate stage: read ``analysis_person``, write the long ``estimates`` table.
 
@@ -204,12 +204,12 @@ def restriction_label(violations: list[dict]) -> str:
     """Suffix of every primary method string when positivity fails (no counts: methods are not suppressed).
 
     >>> restriction_label([{"variable": "sex", "level": "M", "persons": 2}])
-    '; RESTRICTED to weight-model levels with assessed persons (excluded: sex=M)'
+    '; RESTRICTED to weight-model levels with assessed persons (excluded: sex: M)'
     """
     if not violations:
         return ""
     return "; RESTRICTED to weight-model levels with assessed persons (excluded: " + ", ".join(
-        f"{v['variable']}={v['level']}" for v in violations) + ")"
+        f"{v['variable']}: {v['level']}" for v in violations) + ")"
 
 
 def fit_weights(person: pd.DataFrame, config: Config) -> stats.AscertainmentModel:
@@ -528,6 +528,41 @@ def anchor_rows(person, model, config) -> tuple[list[dict], dict]:
     return rows, anchors
 
 
+METHOD_EXPOSURE = "exposure: share of new users whose first treatment lasted more than the headline split, Wilson CI"
+
+
+def trend_rows(person, model, config) -> list[dict]:
+    """Trends and geography (issue 15): per calendar year of treatment start and per region,
+    the share of new users treated > ``headline_split_days`` (exposure rows: n = new users,
+    events = those treated longer; duration is known for everyone, so no weighting) and
+    dependence among all new users and among those treated longer (primary and complete case).
+
+    Analyses ``by_calendar_year`` / ``by_region``; ``variable`` is ``calendar_year`` or
+    ``region`` with the population after ``|`` for the dependence rows, as in ``by_stratum``.
+    Years come from ``episode_start``: a provider's per-person date shift moves them too.
+    """
+    rows = []
+    conf = config.estimate.confidence_level
+    longer = person["_gt_4_weeks"].to_numpy() > 0
+    breakdowns = {}  # a person table without the column (e.g. a simulation's) has no such breakdown
+    if "episode_start" in person.columns:
+        start = pd.to_datetime(person["episode_start"], errors="coerce")
+        breakdowns["by_calendar_year"] = ("calendar_year", start.dt.year.astype("Int64").astype("string").fillna("unknown"))
+    if "region" in person.columns:
+        region = person["region"].astype("string").str.strip()
+        breakdowns["by_region"] = ("region", region.where(region != "", pd.NA).fillna("unknown"))
+    for analysis, (column, series) in breakdowns.items():
+        values, levels = _levels(series)
+        for level in levels:
+            group = values == level
+            share = stats.complete_case_proportion(np.where(group, longer, np.nan), confidence=conf)
+            rows.append(_row(analysis, column, level, share, METHOD_EXPOSURE))
+            for population, among in (("all", np.ones(len(person), dtype=bool)), ("gt_4_weeks", longer)):
+                rows += _proportion_rows(analysis, f"{column}|{population}", level, person, model, group & among,
+                                         confidence=conf)[0]
+    return rows
+
+
 def to_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows as the typed ``estimates`` frame."""
     frame = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS))
@@ -560,7 +595,7 @@ def _restrict(person: pd.DataFrame, estimand: str, warnings_out: list[str]) -> t
         return person, [], ""
     keep, violations = positivity(person)
     if violations:
-        levels = ", ".join(f"{v['variable']}={v['level']}" for v in violations)
+        levels = ", ".join(f"{v['variable']}: {v['level']}" for v in violations)
         message = (f"estimand ({estimand}): no person with an assessed outcome in weight-model level(s) {levels}; "
                    f"no weight can stand for them, so estimand ({estimand}) is restricted to the other levels and "
                    "labelled RESTRICTED (positivity)")
@@ -603,7 +638,7 @@ def diagnostic_rows(estimand: str, person: pd.DataFrame, kept: pd.DataFrame, mod
                      "an empty visit): outcome unknown, not negative (events = such persons, n = persons)",
                      n=len(person), events=count, n_assessed=int(person["_outcome_known"].sum())))
     for violation in violations:
-        rows.append(_row("diagnostics", "positivity_violation", f"{tag}|{violation['variable']}={violation['level']}",
+        rows.append(_row("diagnostics", "positivity_violation", f"{tag}|{violation['variable']}: {violation['level']}",
                          {"estimate": None}, "diagnostics: weight-model level without any assessed person; "
                          "excluded from the estimand (n = persons excluded)",
                          n=violation["persons"], events=0, n_assessed=0))
@@ -637,6 +672,7 @@ def estimate_tables(person: pd.DataFrame, config: Config) -> tuple[pd.DataFrame,
     rows += dose_response_rows(person, model, config)
     rows += tolerance_rows(person, config)
     rows += withdrawal_rows(person, model, config)
+    rows += trend_rows(person, model, config)
     new, weights = weight_rows(person, model)
     rows += new
     new, anchors = anchor_rows(person, model, config)
@@ -767,7 +803,8 @@ def _log_warning(con: duckdb.DuckDBPyConnection, config: Config, message: str) -
 
     ensure_audit_tables(con)
     now = dt.datetime.now()
-    con.execute("insert into audit_run_log values (?, ?, ?, ?, ?, ?, ?)",
+    con.execute("insert into audit_run_log (run_id, stage, started_at, finished_at, status, message, config_json) "
+                "values (?, ?, ?, ?, ?, ?, ?)",
                 ["estimate", "estimate", now, now, "warning", message[:500], json.dumps(config.to_dict())])
 
 

@@ -166,6 +166,12 @@ def _hostile_person_table(seed: int) -> pd.DataFrame:
         person[column] = person[column].astype("boolean").mask(rng.random(len(person)) < 0.05, pd.NA)
     person["ascertained"] = person["ascertained"].astype("Float64")
     person["dep_sds"] = person["dep_sds"].astype("Float64").mask(rng.random(len(person)) < 0.1, pd.NA)
+    # trends: dates with NULLs and garbage, regions with spaces, empty strings and NULLs
+    start = pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 9 * 365, len(person)), unit="D")
+    person["episode_start"] = pd.Series(start.strftime("%Y-%m-%d"), dtype="object").mask(
+        rng.random(len(person)) < 0.02, None).mask(rng.random(len(person)) < 0.01, "not a date")
+    person["region"] = pd.Series(rng.choice(["North", " North ", "South", "", "East"], len(person)),
+                                 dtype="object").mask(rng.random(len(person)) < 0.03, None)
     seizure = person["indication"] == "seizure"
     person.loc[seizure, "ascertained"] = 0.0
     person["dependence"] = person["dependence"].mask(seizure, pd.NA)
@@ -179,6 +185,7 @@ def test_hostile_person_tables_equal_the_reference(seed):
     expected, expected_extras = reference.estimate_tables(person, Config())
     actual, extras = estimate_run.estimate_tables(person, Config())
     assert extras["weight_model"]["restricted"]
+    assert {"by_calendar_year", "by_region"} <= set(actual["analysis"])
     assert_same_estimates(expected, actual)
     assert_close_nested(expected_extras["weights"], extras["weights"])
 

@@ -343,14 +343,14 @@ def test_positivity_violation_restricts_the_estimand_labels_it_and_warns(caplog)
     with caplog.at_level("WARNING"):
         result = estimate_run.run(con, Config())
     entry = result["headline"]["gt_4_weeks"]
-    assert "RESTRICTED" in entry["method"] and "indication=seizure" in entry["method"]
+    assert "RESTRICTED" in entry["method"] and "indication: seizure" in entry["method"]
     assert entry["n"] == int(((person["headline_group"] == "gt_4_weeks") & ~seizure).sum())
-    assert any("indication=seizure" in w for w in result["warnings"])
-    assert "indication=seizure" in caplog.text
+    assert any("indication: seizure" in w for w in result["warnings"])
+    assert "indication: seizure" in caplog.text
     logged = con.execute("select message from audit_run_log where status = 'warning'").fetchall()
-    assert any("indication=seizure" in m for (m,) in logged)
+    assert any("indication: seizure" in m for (m,) in logged)
     diagnostics = con.execute("select level, n, events from estimates where variable = 'positivity_violation'").fetchall()
-    assert diagnostics == [("estimand_a|indication=seizure", int(seizure.sum()), 0)]
+    assert diagnostics == [("estimand_a|indication: seizure", int(seizure.sum()), 0)]
     primary = con.execute("select method from estimates where method like 'primary: IPW (Hajek)%' "
                           "and analysis not like '%fixed_window' and variable not like '%fixed_window%'").fetchall()
     assert primary and all("RESTRICTED" in m for (m,) in primary)

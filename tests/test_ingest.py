@@ -155,11 +155,11 @@ def test_failed_load_leaves_the_warehouse_as_it_was(tmp_path, con, cfg, monkeypa
     real = native._stage_table
     calls = []
 
-    def crash_on_third_table(con_, table, *args):
+    def crash_on_third_table(con_, table, *args, **kwargs):
         calls.append(table.name)
         if len(calls) == 3:
             raise KeyboardInterrupt  # Ctrl-C part-way through the load
-        return real(con_, table, *args)
+        return real(con_, table, *args, **kwargs)
 
     monkeypatch.setattr(native, "_stage_table", crash_on_third_table)
     with pytest.raises(KeyboardInterrupt):
@@ -227,3 +227,33 @@ def test_one_megabyte_field_is_quarantined_not_fatal(tmp_path, con, cfg):
 def test_missing_folder(tmp_path, con, cfg):
     with pytest.raises(ExtractError, match="extract folder not found"):
         load_native(con, tmp_path / "nope", cfg)
+
+
+@pytest.mark.parametrize(
+    "data, lines, trailing_blank",
+    [
+        (b"h\n1\n2\n", 3, 0),
+        (b"h\n1\n2", 3, 0),  # last line without newline
+        (b"h\r\n1\r\n2\r\n\r\n\r\n", 5, 2),  # CRLF, two blank lines at the end
+        (b"h\r1\r2\r", 3, 0),  # CR only
+        (b"\xef\xbb\xbfh\n1\n\n2\n", 4, 0),  # BOM, a blank line inside (not trailing)
+        (b"h", 1, 0),
+    ],
+)
+@pytest.mark.parametrize("block_size", [1, 2, 3, 1 << 22])
+def test_line_count_is_the_same_whatever_the_block_boundaries(tmp_path, data, lines, trailing_blank, block_size):
+    """CRLF split across two read blocks counts once; the count matches Python's own line splitting."""
+    path = tmp_path / "f.csv"
+    path.write_bytes(data)
+    scan = native.scan_file(path, block_size=block_size)
+    assert (scan.lines, scan.trailing_blank) == (lines, trailing_blank)
+    assert scan.lines == len(data.decode("utf-8-sig").splitlines())
+    assert scan.sha256 == native.sha256_of(path)
+
+
+def test_snapshot_is_recorded_on_every_raw_table_and_in_audit_load(tmp_path, con, cfg):
+    summary = load_native(con, write_extract(tmp_path / "x"), cfg)
+    comments = dict(con.execute("select table_name, comment from duckdb_tables() where table_name like 'raw_%'").fetchall())
+    assert set(comments.values()) == {summary.snapshot_id} and len(comments) == 4
+    assert con.execute("select distinct snapshot_id from audit_load").fetchall() == [(summary.snapshot_id,)]
+    assert summary.snapshot_id.startswith(f"native:{native.INGEST_VERSION}:")

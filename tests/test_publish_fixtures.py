@@ -131,7 +131,7 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, estimates: pd.DataFrame | No
     con.executemany("insert into cohort_attrition values (?, ?, ?, ?, ?)", attrition or ATTRITION)
     for table, rows_read, quarantined in (("persons", 20000, 0), ("prescriptions", 183455, 28),
                                           ("diagnoses", 40211, 3), ("follow_ups", 61280, 0)):
-        con.execute("insert into audit_load values ('L1', ?, ?, 'csv', ?, ?, ?, ?, timestamp '2026-11-22 03:00:00')",
+        con.execute("insert into audit_load (load_id, table_name, source_file, file_format, sha256, rows_read, rows_loaded, rows_quarantined, loaded_at) values ('L1', ?, ?, 'csv', ?, ?, ?, ?, timestamp '2026-11-22 03:00:00')",
                     [table, f"/data/demo/{table}.csv", f"{hash(table) & 0xFFFFFFFF:064x}", rows_read,
                      rows_read - quarantined, quarantined])
     checks = [

@@ -24,6 +24,13 @@ patterns times their ``_count`` (frequency weights), with the same results.
   the number of persons).
 - :func:`totals`: whole-cohort counts for the diagnostics.
 
+- :func:`group_sums`: for the trends by calendar year and region, the
+  sufficient statistics of the Hajek proportion and its stacked sandwich per
+  (year, region, headline group): persons, assessed, events, sums of w, w^2,
+  w y, w^2 y^2 and of the scores ``w (1 - p) X`` and ``w (1 - p) y X``
+  (adding year and region to the pattern key would make nearly every person a
+  pattern of their own).
+
 ``relation`` is a table or view name in ``con`` (``analysis_person`` in the
 warehouse, or a registered DataFrame); names are quoted, never values pasted.
 """
@@ -202,3 +209,71 @@ def weight_table(frame: pd.DataFrame, model) -> pd.DataFrame:
         table[f"_s{j}"] = score[:, j]
     keep = np.asarray(model.ascertained, dtype=bool)
     return table[keep].drop_duplicates(subset=list(WEIGHT_KEY)).reset_index(drop=True)
+
+
+def inverse_probability_table(frame: pd.DataFrame, model) -> pd.DataFrame:
+    """Distinct weight-model patterns of ``frame`` (all of them, assessed or not; rows aligned with
+    ``model``) with ``_w = 1/p`` and ``_s{j} = (1/p) (1 - p) X_j``: an assessed person's weight and score."""
+    inverse = 1.0 / model.probability
+    score = (inverse * (1 - model.probability))[:, None] * model.design
+    table = frame[list(WEIGHT_KEY)].reset_index(drop=True).copy()
+    table["_w"] = inverse
+    for j in range(score.shape[1]):
+        table[f"_s{j}"] = score[:, j]
+    return table.drop_duplicates(subset=list(WEIGHT_KEY)).reset_index(drop=True)
+
+
+def group_sums(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataFrame) -> pd.DataFrame | None:
+    """Per (episode_start year, region, headline_group) the sufficient statistics of the Hajek proportion of
+    dependence (estimand (a)) and its stacked sandwich, among persons whose weight pattern is in ``weights``
+    (``inverse_probability_table``: the positivity restriction is the inner join).
+
+    Columns: episode_start (1 January of the year; NULL when unknown or unparsable), region (as stored),
+    headline_group, count (persons), n_assessed, events, w, w2, wy, w2yy, a{j} = sum w (1 - p) X_j and
+    b{j} = sum w (1 - p) y X_j over the assessed. None when ``relation`` has neither column.
+    """
+    present = set(columns_of(con, relation))
+    year = ("cast(date_trunc('year', try_cast(episode_start as date)) as date)" if "episode_start" in present
+            else "cast(null as date)")
+    region = "cast(region as varchar)" if "region" in present else "cast(null as varchar)"
+    if "episode_start" not in present and "region" not in present:
+        return None
+    breakdowns = {"episode_start": "episode_start" in present, "region": "region" in present}
+    score_columns = [c for c in weights.columns if c.startswith("_s")]
+    base = ", ".join(
+        ["cast(duration_days as double) as duration_days"]
+        + [f"cast({_q(c)} as varchar) as {_q(c)}" for c in ("age_band", "sex", "indication", "dose_band",
+                                                             "duration_band", "headline_group")]
+        + [f"{_flag(c)} as {_q(c)}" for c in WEIGHT_KEY if c not in ("age_band", "sex", "indication", "dose_band",
+                                                                    "duration_band", "headline_group", "duration_days")]
+        + [f"{year} as _year", f"{region} as _region", f"{KNOWN} as _known",
+           f"case when {KNOWN} then cast(dependence as double) else 0 end as _y"]
+    )
+    keys = ", ".join(f"p.{_q(c)}" for c in WEIGHT_KEY)
+    a_sums = ", ".join(f"sum(e._n * e._known::int * w.{_q(c)}) as a{c[2:]}" for c in score_columns)
+    b_sums = ", ".join(f"sum(e._n * e._known::int * e._y * w.{_q(c)}) as b{c[2:]}" for c in score_columns)
+    name = _register_weights(con, weights)
+    try:
+        frame = con.execute(
+            f"""
+            with e as (
+                select {keys}, p._year, p._region, p._known, p._y, count(*) as _n
+                from (select {base} from {_q(relation)}) as p
+                group by all
+            )
+            select e._year as episode_start, e._region as region, e.headline_group,
+                   sum(e._n) as count, sum(e._n * e._known::int) as n_assessed,
+                   sum(e._n * e._known::int * e._y) as events,
+                   sum(e._n * e._known::int * w._w) as w, sum(e._n * e._known::int * w._w * w._w) as w2,
+                   sum(e._n * e._known::int * w._w * e._y) as wy,
+                   sum(e._n * e._known::int * w._w * w._w * e._y * e._y) as w2yy
+                   {', ' + a_sums if a_sums else ''} {', ' + b_sums if b_sums else ''}
+            from e join {_q(name)} as w on {_join_on('e', 'w')}
+            group by all
+            order by all nulls first
+            """
+        ).df()
+    finally:
+        con.unregister(name)
+    frame.attrs["breakdowns"] = breakdowns  # which of the two columns the person table has
+    return frame

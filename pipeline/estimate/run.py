@@ -222,12 +222,12 @@ def restriction_label(violations: list[dict]) -> str:
     """Suffix of every primary method string when positivity fails (no counts: methods are not suppressed).
 
     >>> restriction_label([{"variable": "sex", "level": "M", "persons": 2}])
-    '; RESTRICTED to weight-model levels with assessed persons (excluded: sex=M)'
+    '; RESTRICTED to weight-model levels with assessed persons (excluded: sex: M)'
     """
     if not violations:
         return ""
     return "; RESTRICTED to weight-model levels with assessed persons (excluded: " + ", ".join(
-        f"{v['variable']}={v['level']}" for v in violations) + ")"
+        f"{v['variable']}: {v['level']}" for v in violations) + ")"
 
 
 def fit_weights(person: pd.DataFrame, config: Config) -> stats.AscertainmentModel:
@@ -564,6 +564,58 @@ def anchor_rows(person, model, config) -> tuple[list[dict], dict]:
     return rows, anchors
 
 
+METHOD_EXPOSURE = "exposure: share of new users whose first treatment lasted more than the headline split, Wilson CI"
+
+
+def trend_rows(cells, model, config) -> list[dict]:
+    """Trends and geography (issue 15): per calendar year of treatment start and per region,
+    the share of new users treated > ``headline_split_days`` (exposure rows: n = new users,
+    events = those treated longer; duration is known for everyone, so no weighting) and
+    dependence among all new users and among those treated longer (primary and complete case).
+
+    Analyses ``by_calendar_year`` / ``by_region``; ``variable`` is ``calendar_year`` or
+    ``region`` with the population after ``|`` for the dependence rows, as in ``by_stratum``.
+    Years come from ``episode_start``: a provider's per-person date shift moves them too.
+    ``cells``: ``aggregate.group_sums`` (sums per year x region x headline group; None when the
+    person table has neither column, e.g. a simulation's).
+    """
+    rows = []
+    if cells is None or not len(cells):
+        return rows
+    conf = config.estimate.confidence_level
+    longer = cells["headline_group"].astype("str").to_numpy(dtype=object) == "gt_4_weeks"
+    count = cells["count"].to_numpy(dtype=float)
+    present = cells.attrs.get("breakdowns", {"episode_start": True, "region": True})
+    breakdowns = {}  # a person table without the column (e.g. a simulation's) has no such breakdown
+    if present["episode_start"]:
+        start = pd.to_datetime(cells["episode_start"], errors="coerce")
+        breakdowns["by_calendar_year"] = ("calendar_year", start.dt.year.astype("Int64").astype("string").fillna("unknown"))
+    if present["region"]:
+        region = cells["region"].astype("string").str.strip()
+        breakdowns["by_region"] = ("region", region.where(region != "", pd.NA).fillna("unknown"))
+    a_columns = sorted((c for c in cells.columns if c[0] == "a" and c[1:].isdigit()), key=lambda c: int(c[1:]))
+    b_columns = ["b" + c[1:] for c in a_columns]
+    for analysis, (column, series) in breakdowns.items():
+        values, levels = _levels(series)
+        for level in levels:
+            group = values == level
+            share = stats.complete_case_proportion(np.where(group, longer, np.nan), confidence=conf, count=count)
+            rows.append(_row(analysis, column, level, share, METHOD_EXPOSURE))
+            for population, among in (("all", np.ones(len(cells), dtype=bool)), ("gt_4_weeks", longer)):
+                part = cells[group & among]
+                sums = {k: part[k].sum() for k in ("count", "n_assessed", "events", "w", "w2", "wy", "w2yy")}
+                sums.update(n=sums["count"], a=part[a_columns].sum().to_numpy(dtype=float),
+                            b=part[b_columns].sum().to_numpy(dtype=float))
+                primary = stats.ipw_proportion_from_sums(sums, model, confidence=conf)
+                n_assessed, events = int(round(sums["n_assessed"])), int(round(sums["events"]))
+                low, high = stats.wilson_interval(events, n_assessed, conf)
+                complete = {"estimate": events / n_assessed if n_assessed else float("nan"), "ci_low": low,
+                            "ci_high": high, "n": n_assessed, "events": events, "n_ascertained": n_assessed}
+                rows += [_row(analysis, f"{column}|{population}", level, primary, METHOD_PRIMARY),
+                         _row(analysis, f"{column}|{population}", level, complete, METHOD_COMPLETE_CASE)]
+    return rows
+
+
 def to_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows as the typed ``estimates`` frame."""
     frame = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS))
@@ -596,7 +648,7 @@ def _restrict(person: pd.DataFrame, estimand: str, warnings_out: list[str]) -> t
         return person, [], ""
     keep, violations = positivity(person)
     if violations:
-        levels = ", ".join(f"{v['variable']}={v['level']}" for v in violations)
+        levels = ", ".join(f"{v['variable']}: {v['level']}" for v in violations)
         message = (f"estimand ({estimand}): no person with an assessed outcome in weight-model level(s) {levels}; "
                    f"no weight can stand for them, so estimand ({estimand}) is restricted to the other levels and "
                    "labelled RESTRICTED (positivity)")
@@ -645,7 +697,7 @@ def diagnostic_rows(estimand: str, person: pd.DataFrame, kept: pd.DataFrame, mod
                      n=int(round(count.sum())), events=unassessing,
                      n_assessed=int(round(count[person["_outcome_known"].to_numpy(dtype=bool)].sum()))))
     for violation in violations:
-        rows.append(_row("diagnostics", "positivity_violation", f"{tag}|{violation['variable']}={violation['level']}",
+        rows.append(_row("diagnostics", "positivity_violation", f"{tag}|{violation['variable']}: {violation['level']}",
                          {"estimate": None}, "diagnostics: weight-model level without any assessed person; "
                          "excluded from the estimand (n = persons excluded)",
                          n=violation["persons"], events=0, n_assessed=0))
@@ -702,6 +754,8 @@ def _estimate(con: duckdb.DuckDBPyConnection, relation: str, config: Config) -> 
     kept_patterns = person[list(aggregate.WEIGHT_KEY)].drop_duplicates() if violations else None
     rows += tolerance_rows(person, config, aggregate.ratio_counts(con, relation, kept_patterns))
     rows += withdrawal_rows(person, model, config)
+    rows += trend_rows(aggregate.group_sums(con, relation, aggregate.inverse_probability_table(person, model)),
+                       model, config)
     new, weights = weight_rows(person, model)
     rows += new
     new, anchors = anchor_rows(person, model, config)
@@ -838,7 +892,8 @@ def _log_warning(con: duckdb.DuckDBPyConnection, config: Config, message: str) -
 
     ensure_audit_tables(con)
     now = dt.datetime.now()
-    con.execute("insert into audit_run_log values (?, ?, ?, ?, ?, ?, ?)",
+    con.execute("insert into audit_run_log (run_id, stage, started_at, finished_at, status, message, config_json) "
+                "values (?, ?, ?, ?, ?, ?, ?)",
                 ["estimate", "estimate", now, now, "warning", message[:500], json.dumps(config.to_dict())])
 
 

@@ -483,6 +483,42 @@ def ipw_proportion(
     return {**_wilson_effective(estimate, variance, summary["ess"], confidence), **base}
 
 
+def ipw_proportion_from_sums(sums: Mapping[str, float], model: AscertainmentModel, confidence: float = 0.95) -> dict:
+    """:func:`ipw_proportion` of a group from its sums over persons, without rows.
+
+    ``sums``: n (persons in the group), n_assessed, events, w (sum of weights of the assessed), w2
+    (of squared weights), wy, w2yy, and the vectors a = sum w (1 - p) X and b = sum w (1 - p) y X over
+    the assessed. With est = wy / w and cross = b - est a, the stacked variance
+    ``sum_i (psi_i - c_i)^2 / W^2`` expands to
+    ``[sum w^2 (y - est)^2 - 2 cross H cross' + cross H M H cross'] / W^2`` (M the model's
+    residual moment over the cohort), as for the curves. The fallback effective n is Kish's
+    ``w^2 / w2``. Returns what ``ipw_proportion`` returns except the weight distribution.
+
+    >>> X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
+    >>> model = fit_ascertainment_model(X, [1, 1, 0, 1, 0, 0])
+    >>> y = np.array([1, 0, 0, 1, 0, 0.0]); w = model.weight; s = (w * (1 - model.probability))[:, None] * X
+    >>> sums = {"n": 6, "n_assessed": 3, "events": 2, "w": w.sum(), "w2": (w * w).sum(), "wy": (w * y).sum(),
+    ...         "w2yy": (w * w * y * y).sum(), "a": s.sum(axis=0), "b": (y[:, None] * s).sum(axis=0)}
+    >>> rows = ipw_proportion([1, 0, np.nan, 1, np.nan, np.nan], model)
+    >>> bool(np.isclose(ipw_proportion_from_sums(sums, model)["se"], rows["se"]))
+    True
+    """
+    base = {"n": int(round(sums["n"])), "events": int(round(sums["events"])),
+            "n_ascertained": int(round(sums["n_assessed"]))}
+    total = float(sums["w"])
+    if total <= 0:
+        return {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "se": np.nan, "n_effective": 0.0, **base}
+    estimate = float(sums["wy"]) / total
+    # sum w^2 (y - est)^2 with y in {0, 1}: w2yy - 2 est w2y + est^2 w2, and w2y = w2yy for 0/1 outcomes
+    squares = float(sums["w2yy"]) * (1.0 - 2.0 * estimate) + estimate * estimate * float(sums["w2"])
+    cross = np.asarray(sums["b"], dtype=float) - estimate * np.asarray(sums["a"], dtype=float)
+    H = model.inverse_information
+    variance = (squares - 2.0 * float(cross @ H @ cross) + float(cross @ H @ model.residual_moment() @ H @ cross)) / (total * total)
+    variance = max(variance, 0.0)
+    ess = total * total / float(sums["w2"]) if sums["w2"] > 0 else 0.0
+    return {**_wilson_effective(estimate, variance, ess, confidence), **base}
+
+
 def _wilson_effective(estimate: float, variance: float, fallback_n: float, confidence: float) -> dict:
     if 0.0 < estimate < 1.0 and variance > 0:
         n_effective = estimate * (1 - estimate) / variance

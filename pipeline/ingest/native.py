@@ -1,39 +1,56 @@
 """Ingest a native extract (one CSV or Parquet file per table) into typed ``raw_*`` tables.
 
-Guarantees (each one tested in ``tests/test_ingest.py``):
+Guarantees (each one tested in ``tests/test_ingest.py`` and ``tests/test_input_integrity.py``):
 
-* **Nothing lost**: every data row of every file is either in ``raw_<table>`` or in
-  ``audit_quarantine`` (stage ``ingest``) with a rule and a reason;
-  ``audit_load`` records rows read = loaded + quarantined per file.
-* **Idempotent**: a file whose sha256 equals the one already loaded for its table is
-  skipped; loading the same files again changes nothing.
+* **Nothing lost, counted against the file itself**: ``rows_read`` is the number
+  of data lines in the file (header excluded; blank lines are not records; a last
+  line without a newline counts; LF, CRLF or CR line ends) -- for Parquet the row
+  count in the file's metadata -- and every one of them is either in
+  ``raw_<table>`` or in ``audit_quarantine`` (stage ``ingest``) with a rule and a
+  reason: read = loaded + quarantined. DuckDB's record count (rows parsed + lines
+  rejected) is compared with the line count from a byte scan (done in the same
+  pass as the sha256); when they differ, a quoted field ran over a line end (a
+  stray ``"``) and the load is refused with one line naming the file and the first
+  line where the quoting goes wrong. Fields that span lines are not part of the
+  contract (no free text), so such a record is always a quoting error.
+* **One extract, one snapshot**: the snapshot id is a hash of the four
+  (table, sha256) pairs; each ``raw_*`` table carries the snapshot it holds (its
+  table comment) and ``audit_load`` records it. A load is skipped only when all four
+  raw tables already hold this very snapshot; otherwise all four are replaced.
 * **Atomic**: all tables of one load are replaced in one DuckDB transaction; an
-  error or Ctrl-C part-way leaves the previous warehouse as it was.
-* **Private**: the privacy gate sees a sample of every column of every file
-  before anything is written to the warehouse.
+  error, Ctrl-C or kill part-way leaves the previous warehouse as it was.
+* **Private**: the privacy gate judges every file's column names before any row is
+  read, then every value of every column (extra columns included) inside the load's
+  transaction, before anything is committed (``pipeline/privacy/gate.py``).
 
 Typing rules (``ingest.*`` rule ids): a required value missing, a value that does
 not cast to the contract type (dates must be ISO 8601), a non-finite number, a
 non-integer where an integer is expected, a control character or an over-long
-text value: the row is quarantined. Structural problems a user must fix (missing
-file, missing required column, unreadable file, most rows unreadable) stop the load
-with one line naming the file.
+text value: the row is quarantined. A line the CSV reader cannot split into the
+header's columns (too many / too few fields, invalid UTF-8, text after a closing
+quote) is quarantined as ``ingest.unreadable_line.*``. Structural problems a user
+must fix (missing file, missing required column, unreadable or empty file, quoting
+that runs over line ends, most rows unusable) stop the load with one line naming
+the file.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
+import io
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 
 from pipeline.config import Config
 from pipeline.contract import TABLES, Column, Table
 from pipeline.errors import ExtractError
-from pipeline.warehouse import ensure_audit_tables, new_id, scalar, sql_literal, table_exists
+from pipeline.warehouse import ensure_audit_tables, new_id, raw_table_snapshots, scalar, sql_literal
 
 FORMATS = ("csv", "parquet")
 # Longest text value accepted in a contract column: pseudonyms, codes and
@@ -42,7 +59,13 @@ MAX_TEXT_LENGTH = 64
 # Above this share of unreadable rows a file is refused rather than quarantined:
 # it is the wrong file or the wrong encoding, not a few bad rows.
 MAX_UNREADABLE_SHARE = 0.5
-SAMPLE_ROWS = 10_000
+# Bump when the typing or accounting rules change: a warehouse loaded by older
+# rules is reloaded even from byte-identical files.
+INGEST_VERSION = 2
+RAW_TABLES = tuple(TABLES)
+# Longest field the line scan follows when looking for a quote that runs on
+# (only on the slow path, after a count mismatch).
+MAX_SCANNED_FIELD = 1 << 20
 
 
 @dataclass
@@ -56,12 +79,14 @@ class TableLoad:
     rows_quarantined: int = 0
     skipped: bool = False
     extra_columns: list[str] = field(default_factory=list)
+    snapshot_id: str | None = None
 
 
 @dataclass
 class IngestSummary:
     load_id: str
     tables: list[TableLoad]
+    snapshot_id: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -87,11 +112,65 @@ def find_table_files(source: Path) -> dict[str, tuple[Path, str]]:
 
 
 def sha256_of(path: Path) -> str:
+    return scan_file(path).sha256
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """What one pass over a file's bytes tells: its sha256 and its physical lines.
+
+    A line ends with LF, CRLF or a lone CR (DuckDB reads all three); a last line
+    without a line end counts. ``trailing_blank`` is the number of empty lines at
+    the end of the file (editors and exports often leave one or two).
+    """
+
+    sha256: str
+    size: int
+    lines: int
+    trailing_blank: int
+
+    @property
+    def data_lines(self) -> int:
+        """Lines after the header, blank trailing lines excluded."""
+        return max(self.lines - 1 - self.trailing_blank, 0)
+
+
+def count_lines(data: bytes) -> tuple[int, int]:
+    """(physical lines, trailing blank lines) of a byte string.
+
+    >>> count_lines(b"h\\n1\\n2")
+    (3, 0)
+    >>> count_lines(b"h\\r\\n1\\r\\n\\r\\n\\r\\n")
+    (4, 2)
+    >>> count_lines(b"h\\r1\\r")
+    (2, 0)
+    """
+    ends = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+    lines = ends + (1 if data and data[-1:] not in (b"\n", b"\r") else 0)
+    body = data.rstrip(b"\r\n")
+    run = data[len(body):]
+    run_ends = run.count(b"\n") + run.count(b"\r") - run.count(b"\r\n")
+    return lines, max(run_ends - 1, 0) if body else run_ends
+
+
+def scan_file(path: Path, block_size: int = 1 << 22) -> FileScan:
+    """sha256 and line counts of ``path`` in one read (``bytes.count`` runs at memory speed)."""
     digest = hashlib.sha256()
+    ends = size = 0
+    last = b""
+    tail = b""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(block_size), b""):
             digest.update(block)
-    return digest.hexdigest()
+            size += len(block)
+            ends += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+            if last == b"\r" and block[:1] == b"\n":
+                ends -= 1  # a CRLF split across two blocks was counted twice
+            last = block[-1:]
+            tail = block[-65536:] if len(block) >= 65536 else (tail + block)[-65536:]
+    lines = ends + (1 if size and last not in (b"\n", b"\r") else 0)
+    _, trailing_blank = count_lines(tail)
+    return FileScan(digest.hexdigest(), size, lines, trailing_blank)
 
 
 def sniff_delimiter(path: Path) -> str:
@@ -107,13 +186,32 @@ def sniff_delimiter(path: Path) -> str:
     return best if counts[best] else ","
 
 
+def header_columns(path: Path, delimiter: str) -> list[str]:
+    """The column names on the header line (BOM dropped, RFC 4180 quoting honoured).
+
+    Unnamed columns get DuckDB-style names (``column2``) so that an extra column
+    with an empty header does not stop the load.
+    """
+    with open(path, "rb") as handle:
+        first = handle.readline(1 << 16)
+    text = first.decode("utf-8-sig", errors="replace").splitlines()
+    names = next(csv.reader(io.StringIO(text[0] if text else ""), delimiter=delimiter), [])
+    return [name.strip() or f"column{i}" for i, name in enumerate(names)]
+
+
 def _scan_sql(path: Path, fmt: str, rejects: str | None = None) -> str:
-    """A DuckDB table function reading every column of the file as text."""
+    """A DuckDB table function reading every column of the file as text.
+
+    The dialect is fixed (header row, the header's delimiter, RFC 4180 quotes),
+    not sniffed: the sniffer refuses a whole file when its sample holds one bad
+    line, where each bad line should be quarantined on its own.
+    """
     if fmt == "csv":
         delimiter = sniff_delimiter(path)
+        columns = "{" + ", ".join(f"{sql_literal(name)}: 'VARCHAR'" for name in header_columns(path, delimiter)) + "}"
         options = (
-            f"all_varchar = true, header = true, delim = {sql_literal(delimiter)}, quote = '\"', escape = '\"', "
-            "max_line_size = 20000000"
+            f"auto_detect = false, header = true, columns = {columns}, delim = {sql_literal(delimiter)}, "
+            "quote = '\"', escape = '\"', max_line_size = 20000000"
         )
         if not rejects:
             options += ", ignore_errors = true"
@@ -126,13 +224,105 @@ def _scan_sql(path: Path, fmt: str, rejects: str | None = None) -> str:
 def _describe(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[str]:
     if path.stat().st_size == 0:
         raise ExtractError(f"{path.name}: file is empty (expected a header row)")
+    if fmt == "csv":
+        columns = header_columns(path, sniff_delimiter(path))
+        if not columns or columns == ["column0"]:
+            raise ExtractError(f"{path.name}: the first line is not a header row (expected column names)")
+        return columns
     try:
         columns = con.sql(f"select * from {_scan_sql(path, fmt)} limit 0").columns
     except duckdb.Error as error:
-        kind = "Parquet" if fmt == "parquet" else "CSV"
         first_line = str(error).strip().splitlines()[0][:200]
-        raise ExtractError(f"{path.name}: cannot be read as {kind} ({first_line})") from None
-    return columns
+        raise ExtractError(f"{path.name}: cannot be read as Parquet ({first_line})") from None
+    return [c for c in columns if c != "file_row_number"]
+
+
+def _parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Rows the Parquet file says it holds (its footer metadata)."""
+    return int(scalar(con, f"select sum(num_rows) from parquet_file_metadata({sql_literal(str(path))})") or 0)
+
+
+def first_mixed_line_end(path: Path) -> int | None:
+    r"""The first line holding a carriage return that does not end it, in a file with LF line ends.
+
+    DuckDB stops on such a file ("state machine reached an invalid state"); Excel
+    and copy-paste from Mac tools leave them.
+
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile(delete=False) as f:
+    ...     _ = f.write(b"h\r\na\r\nb\rc\r\n")
+    >>> first_mixed_line_end(Path(f.name)); os.unlink(f.name)
+    3
+    """
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if b"\r" in line.rstrip(b"\r\n") or line.endswith(b"\r\r\n"):
+                return number
+    return None
+
+
+def unreadable_csv(error: duckdb.Error, path: Path | None = None) -> ExtractError:
+    """One line for a file DuckDB cannot parse: the file's name, and the line when it can be found."""
+    text = str(error)
+    if path is None:
+        named = re.search(r"^\s*file = (.+)$", text, flags=re.MULTILINE)
+        path = Path(named.group(1).strip()) if named else None
+    name = path.name if path is not None else "a file of the extract"
+    if path is not None and path.is_file() and not path.name.lower().endswith(".gz"):
+        if "invalid state" in text:
+            line = first_mixed_line_end(path)
+            if line is not None:
+                return ExtractError(
+                    f"{name}: line {line} (data row {line - 1}): a carriage return (CR) inside the line; "
+                    "save the file with one kind of line end (LF or CRLF)"
+                )
+        delimiter = sniff_delimiter(path)
+        if delimiter != "\t":  # tab-separated files are read without quoting
+            lines = scan_lines(path, delimiter)
+            if lines.runaway_from is not None:
+                return runaway_quote(path, lines)
+    first_line = text.strip().splitlines()[0][:200]
+    return ExtractError(f"{name}: cannot be read as CSV ({first_line})")
+
+
+@dataclass
+class LineScan:
+    """The slow-path reading of a CSV file, line by line, after a count mismatch."""
+
+    blank_rows: list[int]  # data row numbers (file line - 1) of empty lines
+    runaway_from: int | None = None  # first line of a record running over a line end
+    runaway_to: int | None = None  # its last line (None: ran past MAX_SCANNED_FIELD)
+
+
+def scan_lines(path: Path, delimiter: str, quoted: bool = True) -> LineScan:
+    """Blank lines and the first record spanning lines, as an RFC 4180 reader sees them.
+
+    Python's csv reader (in C) follows the same quoting rules as DuckDB and tells
+    the line each record ends on, so the first record whose lines jump by more
+    than one is where a quote ran on. Only run when DuckDB's record count and the
+    file's line count disagree (rare), so its speed (about 1M lines/s) matters little.
+    Decoded as latin-1: every byte maps to one character, quotes and delimiters stay.
+    """
+    blank_rows: list[int] = []
+    previous_limit = csv.field_size_limit(MAX_SCANNED_FIELD)
+    previous = 0
+    try:
+        with open(path, encoding="latin-1", newline="") as handle:
+            quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
+            reader = csv.reader(handle, delimiter=delimiter, quotechar='"', doublequote=True, strict=False, quoting=quoting)
+            try:
+                for record in reader:
+                    line = reader.line_num
+                    if line - previous > 1:
+                        return LineScan(blank_rows, previous + 1, line)
+                    if not record:
+                        blank_rows.append(line - 1)
+                    previous = line
+            except csv.Error:
+                return LineScan(blank_rows, previous + 1, None)
+    finally:
+        csv.field_size_limit(previous_limit)
+    return LineScan(blank_rows)
 
 
 def _check_columns(table: Table, path: Path, columns: list[str]) -> dict[str, str]:
@@ -204,30 +394,59 @@ def _reason(table: Table, rule_id: str) -> str:
     return f"{column} is not {_TYPE_WORDS.get(table.column(column).duckdb_type, 'of the contract type')}"
 
 
-def sample_tables(con: duckdb.DuckDBPyConnection, files: dict[str, tuple[Path, str]], rows: int = SAMPLE_ROWS) -> dict[str, pd.DataFrame]:
-    """The first ``rows`` rows of every column of every file, as text, for the privacy gate.
-
-    Reading the head is cheap (DuckDB stops early); a reservoir sample over the
-    whole of each table follows once it is parsed (``_gate_parsed``).
-    """
-    samples = {}
-    for name, (path, fmt) in files.items():
+def _gate_headers(con: duckdb.DuckDBPyConnection, files: dict[str, tuple[Path, str]], privacy_gate) -> None:
+    """The privacy gate on every file's column names and types, before any row is read."""
+    for path, fmt in files.values():
         _describe(con, path, fmt)
-        samples[name] = con.sql(f"select * from {_scan_sql(path, fmt)} limit {rows}").df().astype("string")
-    return samples
+    privacy_gate.headers(con, {name: (path.name, _scan_sql(path, fmt)) for name, (path, fmt) in files.items()})
 
 
-def _gate_parsed(con: duckdb.DuckDBPyConnection, table: str, privacy_gate, rows: int = SAMPLE_ROWS) -> None:
-    """The privacy gate on a reservoir sample of the whole parsed table (inside the load's transaction)."""
-    frame = con.sql(
-        f"select * exclude (_readable_row) from _ingest_readable using sample reservoir({rows} rows) repeatable (17)"
-    ).df()
-    privacy_gate({table: frame.astype("string")})
+def _gate_parsed(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str, extra_columns: list[str],
+                 privacy_gate) -> None:
+    """The privacy gate on every value of the parsed table, its extra columns and its unreadable
+    lines (inside the load's transaction: a refusal rolls it back)."""
+    rejects = f"_rejects_{table.name}" if fmt == "csv" else None
+    privacy_gate.values(con, table.name, path.name, "_ingest_readable", _scan_sql(path, fmt), extra_columns, rejects)
+
+
+def runaway_quote(path: Path, lines: LineScan) -> ExtractError:
+    """The one line for a quoted field that runs over a line end."""
+    start = lines.runaway_from
+    reach = f"to line {lines.runaway_to}" if lines.runaway_to else f"for more than {MAX_SCANNED_FIELD // (1 << 20)} MB"
+    return ExtractError(
+        f"{path.name}: line {start} (data row {start - 1}): a quoted field opens and does not close on that line "
+        f"(it runs on {reach}; a stray or unmatched '\"'?); fields may not span lines: fix the quoting and load again"
+    )
+
+
+def reconcile_lines(path: Path, file_scan: FileScan, records: int, gaps: list[int], quoted: bool = True) -> int:
+    """Rows read = data lines of the file; refuse when the CSV reader saw fewer records.
+
+    Fast path: DuckDB's records (parsed + rejected) equal the data lines counted
+    from the bytes. Otherwise the file is read line by line (``scan_lines``): blank
+    lines in the middle are not records (they join ``gaps`` so source rows keep the
+    file's numbering); a quoted field running over a line end is refused, naming
+    the line where it opens. ``gaps`` is extended in place.
+    """
+    if records == file_scan.data_lines:
+        return records
+    lines = scan_lines(path, sniff_delimiter(path), quoted)
+    if lines.runaway_from is not None:
+        raise runaway_quote(path, lines)
+    blank = [row for row in lines.blank_rows if row >= 1]
+    data_lines = file_scan.lines - 1 - len(blank)
+    if records != data_lines:
+        raise ExtractError(
+            f"{path.name}: {data_lines} data lines but the CSV reader finds {records} records; "
+            "check line ends and quoting (expected UTF-8 CSV, one record per line)"
+        )
+    gaps[:] = sorted(set(gaps) | set(blank))
+    return data_lines
 
 
 def _stage_table(
     con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str, load: TableLoad, load_id: str,
-    privacy_gate=None,
+    privacy_gate=None, file_scan: FileScan | None = None,
 ) -> None:
     """Read one file into ``raw_<table>`` (typed rows) and ``_ingest_quarantine`` (rows set aside).
 
@@ -247,26 +466,40 @@ def _stage_table(
     row_number = "file_row_number + 1" if fmt == "parquet" else "row_number() over ()"
     # File order must survive the parse for row_number() to be the file's row number.
     con.execute("set preserve_insertion_order = true")
-    con.execute(
-        f"""create or replace table _ingest_readable as
-            select {row_number} as _readable_row, {', '.join(f'{expr} as {_quote(name)}' for name, expr in texts.items())}
-            from {scan}"""
-    )
+    try:
+        con.execute(
+            f"""create or replace table _ingest_readable as
+                select {row_number} as _readable_row, {', '.join(f'{expr} as {_quote(name)}' for name, expr in texts.items())}
+                from {scan}"""
+        )
+    except duckdb.Error as error:
+        if fmt == "csv":
+            raise unreadable_csv(error, path) from None
+        raise ExtractError(f"{path.name}: cannot be read as Parquet ({str(error).strip().splitlines()[0][:200]})") from None
     con.execute("set preserve_insertion_order = false")
     if privacy_gate is not None:
-        _gate_parsed(con, table.name, privacy_gate)
+        _gate_parsed(con, table, path, fmt, load.extra_columns, privacy_gate)
     unreadable = 0
     rejected = []
     if fmt == "csv":
         # Lines DuckDB could not split into the header's columns (wrong column count,
-        # invalid UTF-8): counted and quarantined with DuckDB's own error type.
-        # DuckDB numbers file lines from the header (line 1): data row = line - 1.
+        # invalid UTF-8, text after a closing quote): counted and quarantined with
+        # DuckDB's own error type. DuckDB numbers file lines from the header (line 1):
+        # data row = line - 1 (while no record spans lines, which is checked below).
         rejected = con.sql(
             f"""select line - 1, any_value(error_type) as error_type, any_value(error_message) as message
                 from {rejects} group by line order by line"""
         ).fetchall()
         unreadable = len(rejected)
         con.execute(f"drop table if exists {rejects}; drop table if exists {rejects}_scan")
+    gaps = [row for row, _, _ in rejected]  # data rows that are not in _ingest_readable
+    records = scalar(con, "select count(*) from _ingest_readable") + unreadable
+    if fmt == "csv":
+        load.rows_read = reconcile_lines(path, file_scan or scan_file(path), records, gaps)
+    else:
+        load.rows_read = _parquet_rows(con, path)
+        if records != load.rows_read:
+            raise ExtractError(f"{path.name}: the Parquet metadata says {load.rows_read} rows but {records} were read")
     if rejected:
         con.executemany(
             "insert into _ingest_quarantine values (?, 'ingest', ?, null, ?, ?, ?)",
@@ -275,12 +508,13 @@ def _stage_table(
                 for row, error_type, message in rejected
             ],
         )
-        # Readable rows before the j-th rejected row r_j: r_j - j. A readable row k
-        # then sits at data row k + #{j : r_j - j < k} (an ASOF join on that count).
+    if gaps:
+        # Readable rows before the j-th gap (rejected or blank line) r_j: r_j - j. A
+        # readable row k then sits at data row k + #{j : r_j - j < k} (an ASOF join on that count).
         con.execute("create or replace temp table _ingest_rejected (data_row bigint, readable_before bigint)")
         con.executemany(
             "insert into _ingest_rejected values (?, ?)",
-            [[row, row - j] for j, (row, _, _) in enumerate(rejected, start=1)],
+            [[row, row - j] for j, row in enumerate(gaps, start=1)],
         )
         con.execute(
             """create or replace temp view _ingest_text as
@@ -323,7 +557,8 @@ def _stage_table(
     )
     con.execute("drop view if exists _ingest_checked; drop view if exists _ingest_text; drop table if exists _ingest_readable")
     load.rows_quarantined = typed_failures + unreadable
-    load.rows_read = load.rows_loaded + load.rows_quarantined
+    if load.rows_loaded + load.rows_quarantined != load.rows_read:  # a bug, never a user's problem
+        raise AssertionError(f"{path.name}: {load.rows_read} read != {load.rows_loaded} loaded + {load.rows_quarantined} quarantined")
     if load.rows_read and load.rows_quarantined / load.rows_read > MAX_UNREADABLE_SHARE:
         top_rule, top_count = con.execute(
             f"""select rule_id, count(*) from _ingest_quarantine where table_name = {sql_literal(table.name)}
@@ -335,6 +570,16 @@ def _stage_table(
         )
 
 
+def snapshot_id(kind: str, files: dict[str, str], version: int | str) -> str:
+    """The id of one extract: a hash of its (table, sha256) pairs and the loading rules' version.
+
+    >>> snapshot_id("native", {"persons": "ab", "prescriptions": "cd"}, 2)[:15]
+    'native:2:e73720'
+    """
+    payload = json.dumps(sorted(files.items())).encode()
+    return f"{kind}:{version}:{hashlib.sha256(payload).hexdigest()}"
+
+
 def load_native(
     con: duckdb.DuckDBPyConnection,
     source: Path,
@@ -344,26 +589,35 @@ def load_native(
 ) -> IngestSummary:
     """Load the extract in ``source`` into the warehouse (see module docstring).
 
-    ``privacy_gate(samples)`` is called with the first rows of every column of
-    every file before the load starts, then with a reservoir sample of each
-    parsed table inside the load's transaction; it raises ``PrivacyError`` to
-    refuse the extract, and the transaction is rolled back: nothing is committed.
+    ``privacy_gate`` (``pipeline.privacy.gate.refuse_if_identifiers``) judges every
+    file's header before the load starts (``headers``), then every value of each
+    parsed table inside the load's transaction (``values``); it raises
+    ``PrivacyError`` to refuse the extract, and the transaction is rolled back:
+    nothing is committed.
     ``progress(message)`` is called as each table is read.
     """
     files = find_table_files(Path(source))
     if privacy_gate is not None:
-        privacy_gate(sample_tables(con, files))
+        try:
+            _gate_headers(con, files, privacy_gate)
+        except duckdb.Error as error:  # a file DuckDB cannot parse at all: one line naming it
+            raise unreadable_csv(error) from None
     ensure_audit_tables(con)
     load_id = new_id()
+    scans = {}
     loads = []
     for name, (path, fmt) in files.items():
-        digest = sha256_of(path)
-        load = TableLoad(name, str(path.resolve()), fmt, digest)
-        previous = scalar(con, "select sha256 from audit_load where table_name = ? order by loaded_at desc limit 1", [name])
-        load.skipped = bool(previous == digest and table_exists(con, f"raw_{name}"))
-        loads.append(load)
-    summary = IngestSummary(load_id, loads)
-    if not summary.changed:
+        scans[name] = scan_file(path)
+        loads.append(TableLoad(name, str(path.resolve()), fmt, scans[name].sha256))
+    snapshot = snapshot_id("native", {load.table: load.sha256 for load in loads}, INGEST_VERSION)
+    summary = IngestSummary(load_id, loads, snapshot)
+    for load in loads:
+        load.snapshot_id = snapshot
+    # Skipped only when every raw table holds this very snapshot: a table from any
+    # other extract (native or OMOP) means the whole extract is loaded again.
+    if set(raw_table_snapshots(con, RAW_TABLES).values()) == {snapshot}:
+        for load in loads:
+            load.skipped = True
         return summary
 
     con.execute("begin transaction")
@@ -372,24 +626,22 @@ def load_native(
             """create or replace temp table _ingest_quarantine (load_id varchar, stage varchar, table_name varchar,
                record_id varchar, source_row bigint, rule_id varchar, reason varchar)"""
         )
+        loaded_at = dt.datetime.now()
         for load in loads:
-            if load.skipped:
-                continue
             if progress:
                 progress(f"reading {Path(load.source_file).name}")
             path, fmt = files[load.table]
-            _stage_table(con, TABLES[load.table], path, fmt, load, load_id, privacy_gate)
+            _stage_table(con, TABLES[load.table], path, fmt, load, load_id, privacy_gate, file_scan=scans[load.table])
             con.execute(
-                "delete from audit_quarantine where stage = 'ingest' and table_name = ?", [load.table]
-            )
-            con.execute(
-                "delete from audit_quarantine where stage = 'validate' and table_name = ?", [load.table]
-            )
-            con.execute(
-                "insert into audit_load values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                """insert into audit_load (load_id, table_name, source_file, file_format, sha256, rows_read,
+                   rows_loaded, rows_quarantined, loaded_at, snapshot_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [load_id, load.table, load.source_file, fmt, load.sha256, load.rows_read, load.rows_loaded,
-                 load.rows_quarantined, dt.datetime.now()],
+                 load.rows_quarantined, loaded_at, snapshot],
             )
+            con.execute(f"comment on table raw_{load.table} is {sql_literal(snapshot)}")
+        # The warehouse now holds this extract only: quarantine rows of the tables it
+        # replaced (native or OMOP names, ingest or validation) go with them.
+        con.execute("delete from audit_quarantine where stage in ('ingest', 'validate')")
         con.execute(
             """insert into audit_quarantine
                select load_id, stage, table_name, record_id, source_row, rule_id, reason from _ingest_quarantine"""

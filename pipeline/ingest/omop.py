@@ -11,13 +11,17 @@ into Python. Guarantees, as for native extracts (``pipeline/ingest/native.py``):
   ``audit_quarantine`` (stage ``ingest``, ``omop.*`` rule ids, ``table_name`` the
   CDM table, ``record_id`` / ``source_row`` its primary key).
   rows_read = rows_loaded + rows_quarantined, counted in CDM records.
-* **Idempotent**: same source sha256 and same mapping (ingredients, concept sets,
-  mapping version) -> skipped. The signature is kept as the raw tables' comment.
+* **One snapshot**: the snapshot id is ``omop:<hash of the CDM files' sha256>:<mapping
+  signature>`` (ingredients, concept sets, mapping version); it is kept as each raw
+  table's comment and in ``audit_load.snapshot_id``. Skipped only when all four raw
+  tables hold this snapshot; a native extract loaded in between means a reload.
 * **Atomic**: the four raw tables and the audit rows are replaced in one transaction.
 
 Mapping decisions (each documented in docs/omop.md):
 
-* ``person_id`` = CDM person_id as text (person_source_value is never read).
+* ``person_id`` = CDM person_id as text (person_source_value is never loaded; the
+  identifier gate reads it and every other ``*_source_value`` and free-text column
+  of the clinical tables, and refuses the CDM if they hold identifiers).
 * observation: one period per person (the contract has one): the period holding
   most of the person's selected drug exposures, ties to the latest-ending one;
   the others are quarantined (``omop.other_observation_period``).
@@ -47,7 +51,8 @@ import duckdb
 
 from pipeline.config import Config
 from pipeline.errors import ExtractError
-from pipeline.ingest.native import TableLoad, sha256_of, sniff_delimiter
+from pipeline.ingest.native import FileScan, TableLoad, reconcile_lines, scan_file, sha256_of, sniff_delimiter, unreadable_csv
+from pipeline.privacy.gate import refuse_cdm_identifiers
 from pipeline.warehouse import ensure_audit_tables, new_id, scalar, sql_literal, table_exists
 
 # Bump when the mapping below changes: a CDM loaded by an older mapping is reloaded.
@@ -106,6 +111,7 @@ class CdmTable:
     sha256: str
     relation: str | None  # SQL relation over the raw table; None when absent
     note: str = ""
+    file_scan: FileScan | None = None  # sha256 and line counts of an uncompressed CSV file
 
 
 @dataclass
@@ -250,7 +256,9 @@ def discover(con: duckdb.DuckDBPyConnection, source: Path, alias: str) -> list[C
         for name in CDM_COLUMNS:
             if name in files:
                 path, fmt = files[name]
-                tables.append(CdmTable(name, str(path.resolve()), fmt, sha256_of(path), _scan(path, fmt)))
+                scan = scan_file(path)
+                tables.append(CdmTable(name, str(path.resolve()), fmt, scan.sha256, _scan(path, fmt),
+                                       file_scan=scan if fmt == "csv" and not path.name.lower().endswith(".gz") else None))
             else:
                 tables.append(CdmTable(name, "", "", "", None))
     missing = [t.name for t in tables if t.relation is None and t.name in REQUIRED_TABLES]
@@ -260,6 +268,24 @@ def discover(con: duckdb.DuckDBPyConnection, source: Path, alias: str) -> list[C
             f"(needed: {', '.join(REQUIRED_TABLES)}; a folder holds one <table>.csv or .parquet each)"
         )
     return tables
+
+
+def _check_csv_records(con: duckdb.DuckDBPyConnection, table: CdmTable) -> None:
+    """A CDM CSV file holds one record per line: refuse (naming the line) a quote that runs on.
+
+    The same rule as native files (``pipeline.ingest.native.reconcile_lines``): a
+    stray quote would otherwise merge the following lines into one record, and the
+    CDM rows they hold would vanish without a trace. Tab-separated (Athena) files
+    are read without quoting, so only blank lines can differ there.
+    """
+    if table.relation is None or table.file_scan is None:
+        return
+    try:
+        records = scalar(con, f"select count(*) from {table.relation}")
+    except duckdb.Error as error:
+        raise unreadable_csv(error, Path(table.source_file)) from None
+    path = Path(table.source_file)
+    reconcile_lines(path, table.file_scan, records, [], quoted=sniff_delimiter(path) != "\t")
 
 
 def _create_typed_view(con: duckdb.DuckDBPyConnection, table: CdmTable) -> None:
@@ -857,10 +883,15 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, prog
             summary.tables = [TableLoad(t.name, t.source_file, t.file_format, t.sha256, skipped=True) for t in tables if t.relation]
             return summary
         for table in tables:
+            _check_csv_records(con, table)
             _create_typed_view(con, table)
             if table.note:
                 summary.notes.append(table.note)
         read = [t for t in tables if t.relation is not None]
+        # the identifier gate, on every *_source_value and free-text column of the
+        # clinical tables (and any column outside the CDM), before anything is written
+        refuse_cdm_identifiers(con, {t.name: (Path(t.source_file).name if t.file_format != "duckdb" else f"{source.name}:{t.name}",
+                                              t.relation) for t in read})
         if progress:
             progress("mapping the CDM")
         summary.ingredients = _map_ingredients(con, config)
@@ -892,7 +923,7 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, prog
             con.execute(SQL_CONDITIONS)
             con.execute(SQL_FOLLOW_UPS.format(negative_names=negative_names))
             _write_raw_tables(con, load_id, signature)
-            counts = _write_audit(con, load_id, read)
+            counts = _write_audit(con, load_id, read, signature)
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
@@ -968,8 +999,8 @@ _ROW_TABLES = {
 }
 
 
-def _write_audit(con: duckdb.DuckDBPyConnection, load_id: str, read: list[CdmTable]) -> list[TableLoad]:
-    """audit_quarantine rows (stage 'ingest') and one audit_load row per CDM table read."""
+def _write_audit(con: duckdb.DuckDBPyConnection, load_id: str, read: list[CdmTable], snapshot: str) -> list[TableLoad]:
+    """audit_quarantine rows (stage 'ingest') and one audit_load row per CDM table read, with the snapshot id."""
     con.execute(
         """create or replace temp table _omop_quarantine (load_id varchar, stage varchar, table_name varchar,
            record_id varchar, source_row bigint, rule_id varchar, reason varchar)"""
@@ -991,12 +1022,9 @@ def _write_audit(con: duckdb.DuckDBPyConnection, load_id: str, read: list[CdmTab
         )
     for rule_id, in con.execute("select distinct rule_id from _omop_quarantine").fetchall():
         con.execute("update _omop_quarantine set reason = ? where rule_id = ?", [_reason(rule_id), rule_id])
-    # a new load replaces the previous one: its ingest quarantine (native or OMOP table
-    # names) and the validation quarantine of the raw tables go with it
-    cdm_names = ", ".join(sql_literal(n) for n in CDM_COLUMNS)
-    contract_names = ", ".join(sql_literal(n) for n in RAW_TABLES)
-    con.execute(f"delete from audit_quarantine where stage = 'ingest' and table_name in ({cdm_names}, {contract_names})")
-    con.execute(f"delete from audit_quarantine where stage = 'validate' and table_name in ({contract_names})")
+    # a new load replaces the whole previous extract (native or OMOP): its ingest and
+    # validation quarantine go with it
+    con.execute("delete from audit_quarantine where stage in ('ingest', 'validate')")
     con.execute("insert into audit_quarantine select * from _omop_quarantine")
 
     counts_sql = {
@@ -1019,11 +1047,13 @@ def _write_audit(con: duckdb.DuckDBPyConnection, load_id: str, read: list[CdmTab
             # vocabulary tables are lookups: every row is read and available to the mapping
             loaded, quarantined = scalar(con, f"select count(*) from _omop_{table.name}"), 0
         load = TableLoad(table.name, table.source_file, table.file_format, table.sha256,
-                         rows_read=loaded + quarantined, rows_loaded=loaded, rows_quarantined=quarantined)
+                         rows_read=loaded + quarantined, rows_loaded=loaded, rows_quarantined=quarantined,
+                         snapshot_id=snapshot)
         loads.append(load)
         con.execute(
-            "insert into audit_load values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            """insert into audit_load (load_id, table_name, source_file, file_format, sha256, rows_read,
+               rows_loaded, rows_quarantined, loaded_at, snapshot_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [load_id, load.table, load.source_file, load.file_format, load.sha256, load.rows_read,
-             load.rows_loaded, load.rows_quarantined, now],
+             load.rows_loaded, load.rows_quarantined, now, snapshot],
         )
     return loads

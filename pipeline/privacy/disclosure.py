@@ -769,7 +769,12 @@ _COUNT_NAME = re.compile(
     re.IGNORECASE,
 )
 # Settings, not counts, even when named like one.
-_NOT_COUNT_NAME = re.compile(r"^(min_cell_count|rounding_base|\w*_days|bootstrap_replicates|seed)$", re.IGNORECASE)
+# Settings (flattened as <section>_<key> in settings.csv) and file hashes are not counts.
+_NOT_COUNT_NAME = re.compile(
+    r"^(min_cell_count|rounding_base|\w*_days|bootstrap_replicates|seed|\w*sha256\w*|"
+    r"(extract|drugs|episodes|cohort|outcome|misuse|estimate|disclosure|warehouse|demo)_\w+)$",
+    re.IGNORECASE,
+)
 _SKIP_JSON_KEYS = frozenset({"config"})
 
 
@@ -778,6 +783,8 @@ def is_count_column(name: str) -> bool:
 
     >>> [is_count_column(c) for c in ("n", "events", "persons_after", "failing_rows", "estimate", "min_cell_count")]
     [True, True, True, True, False, False]
+    >>> [is_count_column(c) for c in ("extract_sha256_persons", "demo_persons", "n_assessed")]
+    [False, False, True]
     """
     return bool(_COUNT_NAME.match(str(name))) and not _NOT_COUNT_NAME.match(str(name))
 

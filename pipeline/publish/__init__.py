@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline import results
 from pipeline.config import Config
 from pipeline.privacy.disclosure import min_cell_count_of, rounding_base_of
 from pipeline.publish.atomic import atomic_reports
@@ -36,13 +37,16 @@ def run(
     reports_dir: Path,
     manifest: dict[str, Any],
     estimate_result: dict[str, Any] | None = None,
+    results_dir: Path | None = None,
 ) -> Path:
     """Build ``reports_dir`` anew (index.html, exports/, figures/, manifest.json); return index.html's path.
 
     ``manifest``: input files and sha256, row counts, package versions, time
     (see ``pipeline.publish.manifest.collect_manifest``). ``estimate_result``:
     the estimate stage's return value; its headline is used only when the
-    ``estimates`` table has no headline rows.
+    ``estimates`` table has no headline rows. ``results_dir``: the results store
+    the run is appended to once reports/ is in place (default: ``results/``
+    beside ``reports_dir``; see ``pipeline.results``).
     """
     reports_dir = Path(reports_dir)
     k, b = min_cell_count_of(config), rounding_base_of(config)
@@ -51,8 +55,11 @@ def run(
     with atomic_reports(reports_dir, new_id(), check=lambda build: require_clean(build, k, b)) as build:
         write_exports(published, config, build / "exports")
         write_quality(published, build / "quality")
+        results.write_exports(published, config, manifest, build / "exports", con)
         _, figures = build_report(published, config, manifest, build, notes=published.notes)
         write_manifest(manifest, config, build / "manifest.json")
         write_static_figures(figures, build / "figures")
-    log.info("published %s", reports_dir)
+    stored = results.append_to_store(reports_dir / "exports", results_dir or results.results_dir_for(reports_dir))
+    log.info("published %s; results store: run %s %s", reports_dir, stored["run_id"],
+             "appended" if stored["appended"] else "already stored")
     return reports_dir / "index.html"

@@ -83,6 +83,8 @@ _NETWORK = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNOR
 _COUNT_HEADING = re.compile(r"^(n|events|rows.*|.*\brows|.*\bpersons|.*\bpeople|excluded|count|total|persons.*)$",
                             re.IGNORECASE)
 
+SUPPRESSED_MARKER = "-"  # omopgenerics writes a suppressed estimate_value as "-"
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -142,14 +144,15 @@ def _check_frame(frame: pd.DataFrame, where: str, k: int, b: int) -> Iterator[Vi
                 yield Violation(where, f"estimate (row {list(frame.index).index(i) + 1}, weighted count)", rule)
                 break
     # Long formats (omopgenerics summarised_result: estimate_name / estimate_value): a value whose
-    # name says it is a count is a count.
+    # name says it is a count is a count; "-" is omopgenerics' mark of a suppressed value.
     for name_col in [c for c in columns if c.endswith("_name") and c[: -len("_name")] + "_value" in columns]:
         value_col = name_col[: -len("_name")] + "_value"
         for i, (name, value) in enumerate(zip(frame[name_col], frame[value_col])):
             if isinstance(name, str) and is_count_column(name):
                 number = _number(value)
                 rule = _count_rule(number, k, b) if number is not None else (
-                    None if value is None or pd.isna(value) or not str(value).strip() else "count field holds a non-number")
+                    None if value is None or pd.isna(value) or str(value).strip() in ("", SUPPRESSED_MARKER)
+                    else "count field holds a non-number")
                 if rule:
                     yield Violation(where, f"{value_col} (row {i + 1}, {name_col} {name})", rule)
                     break

@@ -140,6 +140,8 @@ def variable_label(variable: str) -> str:
 
 
 def series_label(analysis: str, method: Any) -> str:
+    if str(method).startswith("exposure:"):
+        return "treated more than 4 weeks (share of new users)"
     if is_complete_case(analysis, method):
         return "complete case (ascertained outcomes only)"
     return "primary (weighted for ascertainment)"
@@ -491,6 +493,8 @@ def estimates_table(rows: pd.DataFrame, level: float, is_percent: bool | None = 
         fmt = pct if percent else number
         if r["suppressed"]:
             value, interval = "withheld", esc(r["suppression_reason"] or "small count")
+        elif "(1 = yes, 0 = no)" in str(r["method"]) and not _missing(r["estimate"]):
+            value, interval = ("yes" if float(r["estimate"]) else "no"), ""
         else:
             value = fmt(r["estimate"])
             interval = "" if _missing(r["ci_low"]) else f"{fmt(r['ci_low'])} to {fmt(r['ci_high'])}"
@@ -744,6 +748,10 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
         ("withdrawal_by_ending", "Withdrawal after a taper vs an abrupt stop", "withdrawal", "withdrawal by ending"),
     ):
         rows = _analysis(published, analysis)
+        ratios = rows.iloc[0:0]
+        if analysis == "tolerance" and not rows.empty:  # a median ratio is not a share: a table, not the % chart
+            is_ratio = rows["method"].astype(str).str.contains("median", regex=False)
+            rows, ratios = rows[~is_ratio], rows[is_ratio]
         if rows.empty:
             parts.append(f"<h3>{esc(heading)}</h3>" + empty_note(what))
             continue
@@ -754,10 +762,17 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
                         is_percent=is_percent, levels=_levels(rows, bands), min_cell_count=k)
         parts.append(f"<h3>{esc(heading)}</h3>" + page.chart(analysis, fig, f"<p>{esc(title)}.</p>"
                                                             + _summary_list(rows, is_percent, level)))
+        if not ratios.empty:
+            parts.append("<p>Median dose escalation ratio (last / first daily dose; 1 = no change):</p>"
+                         + estimates_table(ratios, level, is_percent=False))
     page.section("tolerance-withdrawal", "Tolerance and withdrawal", "".join(parts))
 
     # Sensitivity and anchors.
     rows = _analysis(published, "sensitivity")
+    if not rows.empty:  # 30 before 90 before 180, not text order
+        numeric = pd.to_numeric(rows["level"], errors="coerce")
+        rows = rows.assign(_value=numeric).sort_values(["variable", "method", "_value"], kind="stable").drop(
+            columns="_value")
     body = ("<p>Each setting varied alone, the others at their defaults. A headline that moves little across "
             "these rows does not hinge on that choice.</p>" + estimates_table(rows, level)) if not rows.empty \
         else empty_note("sensitivity analyses")
@@ -766,12 +781,35 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
         body += "<h3>Estimates over the anchors' own windows</h3>" + estimates_table(anchors, level)
     page.section("sensitivity", "Sensitivity analyses", body)
 
+    # Trends and geography (issue 15): share treated > 4 weeks and dependence, per calendar year and region.
+    parts = []
+    for analysis, name in (("by_calendar_year", "calendar year of treatment start"), ("by_region", "region")):
+        rows = _analysis(published, analysis)
+        rows = rows[~rows.apply(lambda r: is_complete_case(r["analysis"], r["method"]), axis=1).astype(bool)] \
+            if not rows.empty else rows
+        rows = rows[rows["variable"].map(lambda v: "|" not in str(v) or str(v).endswith("|all"))].copy()
+        if rows.empty:
+            continue
+        rows["variable"] = rows["variable"].map(base_variable)
+        fig = dot_chart(rows, title=f"By {name}: share of new users treated more than 4 weeks, and dependence",
+                        subtitle="All new users; dependence weighted for ascertainment.",
+                        axis_title="% of new users", is_percent=True, levels=_levels(rows, bands), min_cell_count=k)
+        parts.append(f"<h3>By {esc(name)}</h3>" + page.chart(analysis, fig, "<p>Two series: the share of new users whose "
+                     "first treatment lasted more than 4 weeks (prescribing guidance: 2-4 weeks), and the share who "
+                     "developed dependence (weighted for ascertainment). Rows marked withheld had too few people."
+                     "</p>"))
+    if parts:
+        page.section("trends", "Trends and geography", "".join(parts))
+
     # Anything else the estimate stage produced, shown rather than dropped.
     known = {"headline", "headline_complete_case", "by_duration_band", "cumulative_incidence", "by_stratum",
-             "components", "dose_response", "tolerance", "withdrawal_by_ending", "sensitivity", "anchors", "weights"}
+             "components", "dose_response", "tolerance", "withdrawal_by_ending", "sensitivity", "anchors", "weights",
+             "by_calendar_year", "by_region"}
     others = published.estimates[~published.estimates["analysis"].isin(known)]
     if not others.empty:
-        body = "".join(f"<h3>{esc(name)}</h3>" + estimates_table(_analysis(published, name), level)
+        headings = {"by_stratum_overall": "Dependence by stratum, whole cohort (every treatment duration)"}
+        body = "".join(f"<h3>{esc(headings.get(name, str(name).replace('_', ' ').capitalize()))}</h3>"
+                       + estimates_table(_analysis(published, name), level)
                        for name in dict.fromkeys(others["analysis"]))
         page.section("other", "Other estimates", body)
 

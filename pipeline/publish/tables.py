@@ -197,7 +197,7 @@ _QUALITY_SQL = {
         with per_table as (
             select table_name, sum(rows_read) as rows_read, sum(rows_loaded) as rows_loaded,
                    sum(rows_quarantined) as rows_quarantined
-            from audit_load group by table_name),
+            from audit_load_current group by table_name),
         final as (
             select table_name, 'rows_read' as check_id, rows_read as count, rows_read as total from per_table
             union all select table_name, 'rows_loaded', rows_loaded, rows_read from per_table
