@@ -1,5 +1,10 @@
 """Estimate stage: read ``analysis_person``, write the long ``estimates`` table.
 
+The person table is never loaded: DuckDB aggregates it to covariate patterns
+(``pipeline.estimate.aggregate``), and every estimator runs on the patterns
+with their counts as frequency weights -- same numbers, memory that grows with
+patterns, not persons (docs/estimation.md, "Sufficient statistics").
+
 Conventions of ``estimates`` (see docs/estimation.md for the full list):
 
 - ``analysis``: headline, by_duration_band, by_stratum, components,
@@ -40,7 +45,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.errors import PipelineError, StageOrderError
-from pipeline.estimate import stats
+from pipeline.estimate import aggregate, stats
 from pipeline.warehouse import table_exists
 
 log = logging.getLogger(__name__)
@@ -107,21 +112,46 @@ Rebuild = Callable[[Config], pd.DataFrame]
 # --------------------------------------------------------------------------- input
 
 
-def prepare(person: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Check ``analysis_person`` has what the estimators need; add helper columns.
+def _counts(frame: pd.DataFrame) -> np.ndarray:
+    """Persons per row: ``_count`` of a pattern table (one person a row without it)."""
+    if "_count" in frame.columns:
+        return frame["_count"].to_numpy(dtype=float)
+    return np.ones(len(frame))
 
-    Helper columns start with ``_``: ``_outcome_known`` (ascertained and
-    dependence not NULL), ``_gt_4_weeks``, ``_log_duration_days``, and
-    ``_cif_time`` / ``_cif_cause`` (days from episode start; 1 dependence,
-    2 death, 0 censored at days_followed).
-    """
-    missing = [c for c in REQUIRED_COLUMNS if c not in person.columns]
+
+def check_columns(columns) -> None:
+    """One clear error when ``analysis_person`` lacks a column the estimators need."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in set(columns)]
     if missing:
         raise PipelineError(
             f"analysis_person lacks column(s) {', '.join(missing)}; rerun the transform stage "
             "(python -m pipeline transform) so it matches docs/ARCHITECTURE.md"
         )
-    if not len(person):
+
+
+def patterns_of_frame(person: pd.DataFrame) -> pd.DataFrame:
+    """The pattern table (``aggregate.patterns``) of an ``analysis_person`` DataFrame; a pattern table as it is."""
+    if "_count" in person.columns:
+        return person
+    check_columns(person.columns)
+    con = duckdb.connect()
+    try:
+        con.register("analysis_person_frame", person)
+        return aggregate.patterns(con, "analysis_person_frame")
+    finally:
+        con.close()
+
+
+def prepare(person: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """Add helper columns to a pattern table (``aggregate.patterns``: one row per pattern, ``_count`` persons).
+
+    Helper columns start with ``_``: ``_outcome_known`` (ascertained and
+    dependence not NULL), ``_gt_4_weeks``, ``_log_duration_days``,
+    ``_in_fixed_window`` / ``_outcome_known_fixed`` / ``_dependence_fixed``
+    (estimand (b)). A person-level ``analysis_person`` DataFrame is aggregated first.
+    """
+    person = patterns_of_frame(person)
+    if not _counts(person).sum() > 0:
         raise PipelineError("analysis_person is empty: no cohort persons to estimate from; check cohort_attrition")
     person = person.reset_index(drop=True).copy()
     dependence = stats.as_float(person["dependence"])
@@ -135,15 +165,6 @@ def prepare(person: pd.DataFrame, config: Config) -> pd.DataFrame:
     duration = stats.as_float(person["duration_days"])
     person["_gt_4_weeks"] = (person["headline_group"].astype("str") == "gt_4_weeks").to_numpy(dtype=float)
     person["_log_duration_days"] = np.log(np.maximum(duration, 1.0))
-    died = np.nan_to_num(stats.as_float(person["died_in_window"]), nan=0.0) > 0
-    dependent = known & (dependence > 0)
-    time_days = np.where(
-        dependent,
-        stats.as_float(person["days_to_dependence"]),
-        np.where(died, stats.as_float(person["days_to_death"]), stats.as_float(person["days_followed"])),
-    )
-    person["_cif_time"] = np.where(known, time_days, np.nan)
-    person["_cif_cause"] = np.where(dependent, 1, np.where(died, 2, 0))
     # estimand (b): defined when the treatment ended while observed
     person["_in_fixed_window"] = np.nan_to_num(stats.as_float(person["fixed_window_defined"]), nan=0.0) > 0
     dependence_fixed = stats.as_float(person["dependence_fixed"])
@@ -179,6 +200,7 @@ def positivity(person: pd.DataFrame) -> tuple[np.ndarray, list[dict]]:
     ([True, True, False, False], [{'variable': 'sex', 'level': 'M', 'persons': 2}])
     """
     known = person["_outcome_known"].to_numpy(dtype=bool)
+    count = _counts(person)
     keep = np.ones(len(person), dtype=bool)
     violations = []
     for column in WEIGHT_CATEGORICAL:
@@ -186,12 +208,12 @@ def positivity(person: pd.DataFrame) -> tuple[np.ndarray, list[dict]]:
         for level in sorted(set(values)):
             members = values == level
             if not (members & known).any():
-                violations.append({"variable": column, "level": str(level), "persons": int(members.sum())})
+                violations.append({"variable": column, "level": str(level), "persons": int(count[members].sum())})
                 keep &= ~members
     for column in WEIGHT_BINARY:
         members = np.nan_to_num(stats.as_float(person[column]), nan=0.0) > 0
         if members.any() and not (members & known).any():
-            violations.append({"variable": column, "level": "true", "persons": int(members.sum())})
+            violations.append({"variable": column, "level": "true", "persons": int(count[members].sum())})
             keep &= ~members
     return keep, violations
 
@@ -216,8 +238,9 @@ def fit_weights(person: pd.DataFrame, config: Config) -> stats.AscertainmentMode
         binary=WEIGHT_BINARY,
         continuous=WEIGHT_CONTINUOUS,
         references={"duration_band": config.estimate.band_labels()[0]},
+        count=_counts(person),
     )
-    return stats.fit_ascertainment_model(X, person["_outcome_known"].to_numpy(), names)
+    return stats.fit_ascertainment_model(X, person["_outcome_known"].to_numpy(), names, count=_counts(person))
 
 
 def truncated(model: stats.AscertainmentModel, config: Config) -> stats.AscertainmentModel:
@@ -249,7 +272,8 @@ def _proportion_rows(analysis, variable, level, person, model, group, outcome="_
                      label=""):
     primary = stats.ipw_proportion(person[outcome], model, group=group, among=among, confidence=confidence)
     include = group if among is None else group & (np.nan_to_num(stats.as_float(among), nan=0.0) > 0)
-    complete = stats.complete_case_proportion(person[outcome], include=include, confidence=confidence)
+    complete = stats.complete_case_proportion(person[outcome], include=include, confidence=confidence,
+                                              count=_counts(person))
     complete["n_ascertained"] = complete["n"]
     return [
         _row(analysis, variable, level, primary, METHOD_PRIMARY + label),
@@ -305,7 +329,7 @@ def headline_from_person_table(person: pd.DataFrame, config: Config, estimand: s
     if estimand == "b":
         person = fixed_window_view(person)
     if not person["_outcome_known"].any():
-        return headline_rows(person, _unassessed_model(len(person)), config)[1]
+        return headline_rows(person, _unassessed_model(person), config)[1]
     keep, violations = positivity(person)
     person = person[keep].reset_index(drop=True)
     return headline_rows(person, fit_weights(person, config), config, label=restriction_label(violations))[1]
@@ -360,24 +384,32 @@ def component_rows(person, model, config) -> list[dict]:
     return rows
 
 
-def cumulative_incidence_rows(person, model, config) -> list[dict]:
+def cumulative_incidence_rows(cells: pd.DataFrame, model, config) -> list[dict]:
+    """Curves per headline group from the event table ``aggregate.event_cells`` (one row per
+    (headline_group, day, cause) with persons, summed weights, squared weights and weight-model scores)."""
     rows = []
     conf = config.estimate.confidence_level
-    time_days = person["_cif_time"].to_numpy()
-    cause = person["_cif_cause"].to_numpy()
-    known = ~np.isnan(time_days)
-    if not known.any():
+    if cells is None or not len(cells):
         return rows
+    time_days = cells["time"].to_numpy(dtype=float)
     grid = np.arange(0, np.nanmax(time_days) + CIF_GRID_DAYS, CIF_GRID_DAYS)
-    group_values = person["headline_group"].astype("str").to_numpy(dtype=object)
-    groups = {g: group_values == g for g in HEADLINE_GROUPS} | {"all": np.ones(len(person), dtype=bool)}
+    group_values = cells["headline_group"].astype("str").to_numpy(dtype=object)
+    groups = {g: group_values == g for g in HEADLINE_GROUPS} | {"all": np.ones(len(cells), dtype=bool)}
+    score_columns = [c for c in cells.columns if c.startswith("_s")]
+    moment = model.residual_moment()
     for level, group in groups.items():
-        if not (group & known).any():
+        if not group.any():
             continue
-        last = np.nanmax(time_days[group & known])
+        part = cells[group]
+        last = np.nanmax(time_days[group])
         times = grid[grid <= last + CIF_GRID_DAYS - 1]
-        for method, kwargs in ((METHOD_AJ_PRIMARY, {"model": model}), (METHOD_AJ_COMPLETE_CASE, {})):
-            curve = stats.aalen_johansen(time_days, cause, include=group, times=times, confidence=conf, **kwargs)
+        correction = stats.WeightCorrection(part[score_columns].to_numpy(dtype=float), model.inverse_information, moment)
+        primary = {"weight_sum": part["weight_sum"].to_numpy(dtype=float),
+                   "weight_square": part["weight_square"].to_numpy(dtype=float), "correction": correction}
+        for method, kwargs in ((METHOD_AJ_PRIMARY, primary), (METHOD_AJ_COMPLETE_CASE, {})):
+            curve = stats.aalen_johansen_cells(part["time"].to_numpy(dtype=float), part["cause"].to_numpy(dtype=int),
+                                               count=part["count"].to_numpy(dtype=float), times=times,
+                                               confidence=conf, **kwargs)
             for record in curve.to_dict("records"):
                 rows.append(
                     _row("cumulative_incidence", "headline_group", level, record, method,
@@ -398,6 +430,7 @@ def dose_response_rows(person, model, config) -> list[dict]:
         # but no model can be fitted to it): the report says there is no model.
         return rows
     references = {"duration_band": config.estimate.band_labels()[0]}
+    count = _counts(person)
     frame = person.assign(
         misuse=np.nan_to_num(stats.as_float(person["misuse"]), nan=0.0),
         log2_duration_days=np.log2(np.maximum(stats.as_float(person["duration_days"]), 1.0)),
@@ -407,7 +440,7 @@ def dose_response_rows(person, model, config) -> list[dict]:
         ("trend", DOSE_RESPONSE_CATEGORICAL[1:], ("misuse",), ("log2_duration_days",)),
     )
     for label, categorical, binary, continuous in specs:
-        X, names = stats.design_matrix(frame, categorical, binary, continuous, references=references)
+        X, names = stats.design_matrix(frame, categorical, binary, continuous, references=references, count=count)
         table = stats.logistic_odds_ratios(person["_dependence"], X, names, model=model, confidence=conf)
         known = person["_outcome_known"].to_numpy()
         y = np.nan_to_num(person["_dependence"].to_numpy())
@@ -430,25 +463,32 @@ def dose_response_rows(person, model, config) -> list[dict]:
                     if level not in used:
                         members = known & (values == level)
                         rows.append(_row("dose_response", column, level, {"estimate": 1.0}, f"{METHOD_OR} (bands model; reference level)",
-                                         n=int(members.sum()), events=int(y[members].sum())))
+                                         n=int(round(count[members].sum())), events=int(round((count * y)[members].sum()))))
             members = known & (frame["misuse"].to_numpy() == 0)
             rows.append(_row("dose_response", "misuse", "false", {"estimate": 1.0}, f"{METHOD_OR} (bands model; reference level)",
-                             n=int(members.sum()), events=int(y[members].sum())))
+                             n=int(round(count[members].sum())), events=int(round((count * y)[members].sum()))))
     return rows
 
 
-def tolerance_rows(person, config) -> list[dict]:
-    """Dose escalation by indication (all cohort persons; from prescriptions, so no weighting)."""
+def tolerance_rows(person, config, ratios: pd.DataFrame) -> list[dict]:
+    """Dose escalation by indication (all cohort persons; from prescriptions, so no weighting).
+
+    The share with an increase comes from the patterns (``increased``); the median escalation ratio
+    from ``ratios`` (``aggregate.ratio_counts``: persons per (indication, ratio) value)."""
     rows = []
     conf = config.estimate.confidence_level
+    count = _counts(person)
     values, levels = _levels(person["indication"])
-    increased = stats.as_float(person["days_to_first_increase"])
-    ratio = stats.as_float(person["dose_escalation_ratio"])
+    increased = np.nan_to_num(stats.as_float(person["increased"]), nan=0.0)
+    ratio_values = _levels(ratios["indication"])[0] if len(ratios) else np.array([], dtype=object)
+    ratio = ratios["ratio"].to_numpy(dtype=float)
+    ratio_count = ratios["count"].to_numpy(dtype=float)
     for level in [*levels, "all"]:
         group = np.ones(len(person), bool) if level == "all" else values == level
-        share = stats.complete_case_proportion(np.where(group, ~np.isnan(increased), np.nan), confidence=conf)
+        share = stats.complete_case_proportion(np.where(group, increased, np.nan), confidence=conf, count=count)
         rows.append(_row("tolerance", "indication", level, share, "tolerance: share with a dose increase, Wilson CI"))
-        median = stats.median_interval(ratio[group], conf)
+        in_level = np.ones(len(ratios), bool) if level == "all" else ratio_values == level
+        median = stats.median_interval(ratio[in_level], conf, count=ratio_count[in_level])
         rows.append(_row("tolerance", "indication", level, median, "tolerance: median dose escalation ratio, order-statistic CI", events=None))
     return rows
 
@@ -476,12 +516,12 @@ def weight_rows(person, model, analysis="weights", label="") -> tuple[list[dict]
     group_values = person["headline_group"].astype("str").to_numpy(dtype=object)
     groups = {"all": np.ones(len(person), dtype=bool)} | {g: group_values == g for g in HEADLINE_GROUPS}
     for population, group in groups.items():
-        summary = stats.weight_summary(np.where(group, model.weight, 0.0))
+        summary = stats.weight_summary(np.where(group, model.weight, 0.0), count=model.frequency)
         summaries[population] = summary
         for stat in WEIGHT_STATS:
             rows.append(_row(analysis, stat, population, {"estimate": summary[stat]},
                              "weights: inverse probability of ascertainment (ess = Kish effective sample size)" + label,
-                             n=int(group.sum()), events=summary["n"], n_assessed=summary["n"]))
+                             n=int(round(model.frequency[group].sum())), events=summary["n"], n_assessed=summary["n"]))
     return rows, summaries
 
 
@@ -527,7 +567,7 @@ def anchor_rows(person, model, config) -> tuple[list[dict], dict]:
 METHOD_EXPOSURE = "exposure: share of new users whose first treatment lasted more than the headline split, Wilson CI"
 
 
-def trend_rows(person, model, config) -> list[dict]:
+def trend_rows(cells, model, config) -> list[dict]:
     """Trends and geography (issue 15): per calendar year of treatment start and per region,
     the share of new users treated > ``headline_split_days`` (exposure rows: n = new users,
     events = those treated longer; duration is known for everyone, so no weighting) and
@@ -536,26 +576,43 @@ def trend_rows(person, model, config) -> list[dict]:
     Analyses ``by_calendar_year`` / ``by_region``; ``variable`` is ``calendar_year`` or
     ``region`` with the population after ``|`` for the dependence rows, as in ``by_stratum``.
     Years come from ``episode_start``: a provider's per-person date shift moves them too.
+    ``cells``: ``aggregate.group_sums`` (sums per year x region x headline group; None when the
+    person table has neither column, e.g. a simulation's).
     """
     rows = []
+    if cells is None or not len(cells):
+        return rows
     conf = config.estimate.confidence_level
-    longer = person["_gt_4_weeks"].to_numpy() > 0
+    longer = cells["headline_group"].astype("str").to_numpy(dtype=object) == "gt_4_weeks"
+    count = cells["count"].to_numpy(dtype=float)
+    present = cells.attrs.get("breakdowns", {"episode_start": True, "region": True})
     breakdowns = {}  # a person table without the column (e.g. a simulation's) has no such breakdown
-    if "episode_start" in person.columns:
-        start = pd.to_datetime(person["episode_start"], errors="coerce")
+    if present["episode_start"]:
+        start = pd.to_datetime(cells["episode_start"], errors="coerce")
         breakdowns["by_calendar_year"] = ("calendar_year", start.dt.year.astype("Int64").astype("string").fillna("unknown"))
-    if "region" in person.columns:
-        region = person["region"].astype("string").str.strip()
+    if present["region"]:
+        region = cells["region"].astype("string").str.strip()
         breakdowns["by_region"] = ("region", region.where(region != "", pd.NA).fillna("unknown"))
+    a_columns = sorted((c for c in cells.columns if c[0] == "a" and c[1:].isdigit()), key=lambda c: int(c[1:]))
+    b_columns = ["b" + c[1:] for c in a_columns]
     for analysis, (column, series) in breakdowns.items():
         values, levels = _levels(series)
         for level in levels:
             group = values == level
-            share = stats.complete_case_proportion(np.where(group, longer, np.nan), confidence=conf)
+            share = stats.complete_case_proportion(np.where(group, longer, np.nan), confidence=conf, count=count)
             rows.append(_row(analysis, column, level, share, METHOD_EXPOSURE))
-            for population, among in (("all", np.ones(len(person), dtype=bool)), ("gt_4_weeks", longer)):
-                rows += _proportion_rows(analysis, f"{column}|{population}", level, person, model, group & among,
-                                         confidence=conf)[0]
+            for population, among in (("all", np.ones(len(cells), dtype=bool)), ("gt_4_weeks", longer)):
+                part = cells[group & among]
+                sums = {k: part[k].sum() for k in ("count", "n_assessed", "events", "w", "w2", "wy", "w2yy")}
+                sums.update(n=sums["count"], a=part[a_columns].sum().to_numpy(dtype=float),
+                            b=part[b_columns].sum().to_numpy(dtype=float))
+                primary = stats.ipw_proportion_from_sums(sums, model, confidence=conf)
+                n_assessed, events = int(round(sums["n_assessed"])), int(round(sums["events"]))
+                low, high = stats.wilson_interval(events, n_assessed, conf)
+                complete = {"estimate": events / n_assessed if n_assessed else float("nan"), "ci_low": low,
+                            "ci_high": high, "n": n_assessed, "events": events, "n_ascertained": n_assessed}
+                rows += [_row(analysis, f"{column}|{population}", level, primary, METHOD_PRIMARY),
+                         _row(analysis, f"{column}|{population}", level, complete, METHOD_COMPLETE_CASE)]
     return rows
 
 
@@ -600,17 +657,19 @@ def _restrict(person: pd.DataFrame, estimand: str, warnings_out: list[str]) -> t
     return person[keep].reset_index(drop=True), violations, restriction_label(violations)
 
 
-def _unassessed_model(n: int) -> stats.AscertainmentModel:
+def _unassessed_model(person: pd.DataFrame) -> stats.AscertainmentModel:
     """The weight model when nobody was assessed: every weight 0, so every estimate is NaN (not estimable)."""
+    n = len(person)
     return stats.AscertainmentModel(
         design=np.ones((n, 1)), names=("intercept",), ascertained=np.zeros(n, dtype=bool),
         probability=np.full(n, 1e-12), weight=np.zeros(n), inverse_information=np.zeros((1, 1)), converged=True,
+        count=_counts(person),
     )
 
 
 def _fit_logged(person: pd.DataFrame, config: Config, estimand: str, warnings_out: list[str]) -> stats.AscertainmentModel:
     if not person["_outcome_known"].any():
-        return _unassessed_model(len(person))
+        return _unassessed_model(person)
     model = fit_weights(person, config)
     for text in model.fit_warnings:
         message = f"estimand ({estimand}) weight model: {text}"
@@ -623,40 +682,64 @@ def _fit_logged(person: pd.DataFrame, config: Config, estimand: str, warnings_ou
     return model
 
 
-def diagnostic_rows(estimand: str, person: pd.DataFrame, kept: pd.DataFrame, model, violations, config) -> list[dict]:
-    """Positivity, convergence, weight truncation and records that assess nothing, for one estimand."""
+def diagnostic_rows(estimand: str, person: pd.DataFrame, kept: pd.DataFrame, model, violations, config,
+                    unassessing: int) -> list[dict]:
+    """Positivity, convergence, weight truncation and records that assess nothing, for one estimand.
+
+    ``person`` / ``kept``: the estimand's pattern table before / after the positivity restriction;
+    ``unassessing``: persons whose only records assess nothing (``aggregate.totals``)."""
     rows = []
     tag = f"estimand_{estimand}"
-    unassessing = "only_unassessing_records" if estimand == "a" else "only_unassessing_records_fixed"
-    count = int((np.nan_to_num(stats.as_float(person[unassessing]), nan=0.0) > 0).sum())
+    count = _counts(person)
     rows.append(_row("diagnostics", "only_unassessing_records", tag, {"estimate": None},
                      "diagnostics: persons whose only records in the window assess nothing (another diagnosis, "
                      "an empty visit): outcome unknown, not negative (events = such persons, n = persons)",
-                     n=len(person), events=count, n_assessed=int(person["_outcome_known"].sum())))
+                     n=int(round(count.sum())), events=unassessing,
+                     n_assessed=int(round(count[person["_outcome_known"].to_numpy(dtype=bool)].sum()))))
     for violation in violations:
         rows.append(_row("diagnostics", "positivity_violation", f"{tag}|{violation['variable']}: {violation['level']}",
                          {"estimate": None}, "diagnostics: weight-model level without any assessed person; "
                          "excluded from the estimand (n = persons excluded)",
                          n=violation["persons"], events=0, n_assessed=0))
+    n_kept = int(round(_counts(kept).sum()))
     rows.append(_row("diagnostics", "weight_model_converged", tag, {"estimate": float(model.converged)},
                      "diagnostics: 1 = the weight model (logistic, IRLS) converged, 0 = it did not",
-                     n=len(kept), events=None, n_assessed=int(model.ascertained.sum())))
+                     n=n_kept, events=None, n_assessed=model.n_ascertained))
     low, high = config.estimate.weight_truncation_percentiles
+    bounds = (stats.weighted_percentile(model.weight[model.ascertained], model.frequency[model.ascertained], [low, high])
+              if model.ascertained.any() else (None, None))
     rows.append(_row("diagnostics", "weight_truncation_bounds", tag,
-                     {"estimate": None, "ci_low": float(np.percentile(model.weight[model.ascertained], low))
-                      if model.ascertained.any() else None,
-                      "ci_high": float(np.percentile(model.weight[model.ascertained], high))
-                      if model.ascertained.any() else None},
+                     {"estimate": None, "ci_low": None if bounds[0] is None else float(bounds[0]),
+                      "ci_high": None if bounds[1] is None else float(bounds[1])},
                      f"diagnostics: weights at the {low:g}th and {high:g}th percentiles (ci_low, ci_high), the "
                      "truncation bounds of the truncated-weight sensitivity analysis",
-                     n=len(kept), events=None, n_assessed=int(model.ascertained.sum())))
+                     n=n_kept, events=None, n_assessed=model.n_ascertained))
     return rows
 
 
 def estimate_tables(person: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, dict]:
-    """Every analysis except the rebuild-based sensitivity analyses, from an ``analysis_person`` DataFrame."""
+    """Every analysis except the rebuild-based sensitivity analyses, from an ``analysis_person`` DataFrame
+    (registered in an in-memory DuckDB and aggregated there, like the warehouse table in ``run``)."""
+    check_columns(person.columns)
+    con = duckdb.connect()
+    try:
+        con.register("analysis_person_frame", person)
+        frame, extras, _ = _estimate(con, "analysis_person_frame", config)
+    finally:
+        con.close()
+    return frame, extras
+
+
+def _estimate(con: duckdb.DuckDBPyConnection, relation: str, config: Config) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """The estimates frame and extras from ``relation`` (person rows in DuckDB), and its pattern table.
+
+    Reads from DuckDB only aggregates: the pattern table, the event table of the curves, the
+    (indication, ratio) counts of the tolerance medians and the diagnostics' totals."""
+    check_columns(aggregate.columns_of(con, relation))
     warnings_out: list[str] = []
-    full = prepare(person, config)
+    current = aggregate.patterns(con, relation)
+    totals = aggregate.totals(con, relation)
+    full = prepare(current, config)
     # ---- estimand (a)
     person, violations, label = _restrict(full, "a", warnings_out)
     model = _fit_logged(person, config, "a", warnings_out)
@@ -664,17 +747,21 @@ def estimate_tables(person: pd.DataFrame, config: Config) -> tuple[pd.DataFrame,
     rows += duration_band_rows(person, model, config)
     rows += stratum_rows(person, model, config)
     rows += component_rows(person, model, config)
-    rows += cumulative_incidence_rows(person, model, config)
+    cells = (aggregate.event_cells(con, relation, aggregate.weight_table(person, model))
+             if model.ascertained.any() else None)
+    rows += cumulative_incidence_rows(cells, model, config)
     rows += dose_response_rows(person, model, config)
-    rows += tolerance_rows(person, config)
+    kept_patterns = person[list(aggregate.WEIGHT_KEY)].drop_duplicates() if violations else None
+    rows += tolerance_rows(person, config, aggregate.ratio_counts(con, relation, kept_patterns))
     rows += withdrawal_rows(person, model, config)
-    rows += trend_rows(person, model, config)
+    rows += trend_rows(aggregate.group_sums(con, relation, aggregate.inverse_probability_table(person, model)),
+                       model, config)
     new, weights = weight_rows(person, model)
     rows += new
     new, anchors = anchor_rows(person, model, config)
     rows += new
     rows = _labelled(rows, label)
-    rows += diagnostic_rows("a", full, person, model, violations, config)
+    rows += diagnostic_rows("a", full, person, model, violations, config, totals["only_unassessing_records"])
     rows += in_sample_sensitivity_rows(person, model, config, "a", label)
     # ---- estimand (b)
     fixed_full = fixed_window_view(full)
@@ -687,7 +774,8 @@ def estimate_tables(person: pd.DataFrame, config: Config) -> tuple[pd.DataFrame,
         rows += new
         rows += _labelled(duration_band_rows(fixed, model_b, config, analysis="by_duration_band" + FIXED), label_b)
         rows += weight_rows(fixed, model_b, analysis="weights" + FIXED, label=label_b)[0]
-        rows += diagnostic_rows("b", fixed_full, fixed, model_b, violations_b, config)
+        rows += diagnostic_rows("b", fixed_full, fixed, model_b, violations_b, config,
+                                totals["only_unassessing_records_fixed"])
         rows += in_sample_sensitivity_rows(fixed, model_b, config, "b", label_b)
     else:
         message = "estimand (b): no cohort person's treatment ended while observed; the fixed-window estimand is empty"
@@ -707,7 +795,7 @@ def estimate_tables(person: pd.DataFrame, config: Config) -> tuple[pd.DataFrame,
             "positivity_violations": violations_b, "restricted": bool(violations_b)},
         "warnings": warnings_out,
     }
-    return to_frame(rows), extras
+    return to_frame(rows), extras, current
 
 
 def in_sample_sensitivity_rows(person, model, config, estimand: str, label: str) -> list[dict]:
@@ -743,10 +831,16 @@ def in_sample_sensitivity_rows(person, model, config, estimand: str, label: str)
 # --------------------------------------------------------------------------- warehouse
 
 
-def _read_person(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+def _require_person(con: duckdb.DuckDBPyConnection) -> str:
     if not table_exists(con, "analysis_person"):
         raise StageOrderError("table analysis_person not found: run the transform stage first (python -m pipeline transform)")
-    return con.execute("select * from analysis_person").df()
+    return "analysis_person"
+
+
+def _read_patterns(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    relation = _require_person(con)
+    check_columns(aggregate.columns_of(con, relation))
+    return aggregate.patterns(con, relation)
 
 
 def _write(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, replace_settings: tuple[str, ...] | None = None) -> None:
@@ -770,7 +864,7 @@ def _write(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, replace_settings
 
 
 def run(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild | None = None) -> dict:
-    """Read ``analysis_person``, replace ``estimates``; with ``rebuild`` also add the sensitivity rows.
+    """Aggregate ``analysis_person`` in DuckDB, replace ``estimates``; with ``rebuild`` also add the sensitivity rows.
 
     Returns DESIGN.md's headline.json dict (not yet disclosure-controlled)
     both spread at the top level (``headline``, ``complete_case``, ``config``)
@@ -778,12 +872,11 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild | None 
     (distribution per headline group), ``weight_model``, ``rows`` and ``seconds``.
     """
     started = time.perf_counter()
-    person = _read_person(con)
-    frame, extras = estimate_tables(person, config)
+    frame, extras, current = _estimate(con, _require_person(con), config)
     _write(con, frame)
     rows = len(frame)
     if rebuild is not None:
-        rows += len(sensitivity(con, config, rebuild, current=person))
+        rows += len(sensitivity(con, config, rebuild, current=current))
     # headline.json's keys at the top level too: result["headline"]["gt_4_weeks"] is the primary entry
     for message in extras["warnings"]:
         _log_warning(con, config, message)
@@ -815,20 +908,20 @@ def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild
     """Headline estimates with one setting varied at a time; rows replace analysis ``sensitivity``.
 
     ``rebuild(config) -> analysis_person DataFrame`` is supplied by the
-    transform stage and must not overwrite warehouse tables. The value equal
-    to the current setting reuses ``analysis_person`` as it is.
-    Rows: variable ``"<setting>|<headline group>"``, level = the value.
+    transform stage and must not overwrite warehouse tables; each rebuilt table
+    is aggregated to patterns at once. The value equal to the current setting
+    reuses ``current`` (the pattern table of ``analysis_person``, or the person
+    table itself). Rows: variable ``"<setting>|<headline group>"``, level = the value.
     """
-    if current is None:
-        current = _read_person(con)
+    current = _read_patterns(con) if current is None else patterns_of_frame(current)
     rows = []
     for section, key, values_key in SENSITIVITY_SETTINGS:
         for value in getattr(config.estimate, values_key):
             varied = config.replace(**{section: {key: value}})
-            person = current if getattr(getattr(config, section), key) == value else rebuild(varied)
+            person = current if getattr(getattr(config, section), key) == value else patterns_of_frame(rebuild(varied))
             person = prepare(person, varied)
             if not person["_outcome_known"].any():
-                model, violations = _unassessed_model(len(person)), []
+                model, violations = _unassessed_model(person), []
             else:
                 keep, violations = positivity(person)
                 person = person[keep].reset_index(drop=True)

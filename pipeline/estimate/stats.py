@@ -3,8 +3,15 @@ ascertainment weighting (IPW), Aalen-Johansen cumulative incidence and
 weighted logistic regression, all with honest confidence intervals.
 
 Every function takes numpy arrays (or pandas columns) with one entry per
-cohort person and returns plain numbers, dicts or DataFrames. Nothing here
-reads the warehouse; ``pipeline.estimate.run`` does that.
+row and returns plain numbers, dicts or DataFrames. A row is a covariate
+pattern: ``count`` (frequency weights) says how many cohort persons share it
+(default 1 = one row per person). Persons of one pattern contribute identical
+terms to every estimating equation and influence function, so each sum over
+persons is a sum over patterns times ``count`` -- the results equal the
+person-level ones (tests/test_aggregated_estimators.py checks 1e-9 on the demo
+against the frozen person-level reference). Nothing here reads the warehouse;
+``pipeline.estimate.aggregate`` builds the patterns and ``pipeline.estimate.run``
+the tables.
 
 Variance of IPW estimators (why a "stacked sandwich"): the weights 1/p are
 estimated by a logistic model, so each estimate solves two sets of
@@ -61,6 +68,44 @@ def as_float(values: Iterable) -> np.ndarray:
     return series.astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
 
 
+def frequencies(count, n: int) -> np.ndarray:
+    """The frequency weights as float64 (ones when ``count`` is None)."""
+    if count is None:
+        return np.ones(n)
+    c = np.asarray(count, dtype=float)
+    if c.shape != (n,):
+        raise ValueError(f"count has shape {c.shape}, expected ({n},)")
+    return c
+
+
+def weighted_percentile(values, count, q) -> np.ndarray:
+    """``np.percentile(np.repeat(values, count), q)`` (method "linear") without repeating.
+
+    The person-level array is sorted; position ``h = (N - 1) q / 100`` and the
+    result interpolates between the order statistics at ``floor(h)`` and
+    ``floor(h) + 1`` exactly as numpy does (its ``_lerp``). The order statistic
+    of rank ``k`` is the value whose cumulative count first exceeds ``k``.
+
+    >>> v, c = np.array([4.0, 1.0, 2.0]), np.array([1, 2, 1])
+    >>> weighted_percentile(v, c, [1, 50, 99]).tolist() == np.percentile([1, 1, 2, 4.0], [1, 50, 99]).tolist()
+    True
+    """
+    v = np.asarray(values, dtype=float)
+    c = np.asarray(count, dtype=float)
+    order = np.argsort(v, kind="stable")
+    v, c = v[order], c[order]
+    cumulative = np.cumsum(c)
+    total = cumulative[-1]
+    h = (total - 1) * (np.asarray(q, dtype=float) / 100.0)
+    below = np.floor(h)
+    above = np.minimum(below + 1, total - 1)
+    gamma = h - below
+    a = v[np.searchsorted(cumulative, below, side="right")]
+    b = v[np.searchsorted(cumulative, above, side="right")]
+    difference = b - a
+    return np.where(gamma >= 0.5, b - difference * (1 - gamma), a + difference * gamma)
+
+
 # --------------------------------------------------------------------------- proportions
 
 
@@ -96,7 +141,7 @@ def wilson_interval(events, n, confidence: float = 0.95):
     return low, high
 
 
-def complete_case_proportion(outcome, include=None, confidence: float = 0.95) -> dict:
+def complete_case_proportion(outcome, include=None, confidence: float = 0.95, count=None) -> dict:
     """Share of ``outcome`` among persons with a known outcome (NaN = unknown), Wilson CI.
 
     ``include`` restricts to a group. ``n`` = persons with a known outcome,
@@ -107,16 +152,17 @@ def complete_case_proportion(outcome, include=None, confidence: float = 0.95) ->
     {'estimate': 0.3333, 'ci_low': 0.0615, 'ci_high': 0.7923, 'n': 3, 'events': 1}
     """
     y = as_float(outcome)
+    c = frequencies(count, len(y))
     known = ~np.isnan(y)
     if include is not None:
         known &= np.asarray(include, dtype=bool)
-    n = int(known.sum())
-    events = int(np.nansum(y[known]))
+    n = int(round(c[known].sum()))
+    events = int(round(float(np.nansum(c[known] * y[known]))))
     low, high = wilson_interval(events, n, confidence)
     return {"estimate": events / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n, "events": events}
 
 
-def weight_summary(weights) -> dict:
+def weight_summary(weights, count=None) -> dict:
     """Distribution of positive weights: min, percentiles 1/5/25/50/75/95/99, max and
     Kish's effective sample size ``(sum w)^2 / sum w^2``.
 
@@ -124,36 +170,47 @@ def weight_summary(weights) -> dict:
     {'min': 1.0, 'p1': 1.0, 'p5': 1.0, 'p25': 1.0, 'p50': 1.5, 'p75': 2.5, 'p95': 3.7, 'p99': 3.94, 'max': 4.0, 'ess': 2.9091, 'n': 4}
     """
     w = np.asarray(weights, dtype=float)
-    w = w[w > 0]
+    c = frequencies(count, len(w))
+    positive = (w > 0) & (c > 0)
+    w, c = w[positive], c[positive]
     names = ("p1", "p5", "p25", "p50", "p75", "p95", "p99")
     if not len(w):
         return {"min": np.nan, **{k: np.nan for k in names}, "max": np.nan, "ess": 0.0, "n": 0}
-    values = np.percentile(w, [1, 5, 25, 50, 75, 95, 99])
+    values = weighted_percentile(w, c, [1, 5, 25, 50, 75, 95, 99])
     return {
         "min": float(w.min()),
         **{k: float(v) for k, v in zip(names, values)},
         "max": float(w.max()),
-        "ess": float(w.sum() ** 2 / np.square(w).sum()),
-        "n": int(len(w)),
+        "ess": float((c * w).sum() ** 2 / (c * np.square(w)).sum()),
+        "n": int(round(c.sum())),
     }
 
 
-def median_interval(values, confidence: float = 0.95) -> dict:
+def median_interval(values, confidence: float = 0.95, count=None) -> dict:
     """Median with a distribution-free order-statistic CI (binomial(n, 1/2) ranks).
 
     >>> median_interval([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
     {'estimate': 6.0, 'ci_low': 2.0, 'ci_high': 10.0, 'n': 11}
     """
-    v = np.sort(as_float(values))
-    v = v[~np.isnan(v)]
-    n = len(v)
+    v = as_float(values)
+    c = frequencies(count, len(v))
+    present = ~np.isnan(v) & (c > 0)
+    v, c = v[present], c[present]
+    n = int(round(c.sum()))
     if not n:
         return {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0}
     alpha = 1.0 - confidence
     # ranks j, k with P(B < j) <= alpha/2, B ~ Binomial(n, 1/2): [x_(j), x_(n-j+1)]
     j = int(scipy.stats.binom.ppf(alpha / 2.0, n, 0.5))
     j = max(j, 1)
-    return {"estimate": float(np.median(v)), "ci_low": float(v[j - 1]), "ci_high": float(v[n - j]), "n": n}
+    order = np.argsort(v, kind="stable")
+    v, cumulative = v[order], np.cumsum(c[order])
+
+    def rank(k: int) -> float:  # the order statistic x_(k+1), 0-based k
+        return float(v[np.searchsorted(cumulative, k, side="right")])
+
+    middle = rank((n - 1) // 2) if n % 2 else (rank(n // 2 - 1) + rank(n // 2)) / 2.0
+    return {"estimate": middle, "ci_low": rank(j - 1), "ci_high": rank(n - j), "n": n}
 
 
 # --------------------------------------------------------------------------- design matrices
@@ -166,6 +223,7 @@ def design_matrix(
     continuous: Sequence[str] = (),
     references: Mapping[str, str] | None = None,
     drop_collinear: bool = True,
+    count=None,
 ) -> tuple[np.ndarray, list[str]]:
     """Intercept + treatment-coded dummies + 0/1 flags + centred numbers.
 
@@ -173,7 +231,10 @@ def design_matrix(
     (not flagged). The reference level is ``references[column]`` when given,
     else the most frequent level. Columns that are constant or linear
     combinations of earlier ones are dropped (pivoted QR), so the model is
-    always identifiable.
+    always identifiable. With ``count`` (persons per row) the most frequent
+    level, the centring mean and the collinearity check are those of the
+    persons (the QR runs on rows scaled by ``sqrt(count)``, whose Gram matrix is
+    the persons' ``X'X``).
 
     >>> frame = pd.DataFrame({"sex": ["F", "M", "F", None], "flag": [True, False, None, True]})
     >>> X, names = design_matrix(frame, categorical=["sex"], binary=["flag"])
@@ -184,11 +245,12 @@ def design_matrix(
     """
     references = dict(references or {})
     n = len(frame)
+    c = frequencies(count, n)
     columns: list[np.ndarray] = [np.ones(n)]
     names = ["intercept"]
     for column in categorical:
         codes, levels = pd.factorize(frame[column].astype("str").fillna("unknown"), sort=True)
-        counts = np.bincount(codes, minlength=len(levels))
+        counts = np.bincount(codes, weights=c, minlength=len(levels))
         reference = references.get(column)
         if reference is None or reference not in set(levels):
             reference = levels[int(np.argmax(counts))]
@@ -201,11 +263,12 @@ def design_matrix(
         names.append(column)
     for column in continuous:
         x = as_float(frame[column])
-        columns.append(x - np.nanmean(x))
+        seen = ~np.isnan(x)
+        columns.append(x - (c[seen] * x[seen]).sum() / c[seen].sum())
         names.append(column)
     X = np.column_stack(columns)
     if drop_collinear and X.shape[1] > 1:
-        _, r, pivot = scipy.linalg.qr(X, mode="economic", pivoting=True)
+        _, r, pivot = scipy.linalg.qr(X * np.sqrt(c)[:, None], mode="economic", pivoting=True)
         diag = np.abs(np.diag(r))
         rank = int((diag > diag[0] * 1e-9).sum())
         keep = np.sort(pivot[:rank])
@@ -223,6 +286,7 @@ class AscertainmentModel:
 
     ``weight`` is ``1/p`` for ascertained persons and 0 otherwise.
     ``inverse_information`` is ``(sum_i X_i X_i' p_i (1 - p_i))^-1``.
+    Rows are covariate patterns with ``count`` persons each (None = one person a row).
     """
 
     design: np.ndarray
@@ -233,9 +297,24 @@ class AscertainmentModel:
     inverse_information: np.ndarray
     converged: bool
     fit_warnings: tuple[str, ...] = ()
+    count: np.ndarray | None = None
+
+    @property
+    def frequency(self) -> np.ndarray:
+        """Persons per row (float)."""
+        return frequencies(self.count, len(self.probability))
+
+    @property
+    def n_ascertained(self) -> int:
+        return int(round(self.frequency[self.ascertained].sum()))
+
+    def residual_moment(self) -> np.ndarray:
+        """``sum_i X_i X_i' (R_i - p_i)^2`` over the persons (the meat of the correction terms)."""
+        residual = self.ascertained.astype(float) - self.probability
+        return (self.design * (self.frequency * residual * residual)[:, None]).T @ self.design
 
     def correction(self, cross: np.ndarray) -> np.ndarray:
-        """Per-person term ``A_tb H X_i (R_i - p_i)`` for one or more estimates.
+        """Per-row (per-person) term ``A_tb H X_i (R_i - p_i)`` for one or more estimates.
 
         ``cross`` has shape (k,) or (q, k); the result (n,) or (n, q).
         """
@@ -246,7 +325,7 @@ class AscertainmentModel:
 
 
 def fit_binomial_glm(
-    X: np.ndarray, y: np.ndarray, var_weights: np.ndarray | None = None
+    X: np.ndarray, y: np.ndarray, var_weights: np.ndarray | None = None, count=None
 ) -> tuple[np.ndarray, bool, tuple[str, ...]]:
     """Coefficients, convergence and the fit's warnings of a binomial GLM, fitted on distinct rows.
 
@@ -268,7 +347,7 @@ def fit_binomial_glm(
     # Hash the rows (each row's bytes as one value): pandas' factorize is a hash
     # table, an order of magnitude faster than np.unique's sort over rows.
     codes, _ = pd.factorize(stacked.view(np.dtype((np.void, 8 * stacked.shape[1]))).ravel())
-    counts = np.bincount(codes)
+    counts = np.bincount(codes, weights=frequencies(count, len(y)))
     first = np.zeros(len(counts), dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes))[::-1]
     distinct = stacked[first]
@@ -282,7 +361,7 @@ def fit_binomial_glm(
     return np.asarray(fit.params, dtype=float), bool(getattr(fit, "converged", True)), notes
 
 
-def fit_ascertainment_model(design: np.ndarray, ascertained, names: Sequence[str] = ()) -> AscertainmentModel:
+def fit_ascertainment_model(design: np.ndarray, ascertained, names: Sequence[str] = (), count=None) -> AscertainmentModel:
     """Fit ``P(ascertained | X)`` by a binomial GLM (statsmodels, IRLS) on the whole cohort.
 
     >>> rng = np.random.default_rng(1)
@@ -296,15 +375,16 @@ def fit_ascertainment_model(design: np.ndarray, ascertained, names: Sequence[str
     """
     X = np.asarray(design, dtype=float)
     r = np.nan_to_num(as_float(ascertained), nan=0.0) > 0
-    coef, converged, notes = fit_binomial_glm(X, r.astype(float))
+    c = frequencies(count, len(r))
+    coef, converged, notes = fit_binomial_glm(X, r.astype(float), count=c)
     raw = scipy.special.expit(X @ coef)
-    extreme = int(((raw < 1e-6) | (raw > 1 - 1e-6)).sum())
+    extreme = int(round(c[(raw < 1e-6) | (raw > 1 - 1e-6)].sum()))
     if extreme:
         # quasi-separation: a covariate pattern (almost) always or never ascertained
         notes = notes + (f"fitted probability of ascertainment within 1e-6 of 0 or 1 for {extreme} persons "
                          "(quasi-separation: a covariate pattern is (almost) always or never assessed)",)
     p = np.clip(raw, 1e-12, 1 - 1e-12)
-    information = (X * (p * (1 - p))[:, None]).T @ X
+    information = (X * (c * p * (1 - p))[:, None]).T @ X
     weight = np.where(r, 1.0 / p, 0.0)
     return AscertainmentModel(
         design=X,
@@ -315,6 +395,7 @@ def fit_ascertainment_model(design: np.ndarray, ascertained, names: Sequence[str
         inverse_information=np.linalg.pinv(information),
         converged=converged,
         fit_warnings=notes,
+        count=None if count is None else c,
     )
 
 
@@ -331,9 +412,10 @@ def truncate_weights(model: AscertainmentModel, low_percentile: float = 1.0, hig
     [1.5, 1.5, 0.0, 1.5, 0.0, 0.0]
     """
     assessed = model.weight[model.ascertained]
-    if not len(assessed):
+    frequency = model.frequency[model.ascertained]
+    if not frequency.sum() > 0:
         return model
-    low, high = np.percentile(assessed, [low_percentile, high_percentile])
+    low, high = weighted_percentile(assessed, frequency, [low_percentile, high_percentile])
     clipped = np.where(model.ascertained, np.clip(model.weight, low, high), 0.0)
     return dataclasses.replace(model, weight=clipped)
 
@@ -372,32 +454,69 @@ def ipw_proportion(
     (6, 2, 3)
     """
     n_all = len(model.probability)
+    c = model.frequency
     y = np.nan_to_num(as_float(outcome), nan=0.0)
     in_group = np.ones(n_all, dtype=bool) if group is None else np.asarray(group, dtype=bool)
     if among is not None:
         in_group = in_group & (np.nan_to_num(as_float(among), nan=0.0) > 0)
     included = in_group & model.ascertained
     w = np.where(included, model.weight, 0.0)
-    total = w.sum()
-    summary = weight_summary(w)
+    total = (c * w).sum()
+    summary = weight_summary(w, count=c)
     base = {
-        "n": int(in_group.sum()),
-        "events": int(y[included].sum()),
-        "n_ascertained": int(included.sum()),
+        "n": int(round(c[in_group].sum())),
+        "events": int(round((c * y)[included].sum())),
+        "n_ascertained": int(round(c[included].sum())),
         "weights": summary,
     }
     if total <= 0:
         return {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "se": np.nan, "n_effective": 0.0, **base}
-    estimate = float((w * y).sum() / total)
+    estimate = float((c * w * y).sum() / total)
     residual = np.where(included, y - estimate, 0.0)
     psi = w * residual
     if account_for_weight_estimation:
-        cross = (w * (1 - model.probability) * residual) @ model.design
+        cross = (c * w * (1 - model.probability) * residual) @ model.design
         influence = (psi - model.correction(cross)) / total
     else:
         influence = psi / total
-    variance = float(np.square(influence).sum())
+    variance = float((c * np.square(influence)).sum())
     return {**_wilson_effective(estimate, variance, summary["ess"], confidence), **base}
+
+
+def ipw_proportion_from_sums(sums: Mapping[str, float], model: AscertainmentModel, confidence: float = 0.95) -> dict:
+    """:func:`ipw_proportion` of a group from its sums over persons, without rows.
+
+    ``sums``: n (persons in the group), n_assessed, events, w (sum of weights of the assessed), w2
+    (of squared weights), wy, w2yy, and the vectors a = sum w (1 - p) X and b = sum w (1 - p) y X over
+    the assessed. With est = wy / w and cross = b - est a, the stacked variance
+    ``sum_i (psi_i - c_i)^2 / W^2`` expands to
+    ``[sum w^2 (y - est)^2 - 2 cross H cross' + cross H M H cross'] / W^2`` (M the model's
+    residual moment over the cohort), as for the curves. The fallback effective n is Kish's
+    ``w^2 / w2``. Returns what ``ipw_proportion`` returns except the weight distribution.
+
+    >>> X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
+    >>> model = fit_ascertainment_model(X, [1, 1, 0, 1, 0, 0])
+    >>> y = np.array([1, 0, 0, 1, 0, 0.0]); w = model.weight; s = (w * (1 - model.probability))[:, None] * X
+    >>> sums = {"n": 6, "n_assessed": 3, "events": 2, "w": w.sum(), "w2": (w * w).sum(), "wy": (w * y).sum(),
+    ...         "w2yy": (w * w * y * y).sum(), "a": s.sum(axis=0), "b": (y[:, None] * s).sum(axis=0)}
+    >>> rows = ipw_proportion([1, 0, np.nan, 1, np.nan, np.nan], model)
+    >>> bool(np.isclose(ipw_proportion_from_sums(sums, model)["se"], rows["se"]))
+    True
+    """
+    base = {"n": int(round(sums["n"])), "events": int(round(sums["events"])),
+            "n_ascertained": int(round(sums["n_assessed"]))}
+    total = float(sums["w"])
+    if total <= 0:
+        return {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "se": np.nan, "n_effective": 0.0, **base}
+    estimate = float(sums["wy"]) / total
+    # sum w^2 (y - est)^2 with y in {0, 1}: w2yy - 2 est w2y + est^2 w2, and w2y = w2yy for 0/1 outcomes
+    squares = float(sums["w2yy"]) * (1.0 - 2.0 * estimate) + estimate * estimate * float(sums["w2"])
+    cross = np.asarray(sums["b"], dtype=float) - estimate * np.asarray(sums["a"], dtype=float)
+    H = model.inverse_information
+    variance = (squares - 2.0 * float(cross @ H @ cross) + float(cross @ H @ model.residual_moment() @ H @ cross)) / (total * total)
+    variance = max(variance, 0.0)
+    ess = total * total / float(sums["w2"]) if sums["w2"] > 0 else 0.0
+    return {**_wilson_effective(estimate, variance, ess, confidence), **base}
 
 
 def _wilson_effective(estimate: float, variance: float, fallback_n: float, confidence: float) -> dict:
@@ -427,6 +546,7 @@ def aalen_johansen(
     model: AscertainmentModel | None = None,
     times=None,
     confidence: float = 0.95,
+    count=None,
 ) -> pd.DataFrame:
     """Cumulative incidence of cause 1 with cause 2 competing (Aalen-Johansen).
 
@@ -436,7 +556,9 @@ def aalen_johansen(
     are still in the risk set Y (censored after events). Weights enter the
     counts d1, d2 and Y. With ``model``, weights are ``model.weight`` and only
     ascertained persons enter; the variance then also accounts for estimating
-    the weights.
+    the weights. Rows may be patterns of ``count`` persons (with ``model``: the
+    model's counts). This wrapper sums the rows into the sufficient statistics
+    of :func:`aalen_johansen_cells`, which does the work.
 
     Variance: delta-method / influence-function (Greenwood-type) variance,
     exact for tied discrete times; without competing events it equals
@@ -460,7 +582,8 @@ def aalen_johansen(
     t_all = as_float(time)
     c_all = np.nan_to_num(as_float(cause), nan=0.0).astype(int)
     n_all = len(t_all)
-    mask = ~np.isnan(t_all)
+    frequency = model.frequency if model is not None else frequencies(count, n_all)
+    mask = ~np.isnan(t_all) & (frequency > 0)
     if include is not None:
         mask &= np.asarray(include, dtype=bool)
     if model is not None:
@@ -471,7 +594,67 @@ def aalen_johansen(
     else:
         w_all = np.ones(n_all)
     mask &= w_all > 0
-    t, c, w = t_all[mask], c_all[mask], w_all[mask]
+    f, w = frequency[mask], w_all[mask]
+    correction = None
+    if model is not None:
+        score = (f * w * (1 - model.probability[mask]))[:, None] * model.design[mask]
+        correction = WeightCorrection(score, model.inverse_information, model.residual_moment())
+    return aalen_johansen_cells(t_all[mask], c_all[mask], count=f, weight_sum=f * w, weight_square=f * w * w,
+                                correction=correction, times=times, confidence=confidence)
+
+
+@dataclass(frozen=True)
+class WeightCorrection:
+    """What the stacked variance of a curve needs from the weight model, summed over persons.
+
+    ``score``: one row per cell, ``sum_i w_i (1 - p_i) X_i`` over the cell's
+    persons; ``inverse_information``: the weight model's ``H``;
+    ``residual_moment``: ``sum_i X_i X_i' (R_i - p_i)^2`` over the whole cohort.
+    """
+
+    score: np.ndarray
+    inverse_information: np.ndarray
+    residual_moment: np.ndarray
+
+
+def aalen_johansen_cells(
+    time,
+    cause,
+    *,
+    count,
+    weight_sum=None,
+    weight_square=None,
+    correction: WeightCorrection | None = None,
+    times=None,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Aalen-Johansen curve from an event table: one row per cell of persons with the same time and cause.
+
+    ``count`` persons per cell, ``weight_sum`` the sum of their weights
+    (default ``count``: unweighted), ``weight_square`` the sum of their squared
+    weights (default ``weight_sum**2 / count``). A person's influence on the
+    curve depends only on their (time, cause), so the variance
+    ``sum_i (psi_i - c_i)^2`` with ``psi_i = w_i IF(t_i, cause_i) / W`` and the
+    weight-model correction ``c_i = X_i H cross' (R_i - p_i)`` expands into cell
+    sums: ``sum_cells wsq IF^2 / W^2 - 2 cross H cross' + cross H M H cross'``
+    with ``cross = sum_cells IF score / W`` and ``M`` the residual moment.
+
+    >>> curve = aalen_johansen_cells([1, 2, 2, 2, 3, 4], [1, 1, 2, 0, 1, 0], count=[1, 1, 1, 1, 1, 1])
+    >>> curve["estimate"].round(4).tolist()
+    [0.1667, 0.3333, 0.5833]
+    >>> cells = aalen_johansen_cells([1, 2, 2, 3, 4], [1, 1, 2, 1, 0], count=[1, 1, 1, 1, 2])
+    >>> cells["at_risk"].tolist(), cells["estimate"].round(4).tolist()
+    ([6, 5, 3], [0.1667, 0.3333, 0.5])
+    """
+    t = np.asarray(time, dtype=float)
+    c = np.asarray(cause, dtype=int)
+    n = np.asarray(count, dtype=float)
+    w = n.copy() if weight_sum is None else np.asarray(weight_sum, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wsq = np.where(n > 0, w * w / n, 0.0) if weight_square is None else np.asarray(weight_square, dtype=float)
+    keep = ~np.isnan(t) & (n > 0) & (w > 0)
+    t, c, n, w, wsq = t[keep], c[keep], n[keep], w[keep], wsq[keep]
+    score = None if correction is None else np.asarray(correction.score, dtype=float)[keep]
     columns = ["time_days", "at_risk", "events", "estimate", "se", "ci_low", "ci_high"]
     if not len(t):
         return pd.DataFrame({k: pd.Series(dtype=float) for k in columns})
@@ -489,7 +672,8 @@ def aalen_johansen(
     cif = np.cumsum(survival_before * hazard1)
 
     # unweighted counts for reporting
-    n_events = np.cumsum(np.bincount(index, weights=(c == 1).astype(float), minlength=m))
+    n_events = np.cumsum(np.bincount(index, weights=n * (c == 1), minlength=m))
+    persons_before = np.concatenate([[0.0], np.cumsum(np.bincount(index, weights=n, minlength=m))])
 
     if times is None:
         targets = distinct[d1 > 0]
@@ -510,6 +694,9 @@ def aalen_johansen(
 
     estimate = np.where(position >= 0, cif[np.maximum(position, 0)], 0.0)
     variance = np.zeros(len(targets))
+    if correction is not None:
+        H = np.asarray(correction.inverse_information, dtype=float)
+        HMH = H @ np.asarray(correction.residual_moment, dtype=float) @ H
     chunk = max(1, 4_000_000 // max(len(t), 1))
     for start in range(0, len(targets), chunk):
         J = position[start : start + chunk]
@@ -520,29 +707,25 @@ def aalen_johansen(
         happened = index[:, None] <= Jc[None, :]
         term1 = happened * (event1 * survival_before[index] / y_share[index])[:, None] - cum_term1[K]
         term2 = happened * (event_any * a[index])[:, None] * (F_t - cif[index][:, None]) - (F_t * cum_a[K] - cum_fa[K])
-        influence = (term1 - term2) * valid[None, :]  # (persons, targets)
-        psi = w[:, None] * influence / total
-        if model is not None:
-            cross = ((w * (1 - model.probability[mask]))[:, None] * influence).T @ model.design[mask] / total
-            full = np.zeros((n_all, psi.shape[1]))
-            full[mask] = psi
-            full -= model.correction(cross if cross.shape[0] > 1 else cross[0]).reshape(n_all, -1)
-            variance[start : start + chunk] = np.square(full).sum(axis=0)
-        else:
-            variance[start : start + chunk] = np.square(psi).sum(axis=0)
-    se = np.sqrt(variance)
+        influence = (term1 - term2) * valid[None, :]  # (cells, targets): one person's influence
+        part = (wsq[:, None] * np.square(influence)).sum(axis=0) / (total * total)
+        if correction is not None:
+            cross = influence.T @ score / total  # (targets, k)
+            part = part - 2.0 * ((cross @ H) * cross).sum(axis=1) + ((cross @ HMH) * cross).sum(axis=1)
+        variance[start : start + chunk] = part
+    se = np.sqrt(np.maximum(variance, 0.0))
     z = z_value(confidence)
     with np.errstate(divide="ignore", invalid="ignore"):
         spread = np.exp(z * se / np.abs(estimate * np.log(estimate)))
         low = np.where((estimate > 0) & (estimate < 1), estimate**spread, estimate)
         high = np.where((estimate > 0) & (estimate < 1), estimate ** (1.0 / spread), estimate)
     Pc = np.maximum(position, 0)
-    sorted_times = np.sort(t)
+    before_target = np.searchsorted(distinct, targets, side="left")  # distinct times < target
     return pd.DataFrame(
         {
             "time_days": targets,
-            "at_risk": len(t) - np.searchsorted(sorted_times, targets, side="left"),
-            "events": np.where(position >= 0, n_events[Pc], 0.0).astype(int),
+            "at_risk": np.rint(n.sum() - persons_before[before_target]).astype(int),
+            "events": np.rint(np.where(position >= 0, n_events[Pc], 0.0)).astype(int),
             "estimate": estimate,
             "se": se,
             "ci_low": low,
@@ -562,6 +745,7 @@ def logistic_odds_ratios(
     include=None,
     model: AscertainmentModel | None = None,
     confidence: float = 0.95,
+    count=None,
 ) -> pd.DataFrame:
     """Logistic regression of a 0/1 outcome -> odds ratios with Wald CIs.
 
@@ -583,7 +767,8 @@ def logistic_odds_ratios(
     """
     y_all = as_float(outcome)
     Z = np.asarray(design, dtype=float)
-    mask = ~np.isnan(y_all)
+    c = model.frequency if model is not None else frequencies(count, len(y_all))
+    mask = ~np.isnan(y_all) & (c > 0)
     if include is not None:
         mask &= np.asarray(include, dtype=bool)
     if model is not None:
@@ -598,19 +783,19 @@ def logistic_odds_ratios(
     Z = Z[:, keep_columns]
     names = [names[i] for i in keep_columns]
     # separation warnings of the outcome model are not silenced: they reach the caller's log
-    coef, _, notes = fit_binomial_glm(Z[mask], y[mask], w[mask])
+    coef, _, notes = fit_binomial_glm(Z[mask], y[mask], w[mask], count=c[mask])
     for note in notes:
         warnings.warn(f"dose-response model: {note}", RuntimeWarning, stacklevel=2)
     mu = scipy.special.expit(Z @ coef)
     residual = np.where(mask, y - mu, 0.0)
     psi = (w * residual)[:, None] * Z
-    bread = (Z * (w * mu * (1 - mu))[:, None]).T @ Z
+    bread = (Z * (c * w * mu * (1 - mu))[:, None]).T @ Z
     if model is not None:
-        cross = (Z * (w * (1 - model.probability) * residual)[:, None]).T @ model.design
+        cross = (Z * (c * w * (1 - model.probability) * residual)[:, None]).T @ model.design
         psi = psi - model.correction(cross)
     bread_inverse = np.linalg.pinv(bread)
     influence = psi @ bread_inverse.T
-    covariance = influence.T @ influence
+    covariance = (influence * c[:, None]).T @ influence
     se = np.sqrt(np.diag(covariance))
     z = z_value(confidence)
     rows = []
@@ -627,8 +812,8 @@ def logistic_odds_ratios(
                 "ci_low": float(np.exp(coef[j] - z * se[j])),
                 "ci_high": float(np.exp(coef[j] + z * se[j])),
                 "se": float(se[j]),
-                "n": int(members.sum()),
-                "events": int(y[members].sum()),
+                "n": int(round(c[members].sum())),
+                "events": int(round((c * y)[members].sum())),
             }
         )
     return pd.DataFrame(rows, columns=["term", "estimate", "ci_low", "ci_high", "se", "n", "events"])
