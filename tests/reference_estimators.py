@@ -56,7 +56,7 @@ METHOD_COMPLETE_CASE = COMPLETE_CASE + "Wilson (complete case, unweighted)"
 # The curve's censoring rule, carried in every exported row: people leave it when
 # their outcome window (a) closes, so late points describe those treated longest.
 CIF_CENSORING = ("curve over days since episode start; each person censored when the outcome window closes "
-                 "(episode end + window_after_end_days) or observation ends, so late points describe only those "
+                 "(episode end + the outcome window after treatment) or observation ends, so late points describe only those "
                  "still treated, not the cohort; the cohort's share is the headline / duration bands")
 METHOD_AJ_PRIMARY = PRIMARY + "IPW Aalen-Johansen (death competing), delta-method variance, log-log CI; " + CIF_CENSORING
 METHOD_AJ_COMPLETE_CASE = (COMPLETE_CASE + "Aalen-Johansen (complete case, unweighted; death competing), "
