@@ -123,7 +123,7 @@ def wait_text(page, selector: str, text: str) -> None:
 
 
 def test_dashboard_shows_the_exported_figures_for_both_runs(runs, server, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # a test dependency: missing is a failure, not a skip
     demo, site_b = expected(runs, "demo"), expected(runs, "site_b")
     demo_id, site_b_id = demo["run_id"].iloc[0], site_b["run_id"].iloc[0]
     problems: list[str] = []

@@ -30,7 +30,7 @@ def report(tmp_path_factory) -> Path:
 
 
 def test_report_renders_offline_without_errors(report):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # a test dependency: missing is a failure, not a skip
     problems: list[str] = []
     blocked: list[str] = []
     with sync_api.sync_playwright() as playwright:
@@ -84,7 +84,7 @@ def _open(playwright, report: Path, width: int, media: str):
 
 
 def test_screen_page_is_compact_and_secondary_tables_are_collapsed(report):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # a test dependency: missing is a failure, not a skip
     with sync_api.sync_playwright() as playwright:
         browser, page = _open(playwright, report, 1400, "screen")
         try:
@@ -101,7 +101,7 @@ def test_screen_page_is_compact_and_secondary_tables_are_collapsed(report):
 
 
 def test_print_layout_fits_the_page_without_interactive_chrome(report):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # a test dependency: missing is a failure, not a skip
     with sync_api.sync_playwright() as playwright:
         # A4 portrait at 96 dpi is 794 px wide; the page is laid out for print as a printer would
         browser, page = _open(playwright, report, 794, "print")
