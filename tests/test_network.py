@@ -421,7 +421,10 @@ def test_dashboard_store_shows_sites_and_the_pooled_run_side_by_side(network):
     from pipeline.dashboard import data
 
     manifest = json.loads((network["pooled"] / "manifest.json").read_text())
-    view = data.load(network["root"] / "results")
+    from pipeline.results import results_dir_for
+
+    store_dir = results_dir_for(network["pooled"].parent)  # beside --out's parent, as reports/network -> results/
+    view = data.load(store_dir)
     pooled_run = view.runs[view.runs["run_id"] == manifest["run_id"]]
     assert list(pooled_run["cdm_name"]) == ["pooled"]
     assert view.run_label(manifest["run_id"]).startswith("pooled - ")
@@ -452,6 +455,6 @@ def test_dashboard_store_shows_sites_and_the_pooled_run_side_by_side(network):
     # pooling again appends one more pooled run; the site runs, already stored, are not repeated
     before = len(view.runs)
     done = cli("pipeline", "pool", *map(str, network["packages"]), "--out", str(network["root"] / "pooled-again"),
-               "--results", str(network["root"] / "results"))
+               "--results", str(store_dir))
     assert "pooled run" in done.stdout + done.stderr
-    assert len(data.load(network["root"] / "results").runs) == before + 1
+    assert len(data.load(store_dir).runs) == before + 1

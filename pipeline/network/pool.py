@@ -525,7 +525,7 @@ def append_pooled_to_store(packages: list[SitePackage], pooled: pd.DataFrame, me
 def run_pool(paths: list[Path], out: Path, method: str = "reml", results: Path | None = None) -> dict[str, Any]:
     """Read, check and pool the packages; publish ``out`` whole (atomically), then append the pooled
     run (and the sites' runs) to the results store ``results`` (default: results/ beside ``out``'s
-    parent, as for reports). Returns a summary."""
+    parent, so the default reports/network goes to the project's results/). Returns a summary."""
     from pipeline.network.report import build_pooled_report
     from pipeline.privacy.disclosure import scan_for_small_counts
     from pipeline.publish.atomic import atomic_reports
@@ -572,7 +572,7 @@ def run_pool(paths: list[Path], out: Path, method: str = "reml", results: Path |
         build_pooled_report(build, packages, pooled, notes_frame, headline, method)
     from pipeline.results import results_dir_for
 
-    results = Path(results) if results is not None else results_dir_for(out)
+    results = Path(results) if results is not None else results_dir_for(out.resolve().parent)  # reports/network -> results/
     stored = append_pooled_to_store(packages, pooled, method, run_id, run_time, results)
     return {"sites": [p.name for p in packages], "headline": headline, "pooled": pooled, "notes": notes_frame,
             "store": stored}
