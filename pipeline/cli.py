@@ -385,12 +385,14 @@ def package(out: Path = typer.Option(..., "--out", "-o", help="Package folder, o
 @app.command()
 def pool(sites: list[Path] = typer.Argument(..., help="Site packages (folders or .zip) made by `package`."),
          out: Path = typer.Option(PROJECT_ROOT / "reports" / "network", "--out", "-o", help="Folder for the pooled report and exports."),
-         method: str = typer.Option("reml", "--method", help="Between-site variance: reml, dl (DerSimonian-Laird) or pm (Paule-Mandel).")) -> None:
+         method: str = typer.Option("reml", "--method", help="Between-site variance: reml, dl (DerSimonian-Laird) or pm (Paule-Mandel)."),
+         results: Path = typer.Option(None, "--results", help="Results store folder the pooled run is appended to "
+                                      "(default: results/ beside the --out folder's parent).")) -> None:
     """Pool site packages by random-effects meta-analysis (refuses sites with different settings)."""
     from pipeline.network.pool import run_pool
 
     with step(f"pool {len(sites)} site packages -> {out}"):
-        result = run_pool(sites, out, method)
+        result = run_pool(sites, out, method, results)
     left_out = result["notes"]
     if len(left_out):
         console.print(f"  {len(left_out)} notes (cells a site was left out of, cells not pooled): {out / 'exports' / 'notes.csv'}")
@@ -399,6 +401,9 @@ def pool(sites: list[Path] = typer.Argument(..., help="Site packages (folders or
         console.print(f"[bold]> 4 weeks, pooled over {len(result['sites'])} sites:[/] {gt['estimate']:.1%} dependent "
                       f"(95% CI {gt['ci_low']:.1%} to {gt['ci_high']:.1%})")
     console.print(f"report: {out / 'index.html'}")
+    stored = result["store"]
+    console.print(f"results store: {stored['results_dir']} (pooled run {stored['pooled']}, "
+                  f"{len(stored['sites'])} site runs)")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ One module-scoped fixture does the split and the runs once (two at a time).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -412,3 +413,48 @@ def test_a_label_carrying_markup_is_escaped_in_the_report(network, tmp_path):
     run_pool(packages, tmp_path / "pooled")
     page = (tmp_path / "pooled" / "index.html").read_text()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_dashboard_store_shows_sites_and_the_pooled_run_side_by_side(network):
+    """`pool` appends the pooled run and each site's run to results/ beside --out's parent; the
+    dashboard's queries give the pooled headline of headline.json and each site's own headline."""
+    from pipeline.dashboard import data
+
+    manifest = json.loads((network["pooled"] / "manifest.json").read_text())
+    from pipeline.results import results_dir_for
+
+    store_dir = results_dir_for(network["pooled"].parent)  # beside --out's parent, as reports/network -> results/
+    view = data.load(store_dir)
+    pooled_run = view.runs[view.runs["run_id"] == manifest["run_id"]]
+    assert list(pooled_run["cdm_name"]) == ["pooled"]
+    assert view.run_label(manifest["run_id"]).startswith("pooled - ")
+
+    def headline(run_id: str, estimator: str) -> pd.DataFrame:
+        part = data.select(view, run_id, "headline", estimator, "episode_window", strata={"headline_group": None})
+        return data.wide(part, "headline_group").set_index("level")
+
+    def check(run_id: str, expected: dict) -> None:
+        for block, estimator in (("headline", "primary"), ("complete_case", "complete_case")):
+            table = headline(run_id, estimator)
+            for group in ("gt_4_weeks", "le_4_weeks"):
+                want = expected[block][group]
+                assert table.loc[group, "proportion"] == pytest.approx(want["estimate"], rel=1e-12)
+                assert table.loc[group, "lower"] == pytest.approx(want["ci_low"], rel=1e-12)
+                assert table.loc[group, "upper"] == pytest.approx(want["ci_high"], rel=1e-12)
+                assert table.loc[group, "n"] == want["n"]
+
+    check(manifest["run_id"], json.loads((network["pooled"] / "exports" / "headline.json").read_text()))
+    for package in network["packages"]:
+        site_settings = pd.read_csv(io.StringIO(_site_file(package, "exports/settings.csv")), dtype="string")
+        site_run = site_settings["run_id"].iloc[0]
+        assert site_run in set(view.runs["run_id"])
+        check(site_run, json.loads(_site_file(package, "exports/headline.json")))
+    # the two runs side by side, as the dashboard's compare view and download give them
+    both = data.filtered_rows(view, [site_run, manifest["run_id"]], "primary", "episode_window", None, None, None, None)
+    assert set(both["cdm_name"]) == {"pooled", view.runs.set_index("run_id").loc[site_run, "cdm_name"]}
+    # pooling again appends one more pooled run; the site runs, already stored, are not repeated
+    before = len(view.runs)
+    done = cli("pipeline", "pool", *map(str, network["packages"]), "--out", str(network["root"] / "pooled-again"),
+               "--results", str(store_dir))
+    assert "pooled run" in done.stdout + done.stderr
+    assert len(data.load(store_dir).runs) == before + 1

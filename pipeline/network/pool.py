@@ -17,7 +17,11 @@
    intervals, prediction interval, tau^2, I^2, Q, sites used and left out),
    ``summarised_result.csv`` + ``settings.csv`` (omopgenerics' 13 columns; each
    site's rows beside the pooled rows, cdm_name = "pooled"), ``sites.csv``,
-   ``notes.csv``; plus ``manifest.json``.
+   ``notes.csv``; plus ``manifest.json`` (with the store's ``run_id``).
+5. Append to the results store (``--results``; default results/ beside the
+   ``--out`` folder's parent): the pooled run (cdm_name "pooled", shaped as a
+   site run's export so the dashboard shows it beside a site) and each site's
+   own run from its package's exports (a run already stored is skipped).
 """
 
 from __future__ import annotations
@@ -462,8 +466,66 @@ def _is_pooled_folder(folder: Path) -> bool:
     return isinstance(manifest, dict) and "pooling_method" in manifest
 
 
-def run_pool(paths: list[Path], out: Path, method: str = "reml") -> dict[str, Any]:
-    """Read, check and pool the packages; publish ``out`` whole (atomically). Returns a summary."""
+def store_tables(packages: list[SitePackage], pooled: pd.DataFrame, method: str, run_id: str,
+                 run_time: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The pooled cells as one results-store run (cdm_name "pooled"), shaped as a site run's export.
+
+    Each pooled cell becomes the rows a site run publishes for the same (analysis, estimator,
+    estimand) -- same strata, estimate names and settings columns -- so the dashboard shows the
+    pooled run beside a site's run. Cells not pooled (fewer than 2 sites) are left out.
+    """
+    from pipeline.config import Config
+    from pipeline.results import convert
+
+    config = Config(**packages[0].headline["config"])
+    cells = pooled[pooled["estimate"].notna()]
+    estimates = pd.DataFrame({
+        "analysis": cells["analysis"].astype(str), "variable": cells["variable"].astype(str),
+        "level": cells["level"].astype(str), "estimator": cells["estimator"].astype(str),
+        "estimand": cells["estimand"].astype(str), "estimate": cells["estimate"], "ci_low": cells["ci_low"],
+        "ci_high": cells["ci_high"], "n": cells["n"].astype("object"), "events": cells["events"].astype("object"),
+        "method": cells["method"].astype(str), "suppressed": False,
+    })
+    rows, result_settings = convert.summarised_rows(estimates, None, config, POOLED_CDM_NAME)
+    settings = convert.settings_table(result_settings, config, {
+        "run_id": run_id, "run_time": run_time, "cdm_name": POOLED_CDM_NAME, "code_version": __version__})
+    settings["pooling_method"] = f"{meta.METHOD_LABELS[method]} tau^2, HKSJ interval"
+    settings["pooled_sites"] = ", ".join(p.name for p in packages)
+    return rows, settings.astype("string")
+
+
+def append_pooled_to_store(packages: list[SitePackage], pooled: pd.DataFrame, method: str, run_id: str,
+                           run_time: str, results_dir: Path) -> dict[str, Any]:
+    """Append the pooled run, and each site's own run when its package carries its exports, to the store.
+
+    A site run already stored (same run_id) is left as it is. Returns {pooled: run_id, sites: [run_id, ...]}.
+    """
+    from pipeline.results import store
+
+    site_runs = []
+    for package in packages:
+        files = _Files(package.path)
+        data = {name: files.read(f"exports/{name}") for name in ("summarised_result.csv", "settings.csv")}
+        if any(value is None for value in data.values()):
+            continue
+        try:
+            rows, settings = (pd.read_csv(io.BytesIO(data[name]), dtype="string", keep_default_na=False, na_values=[""])
+                              for name in ("summarised_result.csv", "settings.csv"))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
+            raise PipelineError(f"package {package.path}: exports/settings.csv or summarised_result.csv cannot be "
+                                f"read as CSV ({type(error).__name__})") from None
+        done = store.append(rows, settings, results_dir, where=f"package {package.path}: exports")
+        if done["run_id"]:
+            site_runs.append(done["run_id"])
+    rows, settings = store_tables(packages, pooled, method, run_id, run_time)
+    done = store.append(rows, settings, results_dir, where="pooled result")
+    return {"pooled": done["run_id"], "sites": site_runs, "results_dir": str(results_dir)}
+
+
+def run_pool(paths: list[Path], out: Path, method: str = "reml", results: Path | None = None) -> dict[str, Any]:
+    """Read, check and pool the packages; publish ``out`` whole (atomically), then append the pooled
+    run (and the sites' runs) to the results store ``results`` (default: results/ beside ``out``'s
+    parent, so the default reports/network goes to the project's results/). Returns a summary."""
     from pipeline.network.report import build_pooled_report
     from pipeline.privacy.disclosure import scan_for_small_counts
     from pipeline.publish.atomic import atomic_reports
@@ -486,6 +548,8 @@ def run_pool(paths: list[Path], out: Path, method: str = "reml") -> dict[str, An
     } for p in packages])
     notes_frame = pd.DataFrame(notes, columns=["site", *CELL_KEYS, "note"])
     k = int(packages[0].manifest["settings"].get("disclosure", {}).get("min_cell_count", 11))
+    run_id = new_id()
+    run_time = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     with atomic_reports(Path(out), new_id()) as build:
         exports = build / "exports"
         exports.mkdir()
@@ -501,9 +565,14 @@ def run_pool(paths: list[Path], out: Path, method: str = "reml") -> dict[str, An
             raise PrivacyError(f"refusing to publish the pooled result: small counts ({findings[0]})")
         manifest = {
             "created_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-            "pipeline_version": __version__, "pooling_method": method, "settings_hash": packages[0].manifest["settings_hash"],
+            "pipeline_version": __version__, "run_id": run_id, "pooling_method": method, "settings_hash": packages[0].manifest["settings_hash"],
             "sites": sites.to_dict("records"), "config": config,
         }
         (build / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         build_pooled_report(build, packages, pooled, notes_frame, headline, method)
-    return {"sites": [p.name for p in packages], "headline": headline, "pooled": pooled, "notes": notes_frame}
+    from pipeline.results import results_dir_for
+
+    results = Path(results) if results is not None else results_dir_for(out.resolve().parent)  # reports/network -> results/
+    stored = append_pooled_to_store(packages, pooled, method, run_id, run_time, results)
+    return {"sites": [p.name for p in packages], "headline": headline, "pooled": pooled, "notes": notes_frame,
+            "store": stored}
