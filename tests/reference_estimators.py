@@ -49,61 +49,15 @@ from pipeline.warehouse import table_exists
 
 log = logging.getLogger(__name__)
 
-PRIMARY = "primary: "
-COMPLETE_CASE = "complete_case: "
-METHOD_PRIMARY = PRIMARY + "IPW (Hajek), Wilson CI at sandwich effective n, weight model stacked"
-METHOD_COMPLETE_CASE = COMPLETE_CASE + "Wilson (complete case, unweighted)"
-# The curve's censoring rule, carried in every exported row: people leave it when
-# their outcome window (a) closes, so late points describe those treated longest.
-CIF_CENSORING = ("curve over days since episode start; each person censored when the outcome window closes "
-                 "(episode end + the outcome window after treatment) or observation ends, so late points describe only those "
-                 "still treated, not the cohort; the cohort's share is the headline / duration bands")
-METHOD_AJ_PRIMARY = PRIMARY + "IPW Aalen-Johansen (death competing), delta-method variance, log-log CI; " + CIF_CENSORING
-METHOD_AJ_COMPLETE_CASE = (COMPLETE_CASE + "Aalen-Johansen (complete case, unweighted; death competing), "
-                           "Greenwood-type variance, log-log CI; " + CIF_CENSORING)
-METHOD_OR = PRIMARY + "IPW logistic regression, odds ratio, stacked sandwich CI"
-HEADLINE_GROUPS = ("le_4_weeks", "gt_4_weeks")
-COMPONENTS = ("dep_icd", "dep_withdrawal", "dep_assessed", "dep_sds")
-RX_FLAGS = ("rx_many_prescribers", "rx_many_pharmacies", "rx_early_refills", "rx_high_dose", "rx_misuse_signal")
-# Weight model: covariates known for every cohort person (from prescriptions and persons).
-WEIGHT_CATEGORICAL = ("age_band", "sex", "indication", "dose_band", "duration_band")
-WEIGHT_BINARY = RX_FLAGS + ("_gt_4_weeks", "died_in_window")
-# Estimand (b): columns of the fixed assessment window after treatment ends.
-FIXED = "_fixed_window"
-ESTIMANDS = {
-    "a": "(a) dependence recorded from episode start to episode end + the outcome window: how often dependence "
-         "develops during and soon after treatment (the window grows with the treatment)",
-    "b": "(b) dependence or withdrawal assessed within the same fixed number of days after treatment ends, for "
-         "every duration: how often people are dependent once a treatment of that length stops",
-}
-WEIGHT_CONTINUOUS = ("_log_duration_days",)
-STRATA = ("misuse", "rx_misuse_signal", "indication", "dose_band", "age_band", "sex")
-# The "supervised use" stratum is defined from what is known for everyone: no
-# misuse signal in the prescription records. Documented misuse and F13.1 codes
-# are seen only in people with a record in the window, so using them would put
-# unrecorded misusers into "supervised" among exactly the people IPW stands for.
-MISUSE_STRATUM_SOURCE = "rx_misuse_signal"
-STRATUM_LABELS = {
-    "misuse": {"true": "misuse", "false": "supervised"},
-    "rx_misuse_signal": {"true": "signal", "false": "no_signal"},
-}
-DOSE_RESPONSE_CATEGORICAL = ("duration_band", "dose_band", "age_band", "sex", "indication")
-CIF_GRID_DAYS = 7  # curve reported weekly (exact values of the step function on those days)
-MARRIOTT_TYRER_DAYS = 28  # "4 weeks or longer"
-MARRIOTT_TYRER_VALUE = 1 / 3  # "almost one-third"
-RICKELS_DAYS = 240  # 8 months
-RICKELS_VALUES = {"lt_240_days": 0.05, "ge_240_days": 0.43}
-
-REQUIRED_COLUMNS = (
-    "duration_days", "duration_band", "headline_group", "age_band", "sex", "indication", "dose_band", "ending",
-    "ascertained", "dependence", *COMPONENTS, "days_to_dependence", "died_in_window", "days_to_death",
-    "fixed_window_defined", "ascertained_fixed", "dependence_fixed", "only_unassessing_records",
-    "only_unassessing_records_fixed",
-    "days_followed", *RX_FLAGS, "documented_misuse", "icd_misuse", "misuse",
-    "mean_daily_dose_dde_mg", "days_to_first_increase", "dose_escalation_ratio",
+# The labels, method texts, covariate lists and anchor figures are production's own (one
+# place holds them); what is frozen here is the person-level estimator logic.
+from pipeline.estimate.run import (  # noqa: E402
+    COMPLETE_CASE, COMPONENTS, DOSE_RESPONSE_CATEGORICAL, ESTIMANDS, ESTIMATE_COLUMNS, FIXED, HEADLINE_GROUPS,
+    MARRIOTT_TYRER_DAYS, MARRIOTT_TYRER_VALUE, METHOD_AJ_COMPLETE_CASE, METHOD_AJ_PRIMARY, METHOD_COMPLETE_CASE,
+    METHOD_EXPOSURE, METHOD_OR, METHOD_PRIMARY, MISUSE_STRATUM_SOURCE, PRIMARY, REQUIRED_COLUMNS, RICKELS_DAYS,
+    RICKELS_VALUES, RX_FLAGS, SENSITIVITY_SETTINGS, STRATA, STRATUM_LABELS, CIF_GRID_DAYS, WEIGHT_BINARY,
+    WEIGHT_CATEGORICAL, WEIGHT_CONTINUOUS, WEIGHT_STATS,
 )
-ESTIMATE_COLUMNS = ("analysis", "variable", "level", "time_days", "n", "n_assessed", "events", "estimate", "ci_low",
-                    "ci_high", "method")
 
 Rebuild = Callable[[Config], pd.DataFrame]
 
@@ -471,7 +425,6 @@ def withdrawal_rows(person, model, config) -> list[dict]:
     return rows
 
 
-WEIGHT_STATS = ("min", "p1", "p5", "p25", "p50", "p75", "p95", "p99", "max", "ess")
 
 
 def weight_rows(person, model, analysis="weights", label="") -> tuple[list[dict], dict]:
@@ -528,7 +481,6 @@ def anchor_rows(person, model, config) -> tuple[list[dict], dict]:
     return rows, anchors
 
 
-METHOD_EXPOSURE = "exposure: share of new users whose first treatment lasted more than the headline split, Wilson CI"
 
 
 def trend_rows(person, model, config) -> list[dict]:
@@ -808,11 +760,6 @@ def _log_warning(con: duckdb.DuckDBPyConnection, config: Config, message: str) -
                 ["estimate", "estimate", now, now, "warning", message[:500], json.dumps(config.to_dict())])
 
 
-SENSITIVITY_SETTINGS = (
-    ("episodes", "persistence_window_days", "sensitivity_persistence_window_days"),
-    ("outcome", "sds_cutoff", "sensitivity_sds_cutoff"),
-    ("outcome", "window_after_end_days", "sensitivity_window_after_end_days"),
-)
 
 
 def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild, current: pd.DataFrame | None = None) -> pd.DataFrame:
