@@ -65,6 +65,17 @@ KNOWN = f"({_flag('ascertained')} and dependence is not null)"
 KNOWN_FIXED = f"({_flag('fixed_window_defined')} and {_flag('ascertained_fixed')} and dependence_fixed is not null)"
 
 
+# The categorical members of WEIGHT_KEY; the rest (but duration_days) are 0/1 flags.
+_WEIGHT_KEY_CATEGORICAL = ("age_band", "sex", "indication", "dose_band", "duration_band", "headline_group")
+
+
+def _weight_key_select() -> list[str]:
+    """Select expressions of WEIGHT_KEY's categorical and flag columns, normalised as the weight patterns are
+    (``duration_days`` is cast by each caller beside its own columns)."""
+    return ([f"cast({_q(c)} as varchar) as {_q(c)}" for c in _WEIGHT_KEY_CATEGORICAL]
+            + [f"{_flag(c)} as {_q(c)}" for c in WEIGHT_KEY if c not in (*_WEIGHT_KEY_CATEGORICAL, "duration_days")])
+
+
 def _base_select() -> str:
     """The normalised per-person columns the patterns are made of (one expression each)."""
     parts = ["cast(duration_days as double) as duration_days"]
@@ -142,10 +153,7 @@ def event_cells(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataF
     died = _flag("died_in_window")
     base = ", ".join(
         ["cast(duration_days as double) as duration_days"]
-        + [f"cast({_q(c)} as varchar) as {_q(c)}" for c in ("age_band", "sex", "indication", "dose_band",
-                                                             "duration_band", "headline_group")]
-        + [f"{_flag(c)} as {_q(c)}" for c in WEIGHT_KEY if c not in ("age_band", "sex", "indication", "dose_band",
-                                                                    "duration_band", "headline_group", "duration_days")]
+        + _weight_key_select()
         + [f"cast(case when {dependent} then days_to_dependence when {died} then days_to_death "
            f"else days_followed end as double) as _time",
            f"case when {dependent} then 1 when {died} then 2 else 0 end as _cause"]
@@ -180,10 +188,7 @@ def ratio_counts(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.Data
     (all persons when ``weights`` is None)."""
     base = ", ".join(
         ["cast(duration_days as double) as duration_days", "dose_escalation_ratio"]
-        + [f"cast({_q(c)} as varchar) as {_q(c)}" for c in ("age_band", "sex", "indication", "dose_band",
-                                                             "duration_band", "headline_group")]
-        + [f"{_flag(c)} as {_q(c)}" for c in WEIGHT_KEY if c not in ("age_band", "sex", "indication", "dose_band",
-                                                                    "duration_band", "headline_group", "duration_days")]
+        + _weight_key_select()
     )
     source = f"(select {base} from {_q(relation)} where dose_escalation_ratio is not null) as p"
     if weights is None:
@@ -242,10 +247,7 @@ def group_sums(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataFr
     score_columns = [c for c in weights.columns if c.startswith("_s")]
     base = ", ".join(
         ["cast(duration_days as double) as duration_days"]
-        + [f"cast({_q(c)} as varchar) as {_q(c)}" for c in ("age_band", "sex", "indication", "dose_band",
-                                                             "duration_band", "headline_group")]
-        + [f"{_flag(c)} as {_q(c)}" for c in WEIGHT_KEY if c not in ("age_band", "sex", "indication", "dose_band",
-                                                                    "duration_band", "headline_group", "duration_days")]
+        + _weight_key_select()
         + [f"{year} as _year", f"{region} as _region", f"{KNOWN} as _known",
            f"case when {KNOWN} then cast(dependence as double) else 0 end as _y"]
     )
