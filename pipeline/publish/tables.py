@@ -274,15 +274,21 @@ def headline_from_estimates(published: pd.DataFrame, config: Config) -> dict[str
                      & published["level"].isin(HEADLINE_GROUPS) & published["time_days"].isna()]
     if rows.empty:
         return None
-    complete = rows.apply(lambda r: is_complete_case(r["analysis"], r["method"]), axis=1).astype(bool)
-    result: dict[str, Any] = {}
-    for key, subset in (("headline", rows[~complete]), ("complete_case", rows[complete])):
-        result[key] = {}
-        for group in HEADLINE_GROUPS:
-            match = subset[subset["level"] == group]
-            result[key][group] = _entry(match.iloc[0] if len(match) else None)
+    result = _headline_blocks(rows, "headline", "complete_case")
     result["config"] = config.to_dict()
     return result
+
+
+def _headline_blocks(rows: pd.DataFrame, primary_key: str, complete_key: str) -> dict[str, Any]:
+    """{primary_key: {group: entry}, complete_key: {group: entry}} from one estimand's headline rows."""
+    complete = rows.apply(lambda r: is_complete_case(r["analysis"], r["method"]), axis=1).astype(bool)
+    blocks: dict[str, Any] = {}
+    for key, subset in ((primary_key, rows[~complete]), (complete_key, rows[complete])):
+        blocks[key] = {}
+        for group in HEADLINE_GROUPS:
+            match = subset[subset["level"] == group]
+            blocks[key][group] = _entry(match.iloc[0] if len(match) else None)
+    return blocks
 
 
 def headline_from_result(estimate_result: dict[str, Any] | None, config: Config) -> dict[str, Any] | None:
@@ -332,13 +338,7 @@ def fixed_window_blocks(published: pd.DataFrame, config: Config) -> dict[str, An
     rows = published[(published["analysis"] == "headline_fixed_window") & published["level"].isin(HEADLINE_GROUPS)]
     if rows.empty:
         return {}
-    complete = rows.apply(lambda r: is_complete_case(r["analysis"], r["method"]), axis=1).astype(bool)
-    out: dict[str, Any] = {}
-    for block, subset in (("fixed_window_headline", rows[~complete]), ("fixed_window_complete_case", rows[complete])):
-        out[block] = {}
-        for group in HEADLINE_GROUPS:
-            match = subset[subset["level"] == group]
-            out[block][group] = _entry(match.iloc[0] if len(match) else None)
+    out = _headline_blocks(rows, "fixed_window_headline", "fixed_window_complete_case")
     for group in HEADLINE_GROUPS:
         for block in out:
             out[block][group]["n_assessed"] = out["fixed_window_complete_case"][group]["n"]
