@@ -58,6 +58,7 @@ from pipeline.privacy.disclosure import (
     is_published_count,
     is_small,
 )
+from pipeline.results.contract import SUPPRESSED  # omopgenerics' mark of a suppressed estimate_value
 
 # Fields that carry row-level detail; never published.
 _RECORD_FIELDS = re.compile(
@@ -82,8 +83,6 @@ _NETWORK = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNOR
 # Table headings whose cells are counts of rows or people.
 _COUNT_HEADING = re.compile(r"^(n|events|rows.*|.*\brows|.*\bpersons|.*\bpeople|excluded|count|total|persons.*)$",
                             re.IGNORECASE)
-
-SUPPRESSED_MARKER = "-"  # omopgenerics writes a suppressed estimate_value as "-"
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,7 @@ def _check_frame(frame: pd.DataFrame, where: str, k: int, b: int) -> Iterator[Vi
             if isinstance(name, str) and is_count_column(name):
                 number = _number(value)
                 rule = _count_rule(number, k, b) if number is not None else (
-                    None if value is None or pd.isna(value) or str(value).strip() in ("", SUPPRESSED_MARKER)
+                    None if value is None or pd.isna(value) or str(value).strip() in ("", SUPPRESSED)
                     else "count field holds a non-number")
                 if rule:
                     yield Violation(where, f"{value_col} (row {i + 1}, {name_col} {name})", rule)
