@@ -36,13 +36,10 @@ the file.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import io
 import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -50,6 +47,11 @@ import duckdb
 from pipeline.config import Config
 from pipeline.contract import TABLES, Column, Table
 from pipeline.errors import ExtractError
+# File handling shared with the OMOP source (re-exported: callers and tests import them from here too).
+from pipeline.ingest.files import (  # noqa: F401
+    MAX_SCANNED_FIELD, FileScan, LineScan, TableLoad, count_lines, first_mixed_line_end, header_columns,
+    reconcile_lines, runaway_quote, scan_file, scan_lines, sha256_of, sniff_delimiter, unreadable_csv,
+)
 from pipeline.warehouse import ensure_audit_tables, new_id, raw_table_snapshots, scalar, sql_literal
 
 FORMATS = ("csv", "parquet")
@@ -63,23 +65,6 @@ MAX_UNREADABLE_SHARE = 0.5
 # rules is reloaded even from byte-identical files.
 INGEST_VERSION = 2
 RAW_TABLES = tuple(TABLES)
-# Longest field the line scan follows when looking for a quote that runs on
-# (only on the slow path, after a count mismatch).
-MAX_SCANNED_FIELD = 1 << 20
-
-
-@dataclass
-class TableLoad:
-    table: str
-    source_file: str
-    file_format: str
-    sha256: str
-    rows_read: int = 0
-    rows_loaded: int = 0
-    rows_quarantined: int = 0
-    skipped: bool = False
-    extra_columns: list[str] = field(default_factory=list)
-    snapshot_id: str | None = None
 
 
 @dataclass
@@ -109,94 +94,6 @@ def find_table_files(source: Path) -> dict[str, tuple[Path, str]]:
             raise ExtractError(f"{source}: table '{name}' given twice ({name}.csv and {name}.parquet); keep one")
         found[name] = candidates[0]
     return found
-
-
-def sha256_of(path: Path) -> str:
-    return scan_file(path).sha256
-
-
-@dataclass(frozen=True)
-class FileScan:
-    """What one pass over a file's bytes tells: its sha256 and its physical lines.
-
-    A line ends with LF, CRLF or a lone CR (DuckDB reads all three); a last line
-    without a line end counts. ``trailing_blank`` is the number of empty lines at
-    the end of the file (editors and exports often leave one or two).
-    """
-
-    sha256: str
-    size: int
-    lines: int
-    trailing_blank: int
-
-    @property
-    def data_lines(self) -> int:
-        """Lines after the header, blank trailing lines excluded."""
-        return max(self.lines - 1 - self.trailing_blank, 0)
-
-
-def count_lines(data: bytes) -> tuple[int, int]:
-    """(physical lines, trailing blank lines) of a byte string.
-
-    >>> count_lines(b"h\\n1\\n2")
-    (3, 0)
-    >>> count_lines(b"h\\r\\n1\\r\\n\\r\\n\\r\\n")
-    (4, 2)
-    >>> count_lines(b"h\\r1\\r")
-    (2, 0)
-    """
-    ends = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
-    lines = ends + (1 if data and data[-1:] not in (b"\n", b"\r") else 0)
-    body = data.rstrip(b"\r\n")
-    run = data[len(body):]
-    run_ends = run.count(b"\n") + run.count(b"\r") - run.count(b"\r\n")
-    return lines, max(run_ends - 1, 0) if body else run_ends
-
-
-def scan_file(path: Path, block_size: int = 1 << 22) -> FileScan:
-    """sha256 and line counts of ``path`` in one read (``bytes.count`` runs at memory speed)."""
-    digest = hashlib.sha256()
-    ends = size = 0
-    last = b""
-    tail = b""
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(block_size), b""):
-            digest.update(block)
-            size += len(block)
-            ends += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
-            if last == b"\r" and block[:1] == b"\n":
-                ends -= 1  # a CRLF split across two blocks was counted twice
-            last = block[-1:]
-            tail = block[-65536:] if len(block) >= 65536 else (tail + block)[-65536:]
-    lines = ends + (1 if size and last not in (b"\n", b"\r") else 0)
-    _, trailing_blank = count_lines(tail)
-    return FileScan(digest.hexdigest(), size, lines, trailing_blank)
-
-
-def sniff_delimiter(path: Path) -> str:
-    """The delimiter of a CSV file, judged from its header line only.
-
-    DuckDB's sniffer can mistake a ragged data row for the header; the header
-    line is the one line whose shape we know.
-    """
-    with open(path, "rb") as handle:
-        header = handle.readline(1 << 16)
-    counts = {d: header.count(d.encode()) for d in (",", ";", "\t", "|")}
-    best = max(counts, key=counts.get)
-    return best if counts[best] else ","
-
-
-def header_columns(path: Path, delimiter: str) -> list[str]:
-    """The column names on the header line (BOM dropped, RFC 4180 quoting honoured).
-
-    Unnamed columns get DuckDB-style names (``column2``) so that an extra column
-    with an empty header does not stop the load.
-    """
-    with open(path, "rb") as handle:
-        first = handle.readline(1 << 16)
-    text = first.decode("utf-8-sig", errors="replace").splitlines()
-    names = next(csv.reader(io.StringIO(text[0] if text else ""), delimiter=delimiter), [])
-    return [name.strip() or f"column{i}" for i, name in enumerate(names)]
 
 
 def _scan_sql(path: Path, fmt: str, rejects: str | None = None) -> str:
@@ -242,89 +139,6 @@ def _parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     return int(scalar(con, f"select sum(num_rows) from parquet_file_metadata({sql_literal(str(path))})") or 0)
 
 
-def first_mixed_line_end(path: Path) -> int | None:
-    r"""The first line holding a carriage return that does not end it, in a file with LF line ends.
-
-    DuckDB stops on such a file ("state machine reached an invalid state"); Excel
-    and copy-paste from Mac tools leave them.
-
-    >>> import tempfile, os
-    >>> with tempfile.NamedTemporaryFile(delete=False) as f:
-    ...     _ = f.write(b"h\r\na\r\nb\rc\r\n")
-    >>> first_mixed_line_end(Path(f.name)); os.unlink(f.name)
-    3
-    """
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if b"\r" in line.rstrip(b"\r\n") or line.endswith(b"\r\r\n"):
-                return number
-    return None
-
-
-def unreadable_csv(error: duckdb.Error, path: Path | None = None) -> ExtractError:
-    """One line for a file DuckDB cannot parse: the file's name, and the line when it can be found."""
-    text = str(error)
-    if path is None:
-        named = re.search(r"^\s*file = (.+)$", text, flags=re.MULTILINE)
-        path = Path(named.group(1).strip()) if named else None
-    name = path.name if path is not None else "a file of the extract"
-    if path is not None and path.is_file() and not path.name.lower().endswith(".gz"):
-        if "invalid state" in text:
-            line = first_mixed_line_end(path)
-            if line is not None:
-                return ExtractError(
-                    f"{name}: line {line} (data row {line - 1}): a carriage return (CR) inside the line; "
-                    "save the file with one kind of line end (LF or CRLF)"
-                )
-        delimiter = sniff_delimiter(path)
-        if delimiter != "\t":  # tab-separated files are read without quoting
-            lines = scan_lines(path, delimiter)
-            if lines.runaway_from is not None:
-                return runaway_quote(path, lines)
-    first_line = text.strip().splitlines()[0][:200]
-    return ExtractError(f"{name}: cannot be read as CSV ({first_line})")
-
-
-@dataclass
-class LineScan:
-    """The slow-path reading of a CSV file, line by line, after a count mismatch."""
-
-    blank_rows: list[int]  # data row numbers (file line - 1) of empty lines
-    runaway_from: int | None = None  # first line of a record running over a line end
-    runaway_to: int | None = None  # its last line (None: ran past MAX_SCANNED_FIELD)
-
-
-def scan_lines(path: Path, delimiter: str, quoted: bool = True) -> LineScan:
-    """Blank lines and the first record spanning lines, as an RFC 4180 reader sees them.
-
-    Python's csv reader (in C) follows the same quoting rules as DuckDB and tells
-    the line each record ends on, so the first record whose lines jump by more
-    than one is where a quote ran on. Only run when DuckDB's record count and the
-    file's line count disagree (rare), so its speed (about 1M lines/s) matters little.
-    Decoded as latin-1: every byte maps to one character, quotes and delimiters stay.
-    """
-    blank_rows: list[int] = []
-    previous_limit = csv.field_size_limit(MAX_SCANNED_FIELD)
-    previous = 0
-    try:
-        with open(path, encoding="latin-1", newline="") as handle:
-            quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
-            reader = csv.reader(handle, delimiter=delimiter, quotechar='"', doublequote=True, strict=False, quoting=quoting)
-            try:
-                for record in reader:
-                    line = reader.line_num
-                    if line - previous > 1:
-                        return LineScan(blank_rows, previous + 1, line)
-                    if not record:
-                        blank_rows.append(line - 1)
-                    previous = line
-            except csv.Error:
-                return LineScan(blank_rows, previous + 1, None)
-    finally:
-        csv.field_size_limit(previous_limit)
-    return LineScan(blank_rows)
-
-
 def _check_columns(table: Table, path: Path, columns: list[str]) -> dict[str, str]:
     """Map contract column -> source column (names matched case-insensitively)."""
     by_lower: dict[str, str] = {}
@@ -361,20 +175,6 @@ def _typed_expression(column: Column, text: str) -> str:
     return text
 
 
-def _failure_checks(column: Column, text: str) -> list[tuple[str, str]]:
-    """(condition, rule_id) pairs: a row failing any of them is quarantined at ingest."""
-    typed = _typed_expression(column, text)
-    checks = []
-    if column.required:
-        checks.append((f"{text} is null", f"ingest.required_missing.{column.name}"))
-    if column.duckdb_type == "VARCHAR":
-        checks.append((f"length({text}) > {MAX_TEXT_LENGTH}", f"ingest.too_long.{column.name}"))
-    else:
-        checks.append((f"{text} is not null and {typed} is null", f"ingest.type.{column.name}"))
-    checks.append((f"regexp_matches({text}, '[\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F]')", f"ingest.control_character.{column.name}"))
-    return checks
-
-
 _TYPE_WORDS = {
     "BIGINT": "an integer",
     "DOUBLE": "a finite number",
@@ -403,45 +203,77 @@ def _gate_headers(con: duckdb.DuckDBPyConnection, files: dict[str, tuple[Path, s
 
 def _gate_parsed(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str, extra_columns: list[str],
                  privacy_gate) -> None:
-    """The privacy gate on every value of the parsed table, its extra columns and its unreadable
-    lines (inside the load's transaction: a refusal rolls it back)."""
+    """The privacy gate on every value of the parsed text table (contract and extra columns, one
+    pass) and of its unreadable lines (inside the load's transaction: a refusal rolls it back)."""
     rejects = f"_rejects_{table.name}" if fmt == "csv" else None
-    privacy_gate.values(con, table.name, path.name, "_ingest_readable", _scan_sql(path, fmt), extra_columns, rejects)
+    privacy_gate.values(con, table.name, path.name, "_ingest_text", _scan_sql(path, fmt), extra_columns, rejects)
 
 
-def runaway_quote(path: Path, lines: LineScan) -> ExtractError:
-    """The one line for a quoted field that runs over a line end."""
-    start = lines.runaway_from
-    reach = f"to line {lines.runaway_to}" if lines.runaway_to else f"for more than {MAX_SCANNED_FIELD // (1 << 20)} MB"
-    return ExtractError(
-        f"{path.name}: line {start} (data row {start - 1}): a quoted field opens and does not close on that line "
-        f"(it runs on {reach}; a stray or unmatched '\"'?); fields may not span lines: fix the quoting and load again"
-    )
+# Control characters a contract value may not hold (tab, LF and CR are line structure, not data).
+CONTROL_CHARACTERS = "[\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F]"
+# The parquet reader's own row number, kept in the text table under this name.
+_PARQUET_ROW = "_ingest_file_row"
 
 
-def reconcile_lines(path: Path, file_scan: FileScan, records: int, gaps: list[int], quoted: bool = True) -> int:
-    """Rows read = data lines of the file; refuse when the CSV reader saw fewer records.
+def _text_sql(table: Table, mapping: dict[str, str], extra_columns: list[str], scan: str, fmt: str) -> str:
+    """SELECT of the file as text: the contract's columns trimmed (empty = NULL), extra columns as read."""
+    texts = [
+        f"nullif(trim(cast({_quote(mapping[c.name])} as varchar)), '') as {_quote(c.name)}" if c.name in mapping
+        else f"null::varchar as {_quote(c.name)}"
+        for c in table.columns
+    ]
+    texts += [f"cast({_quote(c)} as varchar) as {_quote(c)}" for c in extra_columns]
+    if fmt == "parquet":
+        texts.append(f"file_row_number as {_PARQUET_ROW}")
+    return f"select {', '.join(texts)} from {scan}"
 
-    Fast path: DuckDB's records (parsed + rejected) equal the data lines counted
-    from the bytes. Otherwise the file is read line by line (``scan_lines``): blank
-    lines in the middle are not records (they join ``gaps`` so source rows keep the
-    file's numbering); a quoted field running over a line end is refused, naming
-    the line where it opens. ``gaps`` is extended in place.
+
+def _typed_sql(table: Table, readable_row: str, source_row: str, rejected_join: str, load_id: str) -> str:
+    """The raw table's rows from ``_ingest_text``: every column typed once, the first failing
+    rule per row in ``_rule`` (NULL: the row loads), the file row in ``_source_row``.
+
+    One pass over the text: the typed value of each column is computed once and both
+    typed and checked (its text is not NULL but the typed value is); one RE2 scan over
+    a row's text columns finds control characters, and only a row holding one is
+    told which column. A quarantined row keeps none of its text values (its record id
+    goes to ``_record_id``); its typed values are NULL where they did not cast.
     """
-    if records == file_scan.data_lines:
-        return records
-    lines = scan_lines(path, sniff_delimiter(path), quoted)
-    if lines.runaway_from is not None:
-        raise runaway_quote(path, lines)
-    blank = [row for row in lines.blank_rows if row >= 1]
-    data_lines = file_scan.lines - 1 - len(blank)
-    if records != data_lines:
-        raise ExtractError(
-            f"{path.name}: {data_lines} data lines but the CSV reader finds {records} records; "
-            "check line ends and quoting (expected UTF-8 CSV, one record per line)"
+    q = _quote
+    typed = [f"{_typed_expression(c, q(c.name))}::{c.duckdb_type} as {q('_typed_' + c.name)}" for c in table.columns]
+    # BIGINT, DOUBLE and BOOLEAN values with a control character do not cast: the type rule names them.
+    text_like = [c for c in table.columns if c.duckdb_type in ("VARCHAR", "DATE")]
+    control = f"regexp_matches(concat({', '.join(q(c.name) for c in text_like)}), '{CONTROL_CHARACTERS}')"
+    whens = []
+    for c in table.columns:
+        text, value = q(c.name), q("_typed_" + c.name)
+        if c.required:
+            whens.append(f"when {text} is null then 'ingest.required_missing.{c.name}'")
+        if c.duckdb_type == "VARCHAR":
+            whens.append(f"when length({text}) > {MAX_TEXT_LENGTH} then 'ingest.too_long.{c.name}'")
+        else:
+            whens.append(f"when {text} is not null and {value} is null then 'ingest.type.{c.name}'")
+        if c in text_like:
+            whens.append(f"when _has_control and regexp_matches({text}, '{CONTROL_CHARACTERS}') "
+                         f"then 'ingest.control_character.{c.name}'")
+    values = [
+        f"case when _rule is null then {q('_typed_' + c.name)} end as {q(c.name)}" if c.duckdb_type == "VARCHAR"
+        else f"{q('_typed_' + c.name)} as {q(c.name)}"
+        for c in table.columns
+    ]
+    return f"""
+        with typed as (
+            select {readable_row} as _readable_row, text.*, {', '.join(typed)}, {control} as _has_control
+            from _ingest_text as text
+        ),
+        checked as (
+            select *, case {' '.join(whens)} end as _rule from typed
+        ),
+        final as (
+            select {', '.join(values)}, {source_row} as _source_row, {sql_literal(load_id)} as _load_id, _rule,
+                   case when _rule is not null then left({q(table.id_column)}, {MAX_TEXT_LENGTH}) end as _record_id
+            from checked {rejected_join}
         )
-    gaps[:] = sorted(set(gaps) | set(blank))
-    return data_lines
+        select * from final"""
 
 
 def _stage_table(
@@ -450,33 +282,28 @@ def _stage_table(
 ) -> None:
     """Read one file into ``raw_<table>`` (typed rows) and ``_ingest_quarantine`` (rows set aside).
 
-    One parse of the file into ``_ingest_readable`` (text); the typed raw table
-    and the quarantine are both selected from it through views, so a 10M-row
-    file is materialised twice (text, typed), not once per step.
+    One parse of the file by DuckDB's parallel reader into the temp table
+    ``_ingest_text`` (every column as text, extra columns included), kept in file
+    order, so a row's position in it (``rowid``) is its place among the file's
+    readable records: no window over the scan. The privacy gate reads that table
+    once; one more pass types every column and picks each row's first failing rule
+    into ``raw_<table>``; rows with a rule are copied to the quarantine and deleted.
     """
     columns = _describe(con, path, fmt)
     mapping = _check_columns(table, path, columns)
     load.extra_columns = [c for c in columns if c.strip().lower() not in mapping]
     rejects = f"_rejects_{table.name}"
     scan = _scan_sql(path, fmt, rejects=rejects if fmt == "csv" else None)
-    texts = {
-        c.name: (f"nullif(trim(cast({_quote(mapping[c.name])} as varchar)), '')" if c.name in mapping else "null::varchar")
-        for c in table.columns
-    }
-    row_number = "file_row_number + 1" if fmt == "parquet" else "row_number() over ()"
-    # File order must survive the parse for row_number() to be the file's row number.
+    # Insertion order kept: rowid of _ingest_text is then the record's place in the file
+    # (DuckDB's parallel CSV reader orders its batches; no single-threaded window needed).
     con.execute("set preserve_insertion_order = true")
     try:
-        con.execute(
-            f"""create or replace table _ingest_readable as
-                select {row_number} as _readable_row, {', '.join(f'{expr} as {_quote(name)}' for name, expr in texts.items())}
-                from {scan}"""
-        )
+        con.execute(f"create or replace temp table _ingest_text as {_text_sql(table, mapping, load.extra_columns, scan, fmt)}")
     except duckdb.Error as error:
         if fmt == "csv":
             raise unreadable_csv(error, path) from None
         raise ExtractError(f"{path.name}: cannot be read as Parquet ({str(error).strip().splitlines()[0][:200]})") from None
-    con.execute("set preserve_insertion_order = false")
+    con.execute("set preserve_insertion_order = false")  # order no longer matters: rows carry their number
     if privacy_gate is not None:
         _gate_parsed(con, table, path, fmt, load.extra_columns, privacy_gate)
     unreadable = 0
@@ -492,8 +319,10 @@ def _stage_table(
         ).fetchall()
         unreadable = len(rejected)
         con.execute(f"drop table if exists {rejects}; drop table if exists {rejects}_scan")
-    gaps = [row for row, _, _ in rejected]  # data rows that are not in _ingest_readable
-    records = scalar(con, "select count(*) from _ingest_readable") + unreadable
+    gaps = [row for row, _, _ in rejected]  # data rows that are not in _ingest_text
+    readable, first_rowid, last_rowid = con.execute(
+        "select count(*), min(rowid), max(rowid) from _ingest_text").fetchall()[0]
+    records = readable + unreadable
     if fmt == "csv":
         load.rows_read = reconcile_lines(path, file_scan or scan_file(path), records, gaps)
     else:
@@ -501,61 +330,45 @@ def _stage_table(
         if records != load.rows_read:
             raise ExtractError(f"{path.name}: the Parquet metadata says {load.rows_read} rows but {records} were read")
     if rejected:
-        con.executemany(
-            "insert into _ingest_quarantine values (?, 'ingest', ?, null, ?, ?, ?)",
-            [
-                [load_id, table.name, row, f"ingest.unreadable_line.{error_type.lower().replace(' ', '_')}", message[:200]]
-                for row, error_type, message in rejected
-            ],
+        con.execute(
+            "insert into _ingest_quarantine select * from (values "
+            + ", ".join("(?, 'ingest', ?, null::varchar, ?::bigint, ?, ?)" for _ in rejected) + ")",
+            [value for row, error_type, message in rejected
+             for value in (load_id, table.name, row, f"ingest.unreadable_line.{error_type.lower().replace(' ', '_')}",
+                           message[:200])],
         )
+    if fmt == "parquet":
+        readable_row = f"{_PARQUET_ROW} + 1"
+    elif not readable or last_rowid - first_rowid + 1 == readable:
+        # rowids of a table are consecutive from a base (0, or a high base inside a transaction)
+        readable_row = f"text.rowid - {int(first_rowid or 0)} + 1"
+    else:  # never seen; kept so that a change in DuckDB's rowids cannot renumber rows silently
+        readable_row = "row_number() over (order by text.rowid)"
+    source_row, rejected_join = "_readable_row", ""
     if gaps:
         # Readable rows before the j-th gap (rejected or blank line) r_j: r_j - j. A
         # readable row k then sits at data row k + #{j : r_j - j < k} (an ASOF join on that count).
-        con.execute("create or replace temp table _ingest_rejected (data_row bigint, readable_before bigint)")
-        con.executemany(
-            "insert into _ingest_rejected values (?, ?)",
-            [[row, row - j] for j, row in enumerate(gaps, start=1)],
-        )
+        con.execute("create or replace temp table _ingest_rejected (readable_before bigint, rejected_so_far bigint)")
         con.execute(
-            """create or replace temp view _ingest_text as
-               with rejected_before as (
-                   select readable_before, row_number() over (order by data_row) as rejected_so_far
-                   from _ingest_rejected
-               ),
-               final as (
-                   select r.* exclude (_readable_row),
-                          r._readable_row + coalesce(b.rejected_so_far, 0) as _source_row
-                   from _ingest_readable as r
-                   asof left join rejected_before as b on r._readable_row > b.readable_before
-               )
-               select * from final"""
+            "insert into _ingest_rejected select * from (values "
+            + ", ".join("(?::bigint, ?::bigint)" for _ in gaps) + ")",
+            [value for j, row in enumerate(gaps, start=1) for value in (row - j, j)],
         )
-    else:
-        con.execute(
-            "create or replace temp view _ingest_text as "
-            "select * exclude (_readable_row), _readable_row as _source_row from _ingest_readable"
-        )
-    checks = [(cond, rule) for c in table.columns for cond, rule in _failure_checks(c, _quote(c.name))]
-    first_failure = "case " + " ".join(f"when {cond} then '{rule}'" for cond, rule in checks) + " end"
-    con.execute(f"create or replace temp view _ingest_checked as select *, {first_failure} as _rule from _ingest_text")
-    typed = ", ".join(f"{_typed_expression(c, _quote(c.name))}::{c.duckdb_type} as {_quote(c.name)}" for c in table.columns)
-    con.execute(
-        f"""create or replace table raw_{table.name} as
-            select {typed}, _source_row, {sql_literal(load_id)} as _load_id from _ingest_checked where _rule is null"""
-    )
-    id_column = _quote(table.id_column)
-    con.execute(
+        source_row = "_readable_row + coalesce(gap.rejected_so_far, 0)"
+        rejected_join = "asof left join _ingest_rejected as gap on checked._readable_row > gap.readable_before"
+    con.execute(f"create or replace table raw_{table.name} as {_typed_sql(table, readable_row, source_row, rejected_join, load_id)}")
+    con.execute("drop table if exists _ingest_text")
+    failing = con.execute(
         f"""insert into _ingest_quarantine
-            select {sql_literal(load_id)}, 'ingest', {sql_literal(table.name)}, left({id_column}, {MAX_TEXT_LENGTH}),
-                   _source_row, _rule, null
-            from _ingest_checked where _rule is not null"""
-    )
+            select {sql_literal(load_id)}, 'ingest', {sql_literal(table.name)}, _record_id, _source_row, _rule, null
+            from raw_{table.name} where _rule is not null"""
+    ).fetchall()
+    typed_failures = int(failing[0][0]) if failing else 0
+    if typed_failures:
+        con.execute(f"delete from raw_{table.name} where _rule is not null")
+    con.execute(f"alter table raw_{table.name} drop column _rule")
+    con.execute(f"alter table raw_{table.name} drop column _record_id")
     load.rows_loaded = scalar(con, f"select count(*) from raw_{table.name}")
-    typed_failures = scalar(
-        con, "select count(*) from _ingest_quarantine where table_name = ? and rule_id not like 'ingest.unreadable_line%'",
-        [table.name],
-    )
-    con.execute("drop view if exists _ingest_checked; drop view if exists _ingest_text; drop table if exists _ingest_readable")
     load.rows_quarantined = typed_failures + unreadable
     if load.rows_loaded + load.rows_quarantined != load.rows_read:  # a bug, never a user's problem
         raise AssertionError(f"{path.name}: {load.rows_read} read != {load.rows_loaded} loaded + {load.rows_quarantined} quarantined")
@@ -568,6 +381,7 @@ def _stage_table(
             f"{path.name}: {load.rows_quarantined} of {load.rows_read} rows unusable "
             f"(most common: {top_rule}, {top_count} rows); is this the right file, in UTF-8 with ISO dates?"
         )
+
 
 
 def snapshot_id(kind: str, files: dict[str, str], version: int | str) -> str:
@@ -659,8 +473,7 @@ def load_native(
         con.execute("rollback")
         raise
     finally:
-        for drop in ("drop view if exists _ingest_checked", "drop view if exists _ingest_text",
-                     "drop table if exists _ingest_readable", "drop table if exists _ingest_rejected",
+        for drop in ("drop table if exists _ingest_text", "drop table if exists _ingest_rejected",
                      "drop table if exists _ingest_quarantine", "set preserve_insertion_order = true"):
             try:
                 con.execute(drop)

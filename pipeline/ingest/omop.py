@@ -51,7 +51,7 @@ import duckdb
 
 from pipeline.config import Config
 from pipeline.errors import ExtractError
-from pipeline.ingest.native import FileScan, TableLoad, reconcile_lines, scan_file, sha256_of, sniff_delimiter, unreadable_csv
+from pipeline.ingest.files import FileScan, TableLoad, reconcile_lines, scan_file, sha256_of, sniff_delimiter, unreadable_csv
 from pipeline.privacy.gate import refuse_cdm_identifiers
 from pipeline.warehouse import ensure_audit_tables, new_id, scalar, sql_literal, table_exists
 

@@ -503,15 +503,16 @@ def _value_sql(table: str, column: str, extra: bool) -> str:
 
 def scan_table(con: duckdb.DuckDBPyConnection, relation: str, table: str, file_name: str | None = None,
                columns: Sequence[str] | None = None, labels: Mapping[str, str] | None = None,
-               extra: bool = False) -> list[Finding]:
+               extra: bool | Sequence[str] = False) -> list[Finding]:
     """Findings from every value of ``columns`` (default: all) of the SQL relation
     ``relation`` (a table name or a table function), judged as columns of contract
     table ``table``. ``labels`` maps a column to its printable label.
 
-    One aggregate query reads the relation once: per column, the rows matching
-    the union of its rules. A second query per column with candidates says which
-    rules, over its candidate rows only. ``extra``: the columns are outside the
-    contract (full dates there are judged as possible birth dates).
+    One aggregate query reads the relation once, every column and every rule at
+    once (the common case ends there). Only when it finds candidates, a second
+    query says which columns, and a third per such column which rules. ``extra``:
+    the columns outside the contract (``True``: all of them), where full dates are
+    judged as possible birth dates and contract types do not apply.
     """
     file_name = file_name or table
     if columns is None:
@@ -520,7 +521,9 @@ def scan_table(con: duckdb.DuckDBPyConnection, relation: str, table: str, file_n
     if not columns:
         return []
     labels = dict(labels or {})
-    applicable = {c: _applicable(table, c, extra) for c in columns}
+    outside = set(columns) if extra is True else set(extra or ())
+    is_extra = {c: c in outside for c in columns}
+    applicable = {c: _applicable(table, c, is_extra[c]) for c in columns}
     # Pass 1, the common case: one RE2 scan per row over its values joined by
     # newlines, with the union of the rules of every column ((?m): ^ and $ hold
     # at each value's ends). A value matching a rule of its column matches here
@@ -530,26 +533,26 @@ def scan_table(con: duckdb.DuckDBPyConnection, relation: str, table: str, file_n
     # observation_start would match birth_year's date-of-birth rule.
     specific = {"gate.birth_date", "gate.extra_dates", "gate.zip_region"}
     common = list({r.rule: r for rules in applicable.values() for r in rules if r.rule not in specific}.values())
-    row_text = "concat_ws(chr(10), " + ", ".join(_value_sql(table, c, extra) for c in columns) + ")"
+    row_text = "concat_ws(chr(10), " + ", ".join(_value_sql(table, c, is_extra[c]) for c in columns) + ")"
     counts = [f"count_if(regexp_matches({row_text}, {_literal('(?m)' + _union(common))}))"]
     for column, rules in applicable.items():
         own = [r for r in rules if r.rule in specific]
         if own:
-            counts.append(f"count_if(regexp_matches({_value_sql(table, column, extra)}, {_literal(_union(own))}))")
+            counts.append(f"count_if(regexp_matches({_value_sql(table, column, is_extra[column])}, {_literal(_union(own))}))")
     if not any(con.execute(f"select {', '.join(counts)} from {relation}").fetchall()[0]):
         return []
     # Pass 2: which columns hold candidates; pass 3 (per column): which rules.
     unions = {c: _union(rules) for c, rules in applicable.items()}
     selects = []
     for i, column in enumerate(columns):
-        v = _value_sql(table, column, extra)
+        v = _value_sql(table, column, is_extra[column])
         selects.append(f"count_if(regexp_matches({v}, {_literal(unions[column])})) as c{i}")
     counts = con.execute(f"select {', '.join(selects)} from {relation}").fetchall()[0]
     findings = []
     for i, column in enumerate(columns):
         if counts[i]:
             findings.extend(_judge_column(con, relation, table, file_name, column, labels.get(column, column),
-                                          unions[column], extra))
+                                          unions[column], is_extra[column]))
     return findings
 
 
@@ -640,19 +643,22 @@ class IdentifierGate:
     def values(self, con: duckdb.DuckDBPyConnection, table: str, file_name: str, parsed: str,
                file_relation: str | None = None, extra_columns: Sequence[str] = (),
                rejected_lines: str | None = None) -> list[Finding]:
-        """Every value of the parsed table ``parsed`` (the contract's columns, as text), of the
-        file's ``extra_columns`` (read from ``file_relation``: the parsed table holds the
-        contract's columns only), and of the lines the CSV reader could not split
-        (``rejected_lines``: a DuckDB reject_errors table; its lines are never stored,
-        but an identifier in them is still an identifier in the extract)."""
+        """Every value of the parsed table ``parsed`` (as text): the contract's columns and the
+        file's ``extra_columns``, in one pass. Extra columns the parsed table does not hold are
+        read from ``file_relation``. ``rejected_lines``: a DuckDB reject_errors table of the
+        lines the CSV reader could not split; they are never stored, but an identifier in them
+        is still an identifier in the extract."""
         contract = TABLES.get(table)
-        parsed_columns = set(con.sql(f"select * from {parsed} limit 0").columns)
+        parsed_columns = con.sql(f"select * from {parsed} limit 0").columns
+        extras = [c for c in extra_columns if c in parsed_columns]
         columns = [c.name for c in contract.columns if c.name in parsed_columns] if contract else list(parsed_columns)
-        findings = scan_table(con, parsed, table, file_name, columns)
-        if extra_columns and file_relation:
-            all_columns = con.sql(f"select * from {file_relation} limit 0").columns
-            labels = {c: printable_column(c, i) for i, c in enumerate(all_columns)}
-            findings += scan_table(con, file_relation, table, file_name, list(extra_columns), labels, extra=True)
+        # Labels by the column's place in the file ("column 3"), when the file is at hand.
+        file_columns = con.sql(f"select * from {file_relation} limit 0").columns if file_relation else parsed_columns
+        labels = {c: printable_column(c, i) for i, c in enumerate(file_columns)}
+        findings = scan_table(con, parsed, table, file_name, columns + extras, labels, extra=extras)
+        elsewhere = [c for c in extra_columns if c not in parsed_columns]
+        if elsewhere and file_relation:
+            findings += scan_table(con, file_relation, table, file_name, elsewhere, labels, extra=True)
         if rejected_lines:
             cells = (f"(select unnest(regexp_split_to_array(csv_line, '[,;\\t|]')) as \"unreadable lines\" "
                      f"from {rejected_lines})")
