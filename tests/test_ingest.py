@@ -257,3 +257,104 @@ def test_snapshot_is_recorded_on_every_raw_table_and_in_audit_load(tmp_path, con
     assert set(comments.values()) == {summary.snapshot_id} and len(comments) == 4
     assert con.execute("select distinct snapshot_id from audit_load").fetchall() == [(summary.snapshot_id,)]
     assert summary.snapshot_id.startswith(f"native:{native.INGEST_VERSION}:")
+
+
+# ---------------------------------------------------------------- one parse, numbered by its place in the file
+
+
+def _small_buffers(monkeypatch):
+    """DuckDB reads the CSV in ~256 KB buffers, in parallel: a few MB become many batches."""
+    scan_sql = native._scan_sql
+
+    def scan(path, fmt, rejects=None):
+        return scan_sql(path, fmt, rejects).replace("max_line_size = 20000000", "max_line_size = 65536, buffer_size = 262144")
+
+    monkeypatch.setattr(native, "_scan_sql", scan)
+
+
+def _numbered_prescriptions(n, bad=None, newline="\n", bom=False, final_newline=True):
+    """Prescription lines whose id is their data row number (R<row>); ``bad`` maps row -> the line to write instead."""
+    header = PRESCRIPTIONS.splitlines()[0]
+    lines = [header] + [
+        (bad or {}).get(row, f"R{row},P{1 + row % 3},2020-01-{1 + row % 28:02d},clonazepam,0.5,60,30,,panic,D1,PH1")
+        for row in range(1, n + 1)
+    ]
+    text = newline.join(lines) + (newline if final_newline else "")
+    return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+
+
+@pytest.mark.parametrize("newline, bom, final_newline", [("\n", False, True), ("\r\n", True, False), ("\r\n", False, True)])
+def test_source_rows_follow_the_file_across_parallel_batches(tmp_path, con, cfg, monkeypatch, newline, bom, final_newline):
+    """60,000 rows read as ~20 parallel batches: every loaded row keeps its file row, every bad line is
+    quarantined at its own row, whatever the line ends, a BOM or a last line without a line end.
+    (With CRLF, DuckDB's own line numbers for rejected lines can be one off at a buffer boundary.)"""
+    _small_buffers(monkeypatch)
+    n = 60_000
+    bad = {
+        7: "R7,P1,2020-01-01,clonazepam,0.5,60,30,,panic,D1,PH1,extra",  # ragged: too many fields
+        20_001: "R20001,P1,01/02/2020,clonazepam,0.5,60,30,,panic,D1,PH1",  # not an ISO date
+        20_002: "R20002,,2020-01-01,clonazepam,0.5,60,30,,panic,D1,PH1",  # required person_id missing
+        33_333: '"R33333","P1","2020-01-01","clonazepam","0.5","60","30","","panic, with comma ""quoted""","D1","PH1"',
+        45_000: "R45000,P1,2020-01-01,clonazepam,0.5,sixty,30,,panic,D1,PH1",  # not a number
+        n: "R60000,P1,2020-01-01",  # ragged last line: too few fields
+    }
+    folder = write_extract(tmp_path / "x", {"prescriptions": _numbered_prescriptions(n, bad, newline, bom, final_newline)})
+    summary = load_native(con, folder, cfg)
+    load = next(t for t in summary.tables if t.table == "prescriptions")
+    assert (load.rows_read, load.rows_loaded, load.rows_quarantined) == (n, n - 5, 5)
+    assert scalar(con, "select count(*) from raw_prescriptions where prescription_id <> 'R' || _source_row") == 0
+    assert scalar(con, "select indication from raw_prescriptions where _source_row = 33333") == 'panic, with comma "quoted"'
+    quarantined = con.execute(
+        "select source_row, rule_id from audit_quarantine where table_name = 'prescriptions' order by 1").fetchall()
+    assert quarantined == [
+        (7, "ingest.unreadable_line.too_many_columns"), (20_001, "ingest.type.dispensed_on"),
+        (20_002, "ingest.required_missing.person_id"), (45_000, "ingest.type.quantity"),
+        (n, "ingest.unreadable_line.missing_columns"),
+    ]
+
+
+def test_blank_lines_inside_a_large_file_keep_the_numbering(tmp_path, con, cfg, monkeypatch):
+    _small_buffers(monkeypatch)
+    data = _numbered_prescriptions(30_000).replace(b"\nR12000,", b"\n\nR12000,").replace(b"\nR29000,", b"\n\n\nR29000,")
+    load_native(con, write_extract(tmp_path / "x", {"prescriptions": data}), cfg)
+    assert counts(con, "prescriptions") == (30_000, 30_000, 0)
+    # R12000 is now on file line 12002 (data row 12001): numbering follows the file, blank lines are not records
+    assert scalar(con, "select _source_row from raw_prescriptions where prescription_id = 'R12000'") == 12_001
+    assert scalar(con, "select _source_row from raw_prescriptions where prescription_id = 'R29000'") == 29_003
+
+
+def test_stray_quote_deep_in_a_large_file_is_refused_naming_its_line(tmp_path, con, cfg, monkeypatch):
+    _small_buffers(monkeypatch)
+    bad = {41_234: 'R41234,P1,2020-01-01,clonazepam,0.5,60,30,,"panic,D1,PH1'}
+    folder = write_extract(tmp_path / "x", {"prescriptions": _numbered_prescriptions(50_000, bad)})
+    with pytest.raises(ExtractError, match=r"prescriptions.csv: line 41235 \(data row 41234\): a quoted field opens"):
+        load_native(con, folder, cfg)
+    assert scalar(con, "select count(*) from information_schema.tables where table_name = 'raw_prescriptions'") == 0
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\xef\xbb\xbf", "the first line is not a header row"),  # a BOM and nothing else
+    (b"\r\n\r\n", "the first line is not a header row"),
+])
+def test_files_without_a_header_line_are_refused_in_one_line(tmp_path, con, cfg, data, message):
+    with pytest.raises(ExtractError, match=f"diagnoses.csv: {message}"):
+        load_native(con, write_extract(tmp_path / "x", {"diagnoses": data}), cfg)
+
+
+def test_header_only_file_with_bom_crlf_and_no_final_newline_loads_zero_rows(tmp_path, con, cfg):
+    header = b"\xef\xbb\xbfdiagnosis_id,person_id,recorded_on,code,code_system"
+    for data in (header, header + b"\r\n", header + b"\r\n\r\n"):
+        load_native(con, write_extract(tmp_path / "x", {"diagnoses": data}), cfg)
+        assert counts(con, "diagnoses") == (0, 0, 0)
+
+
+def test_a_quarantined_row_keeps_no_text_value_in_the_raw_table(tmp_path, con, cfg):
+    """The rule and the record id go to the quarantine; no value of the row is stored in raw_*."""
+    persons = PERSONS + "P4,1970,F," + "Leeds " * 20 + ",2015-01-01,2022-12-31,\n"
+    load_native(con, write_extract(tmp_path / "x", {"persons": persons}), cfg)
+    assert counts(con, "persons") == (4, 3, 1)
+    assert con.execute("select record_id, source_row, rule_id from audit_quarantine").fetchall() == [
+        ("P4", 4, "ingest.too_long.region")]
+    assert scalar(con, "select count(*) from raw_persons where region like 'Leeds%' or person_id = 'P4'") == 0
+    columns = [r[0] for r in con.execute("describe raw_persons").fetchall()]
+    assert "_rule" not in columns and "_record_id" not in columns and columns[-2:] == ["_source_row", "_load_id"]

@@ -59,6 +59,7 @@ class FileScan:
     size: int
     lines: int
     trailing_blank: int
+    carriage_returns: int = 0  # CR bytes (CRLF or CR line ends, or a CR inside a line)
 
     @property
     def data_lines(self) -> int:
@@ -93,7 +94,7 @@ def scan_file(path: Path, block_size: int = 1 << 22) -> FileScan:
     differs from these lines.
     """
     digest = hashlib.sha256()
-    ends = size = 0
+    ends = size = carriage_returns = 0
     last = b""
     tail = b""
     with open(path, "rb") as handle:
@@ -104,13 +105,14 @@ def scan_file(path: Path, block_size: int = 1 << 22) -> FileScan:
             returns = block.count(b"\r")
             if returns:
                 ends += returns - block.count(b"\r\n")
+                carriage_returns += returns
             if last == b"\r" and block[:1] == b"\n":
                 ends -= 1  # a CRLF split across two blocks was counted twice
             last = block[-1:]
             tail = block[-65536:] if len(block) >= 65536 else (tail + block)[-65536:]
     lines = ends + (1 if size and last not in (b"\n", b"\r") else 0)
     _, trailing_blank = count_lines(tail)
-    return FileScan(digest.hexdigest(), size, lines, trailing_blank)
+    return FileScan(digest.hexdigest(), size, lines, trailing_blank, carriage_returns)
 
 
 def sniff_delimiter(path: Path) -> str:
@@ -255,3 +257,41 @@ def reconcile_lines(path: Path, file_scan: FileScan, records: int, gaps: list[in
         )
     gaps[:] = sorted(set(gaps) | set(blank))
     return data_lines
+
+
+def unreadable_rows(path: Path, delimiter: str, fields: int) -> list[int]:
+    """Data rows (file line - 1) an RFC 4180 reader cannot split into ``fields`` fields, or
+    that are not UTF-8, reading the file line by line (records may not span lines).
+
+    DuckDB's rejects table numbers such lines itself, but with CRLF line ends a line
+    end falling on a read-buffer boundary can shift its count by one; this slow
+    path (only for a file that has such lines) gives the file's own numbering.
+    A line without a quote is split by counting delimiters; only quoted lines go
+    through Python's csv reader (strict: text after a closing quote is an error,
+    as in DuckDB).
+    """
+    bad: list[int] = []
+    separator = delimiter.encode()
+    with open(path, "rb") as handle:
+        handle.readline()  # the header
+        for row, line in enumerate(handle, start=1):
+            line = line.rstrip(b"\r\n")
+            if not line:
+                continue  # a blank line is not a record
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(row)
+                continue
+            if b'"' not in line:
+                if line.count(separator) + 1 != fields:
+                    bad.append(row)
+                continue
+            try:
+                parsed = next(csv.reader([text], delimiter=delimiter, quotechar='"', doublequote=True, strict=True))
+            except csv.Error:
+                bad.append(row)
+                continue
+            if len(parsed) != fields:
+                bad.append(row)
+    return bad

@@ -51,6 +51,7 @@ from pipeline.errors import ExtractError
 from pipeline.ingest.files import (  # noqa: F401
     MAX_SCANNED_FIELD, FileScan, LineScan, TableLoad, count_lines, first_mixed_line_end, header_columns,
     reconcile_lines, runaway_quote, scan_file, scan_lines, sha256_of, sniff_delimiter, unreadable_csv,
+    unreadable_rows,
 )
 from pipeline.warehouse import ensure_audit_tables, new_id, raw_table_snapshots, scalar, sql_literal
 
@@ -319,12 +320,19 @@ def _stage_table(
         ).fetchall()
         unreadable = len(rejected)
         con.execute(f"drop table if exists {rejects}; drop table if exists {rejects}_scan")
+        scanned = file_scan or scan_file(path)
+        if rejected and scanned.carriage_returns:
+            # DuckDB's line numbers can be one off with CRLF line ends (a line end on a read-buffer
+            # boundary); the file's own numbering, paired in order, when it finds the same lines.
+            rows = unreadable_rows(path, sniff_delimiter(path), len(columns))
+            if len(rows) == len(rejected):
+                rejected = [(row, error_type, message) for row, (_, error_type, message) in zip(rows, rejected)]
     gaps = [row for row, _, _ in rejected]  # data rows that are not in _ingest_text
     readable, first_rowid, last_rowid = con.execute(
         "select count(*), min(rowid), max(rowid) from _ingest_text").fetchall()[0]
     records = readable + unreadable
     if fmt == "csv":
-        load.rows_read = reconcile_lines(path, file_scan or scan_file(path), records, gaps)
+        load.rows_read = reconcile_lines(path, scanned, records, gaps)
     else:
         load.rows_read = _parquet_rows(con, path)
         if records != load.rows_read:
