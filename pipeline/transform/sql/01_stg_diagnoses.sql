@@ -2,17 +2,12 @@
 -- normalised once, the code without its dot beside it.
 
 create or replace table stg_diagnoses as
-with kept as (
-    select * replace (upper(trim(code_system)) as code_system)
-    from validated_rows('raw_diagnoses', 'diagnoses')
-),
-
-final as (
+with final as (
     select
-        kept.*,
+        * replace (upper(trim(code_system)) as code_system),
         -- F13.2 and F132 are the same code
-        replace(upper(trim(kept.code)), '.', '') as code_nodot
-    from kept
+        replace(upper(trim(code)), '.', '') as code_nodot
+    from validated_rows('raw_diagnoses', 'diagnoses')
 )
 
 select * from final;
