@@ -19,7 +19,7 @@ from pipeline.config import load_config
 from pipeline.contract import TABLES
 from pipeline.errors import ValidationFailed
 from pipeline.validate import run
-from pipeline.validate.checks import load_checks
+from pipeline.validate.checks import ROW_LEVEL_TYPES, load_checks
 from pipeline.warehouse import connect, ensure_audit_tables
 
 CONFIG = load_config().replace(extract={"extract_date": "2024-06-30"})
@@ -110,8 +110,8 @@ def test_clean_extract_passes_and_writes_results(tmp_path):
     report = validate(con, tmp_path, run_id="clean", build_docs=True)
     assert report.passed and not report.warnings and not report.gx_errors
     assert quarantined(con) == set()
-    # every check of every suite has a real GX verdict and an audit row
-    assert all(r.gx_success is not None for r in report.results)
+    # GX judges the table-level checks (for the Data Docs); the row rules are SQL's alone, unless asked
+    assert all((r.gx_success is None) == (r.expectation_type in ROW_LEVEL_TYPES) for r in report.results)
     audit = con.execute("select count(*), count(distinct check_id) from audit_validation where run_id = 'clean'").fetchall()[0]
     assert audit == (len(load_checks(CONFIG)), len(load_checks(CONFIG)))
     latest = json.loads((tmp_path / "quality" / "latest.json").read_text())
@@ -212,12 +212,53 @@ def test_gx_and_duckdb_row_rules_agree_on_every_planted_row(tmp_path):
         planted.setdefault(table, []).append(row)
     con = warehouse(**planted)
     with pytest.raises(ValidationFailed):
-        validate(con, tmp_path)
+        validate(con, tmp_path, gx_row_rules=True)
     latest = json.loads((tmp_path / "quality" / "latest.json").read_text())
     assert latest["gx_errors"] == []
+    assert all(check["gx_success"] is not None for check in latest["checks"])  # GX judged every row rule too
     for check in latest["checks"]:
         if check["action"] == "quarantine":
             assert check["failing_rows"] == check["quarantined_rows"], check["check_id"]
+
+
+def test_row_rules_read_each_table_once_for_its_column_rules(tmp_path):
+    """The column rules of a table (not null, in set, between) are one scan: one INSERT for the
+    quarantine, one aggregate for the report-only ones; each query rule is its own statement."""
+    from pipeline.validate.runner import quarantine_rows, row_rule_counts
+
+    statements: list[str] = []
+
+    class Recording:
+        def __init__(self, con):
+            self._con = con
+
+        def execute(self, sql, *args):
+            statements.append(" ".join(str(sql).split()))
+            return self._con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self._con, name)
+
+    planted: dict[str, list[tuple]] = {}
+    for table, row, _, _ in PLANTED:
+        planted.setdefault(table, []).append(row)
+    con = warehouse(**planted)
+    checks = load_checks(CONFIG)
+    counts = quarantine_rows(Recording(con), checks)
+    column_rules = [c for c in checks if c.action == "quarantine" and c.expectation_type != "unexpected_rows_expectation"]
+    query_rules = [c for c in checks if c.action == "quarantine" and c.expectation_type == "unexpected_rows_expectation"]
+    inserts = [s for s in statements if s.startswith("insert into audit_quarantine")]
+    assert len(inserts) == len({c.table for c in column_rules}) + len(query_rules)
+    # every planted row is still set aside by its own rule, with the rule (never the value) as reason
+    assert {(rule, record) for _, _, rule, record in PLANTED} <= quarantined(con)
+    assert all(counts[rule] >= 1 for _, _, rule, _ in PLANTED if rule in counts)
+    reasons = con.execute("select distinct rule_id, reason from audit_quarantine").fetchall()
+    assert all(reason.endswith(next(c.description for c in checks if c.id == rule)) for rule, reason in reasons)
+    statements.clear()
+    report_rules = [c for c in checks if c.is_row_rule and c.action == "report"]
+    row_rule_counts(Recording(con), checks)
+    assert len(statements) == len({c.table for c in report_rules if c.expectation_type != "unexpected_rows_expectation"}) \
+        + sum(c.expectation_type == "unexpected_rows_expectation" for c in report_rules)
 
 
 # --- the GX shim: fails loudly when a GX upgrade breaks it -------------------------------------

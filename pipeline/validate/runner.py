@@ -1,14 +1,20 @@
-"""The validate stage: row rules -> audit_quarantine, GX suites -> audit_validation.
+"""The validate stage: row rules -> audit_quarantine, check results -> audit_validation.
 
-1. Row rules (checks with action ``quarantine``) run as DuckDB SQL against
-   raw_*; failing rows go to audit_quarantine with stage 'validate' (previous
-   'validate' rows are deleted first, so a rerun gives the same table).
-   Per-table suites run before cross_table, so referential checks see only
-   persons that survived.
-2. Great Expectations validates every suite against the raw_* tables through
-   the DuckDB shim (``gx_duckdb``): metrics are SQL run by DuckDB. Results go to
-   audit_validation, ``<quality_dir>/validation_<run_id>.json`` and
-   ``latest.json``; Data Docs to ``<quality_dir>/data_docs`` (best effort: a
+1. Row rules run as DuckDB SQL against raw_*, in as few scans as the rules allow:
+   per table, the column rules (not null, in a set, between bounds) are counted in
+   one aggregate query and their failing rows quarantined by one INSERT that reads
+   the table once; each ``unexpected_rows_expectation`` (duplicates, date order,
+   references to persons) is its own query. Failing rows go to audit_quarantine
+   with stage 'validate' (previous 'validate' rows are deleted first, so a rerun
+   gives the same table). Per-table suites run before cross_table, so referential
+   checks see only persons that survived.
+2. Great Expectations runs only where it adds what SQL does not: the analyst's
+   Data Docs (``build_docs``), over the table-level expectations (columns, row
+   count) -- a few metadata queries, not a scan per row rule. ``gx_row_rules=True``
+   has GX evaluate every row rule as well, as an independent second count (the
+   tests use it to show that GX and the SQL row rules agree row for row).
+   Results go to audit_validation, ``<quality_dir>/validation_<run_id>.json``
+   and ``latest.json``; Data Docs to ``<quality_dir>/data_docs`` (best effort: a
    docs failure is reported, never fatal). ``quality_dir`` is the analyst's
    internal folder (``data/quality-internal/``), never under ``reports/``: these
    files name records and GX shows sampled values. Each run replaces the
@@ -35,7 +41,7 @@ import duckdb
 from pipeline.config import Config
 from pipeline.contract import TABLES
 from pipeline.errors import StageOrderError, ValidationFailed
-from pipeline.validate.checks import Check, failing_rows_sql, load_checks
+from pipeline.validate.checks import Check, failing_predicate, failing_rows_sql, load_checks
 from pipeline.warehouse import ensure_audit_tables, new_id, table_exists
 
 log = logging.getLogger(__name__)
@@ -138,6 +144,7 @@ def run(
     run_id: str | None = None,
     build_docs: bool = True,
     checks: list[Check] | None = None,
+    gx_row_rules: bool = False,
 ) -> ValidationReport:
     """Validate raw_* in the warehouse behind ``con``; quarantine failing rows; stop on errors.
 
@@ -156,16 +163,21 @@ def run(
     missing_columns = _missing_columns(con, checks)
 
     quarantined: dict[str, int] = {}
+    failing: dict[str, int] = {}
     gx_outcomes: dict[str, dict[str, Any]] = {}
     docs_index = docs_error = None
     if not any(missing_columns.values()):
         quarantined = quarantine_rows(con, checks)
+        failing = {**row_rule_counts(con, checks), **quarantined}
         clock.lap("row_rules")
-        gx_outcomes, docs_index, docs_error = _run_gx(con, checks, quality_dir, run_id, build_docs)
+        gx_checks = [c for c in checks if gx_row_rules or not c.is_row_rule]
+        if build_docs or gx_row_rules:
+            gx_outcomes, docs_index, docs_error = _run_gx(con, gx_checks, quality_dir, run_id, build_docs)
         clock.lap("gx")
 
     results = [
-        _result(con, check, totals, missing_columns, quarantined, gx_outcomes.get(check.id)) for check in checks
+        _result(con, check, totals, missing_columns, quarantined, gx_outcomes.get(check.id), failing.get(check.id))
+        for check in checks
     ]
     clock.lap("results")
     report = ValidationReport(
@@ -225,27 +237,78 @@ def _missing_columns(con: duckdb.DuckDBPyConnection, checks: list[Check]) -> dic
 def quarantine_rows(con: duckdb.DuckDBPyConnection, checks: list[Check]) -> dict[str, int]:
     """Run every quarantine row rule in DuckDB; failing rows -> audit_quarantine (stage 'validate').
 
-    Idempotent: earlier 'validate' rows are deleted first. Returns rows set aside per check id.
+    Per table (suite order: persons before cross_table, whose rules read
+    ``valid_persons``): the column rules in one INSERT reading the table once, then
+    each ``unexpected_rows_expectation`` on its own. A row failing two rules is set
+    aside once per rule. Idempotent: earlier 'validate' rows are deleted first.
+    Returns rows set aside per check id.
     """
     ensure_audit_tables(con)
     con.execute("delete from audit_quarantine where stage = 'validate'")
+    rules = [c for c in checks if c.action == "quarantine"]
+    for suite, table, column_rules, query_rules in _by_table(rules):
+        if column_rules:
+            _quarantine(con, table, column_rules, f"from {column_rules[0].raw_table} as failing where "
+                        + " or ".join(f"({failing_predicate(c)})" for c in column_rules))
+        for check in query_rules:
+            _quarantine(con, table, [check], f"from ({failing_rows_sql(check)}) as failing")
+    counted = dict(con.execute(
+        "select rule_id, count(*) from audit_quarantine where stage = 'validate' group by rule_id").fetchall())
+    return {c.id: int(counted.get(c.id, 0)) for c in rules}
+
+
+def _by_table(checks: list[Check]) -> list[tuple[str, str, list[Check], list[Check]]]:
+    """(suite, table, column rules, query rules), in the checks' order of suites and tables."""
+    groups: dict[tuple[str, str], tuple[list[Check], list[Check]]] = {}
+    for check in checks:
+        column_rules, query_rules = groups.setdefault((check.suite, check.table), ([], []))
+        (column_rules if failing_predicate(check) is not None else query_rules).append(check)
+    return [(suite, table, *rules) for (suite, table), rules in groups.items()]
+
+
+def _quarantine(con: duckdb.DuckDBPyConnection, table: str, rules: list[Check], failing_rows: str) -> None:
+    """One INSERT: every row of ``failing_rows`` (``from ... as failing [where ...]``) once per rule it fails.
+
+    The reason is the rule, never the value: a value in a category column may be an
+    identifier (record_id and source_row lead back to the row in the warehouse).
+    """
+    id_column = TABLES[table].id_column
+    if len(rules) == 1 and failing_predicate(rules[0]) is None:
+        failed = f"[{_literal(rules[0].id)}]"
+    else:
+        failed = "list_filter([" + ", ".join(
+            f"case when {failing_predicate(c)} then {_literal(c.id)} end" for c in rules) + "], lambda rule: rule is not null)"
+    reasons = "map {" + ", ".join(
+        f"{_literal(c.id)}: {_literal(f'{c.column or c.id_column}: {c.description}')}" for c in rules) + "}"
+    con.execute(
+        f"""
+        insert into audit_quarantine (load_id, stage, table_name, record_id, source_row, rule_id, reason)
+        with failed as (
+            select failing._load_id, cast(failing.{id_column} as varchar) as record_id, failing._source_row,
+                   unnest({failed}) as rule_id
+            {failing_rows}
+        ),
+        final as (
+            select _load_id, 'validate', {_literal(table)}, record_id, _source_row, rule_id, {reasons}[rule_id]
+            from failed
+        )
+        select * from final
+        """
+    )
+
+
+def row_rule_counts(con: duckdb.DuckDBPyConnection, checks: list[Check]) -> dict[str, int]:
+    """Failing rows of every row rule that quarantines nothing (``report`` warnings): the column
+    rules of a table in one aggregate query, each query rule on its own."""
     counts: dict[str, int] = {}
-    for check in checks:  # suite order: persons before cross_table (valid_persons)
-        if check.action != "quarantine":
-            continue
-        column = check.column or check.id_column
-        # The rule, never the value: a value in a category column may be an identifier
-        # (record_id and source_row lead back to the row in the warehouse).
-        reason = _literal(f"{column}: {check.description}")
-        inserted = con.execute(
-            f"""
-            insert into audit_quarantine (load_id, stage, table_name, record_id, source_row, rule_id, reason)
-            select failing._load_id, 'validate', {_literal(check.table)}, cast(failing.{check.id_column} as varchar),
-                   failing._source_row, {_literal(check.id)}, {reason}
-            from ({failing_rows_sql(check)}) as failing
-            """
-        ).fetchall()[0]
-        counts[check.id] = int(inserted[0]) if inserted else 0
+    rules = [c for c in checks if c.is_row_rule and c.action != "quarantine"]
+    for _, _, column_rules, query_rules in _by_table(rules):
+        if column_rules:
+            row = con.execute("select " + ", ".join(f"count_if({failing_predicate(c)})" for c in column_rules)
+                              + f" from {column_rules[0].raw_table}").fetchall()[0]
+            counts.update({c.id: int(n) for c, n in zip(column_rules, row)})
+        for check in query_rules:
+            counts[check.id] = int(con.execute(f"select count(*) from ({failing_rows_sql(check)})").fetchall()[0][0])
     return counts
 
 
@@ -353,6 +416,7 @@ def _result(
     missing_columns: dict[str, list[str]],
     quarantined: dict[str, int],
     gx_outcome: dict[str, Any] | None,
+    sql_failing: int | None = None,
 ) -> CheckResult:
     total = totals[check.table]
     examples: list[str] = []
@@ -365,16 +429,17 @@ def _result(
         low, high = check.kwargs.get("min_value"), check.kwargs.get("max_value")
         failing = int((low is not None and total < low) or (high is not None and total > high))
         total = 1
-    elif gx_outcome is None:  # GX skipped (required columns missing): not evaluated
+    elif sql_failing is None:  # required columns missing: row rules not evaluated
         failing = 0
     else:
-        failing = _gx_failing_rows(check, gx_outcome)
-        if failing is None:  # GX could not evaluate it: count in DuckDB and say so
-            gx_error = gx_outcome.get("error") or "no result from GX"
-            failing = con.execute(f"select count(*) from ({failing_rows_sql(check)})").fetchall()[0][0]
-            log.warning("GX could not evaluate %s (%s); counted in DuckDB", check.id, gx_error)
-        elif check.id in quarantined and failing != quarantined[check.id]:
-            gx_error = f"GX counted {failing} failing rows, the DuckDB row rule {quarantined[check.id]}"
+        failing = sql_failing  # the DuckDB row rule's count
+        if gx_outcome is not None:  # GX asked for a second count (gx_row_rules): say when it differs
+            gx_failing = _gx_failing_rows(check, gx_outcome)
+            if gx_failing is None:
+                gx_error = gx_outcome.get("error") or "no result from GX"
+                log.warning("GX could not evaluate %s (%s); counted in DuckDB", check.id, gx_error)
+            elif gx_failing != failing:
+                gx_error = f"GX counted {gx_failing} failing rows, the DuckDB row rule {failing}"
     if failing and check.is_row_rule:
         examples = _examples(con, check)
     share = failing / total if total else 0.0
