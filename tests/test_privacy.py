@@ -394,3 +394,37 @@ def test_k_anonymity_reports_small_groups():
     assert result["persons_in_small_groups"] == 3
     assert result["share_in_small_groups"] == 0.003
     assert k_anonymity(con, quasi_identifiers=("sex",), k=11)["groups_below_k"] == 0
+
+
+def test_parsed_table_with_its_extra_columns_is_read_in_one_pass():
+    """Ingest hands the gate one text table holding the contract's columns and the file's extra
+    columns: a clean table costs one aggregate query over it, and extra columns are judged as
+    extra columns (full dates there are possible birth dates) with their place in the file as label."""
+    from pipeline.privacy.gate import IdentifierGate
+
+    con = duckdb.connect()
+    rows = 2_000
+    con.execute(f"""create table parsed as select 'P' || lpad(range::varchar, 6, '0') as person_id,
+                    (1950 + range % 40)::varchar as birth_year, 'F' as sex, 'North' as region,
+                    '2010-01-01' as observation_start, '2023-12-31' as observation_end, null::varchar as death_date,
+                    'ok' as note_code, '1961-04-' || lpad((1 + range % 28)::varchar, 2, '0') as "Visit"
+                    from range({rows})""")
+    con.execute("create table file as select * from parsed")  # the file as read, columns in file order
+    statements = []
+
+    class Recording:
+        def execute(self, sql, *args):
+            statements.append(sql)
+            return con.execute(sql, *args)
+
+        def sql(self, sql, *args):
+            return con.sql(sql, *args)
+
+    gate = IdentifierGate()
+    assert gate.values(Recording(), "persons", "persons.csv", "(select * exclude (\"Visit\") from parsed)", "file",
+                       ["note_code"]) == []
+    assert len(statements) == 1 and "from (select * exclude" in statements[0]  # one pass, extras included
+    with pytest.raises(PrivacyError) as refused:
+        gate.values(Recording(), "persons", "persons.csv", "parsed", "file", ["note_code", "Visit"])
+    assert "column 'Visit': full dates outside the contract (possible date of birth) (rule gate.extra_dates), 2,000 rows" \
+        in str(refused.value) and "1961" not in str(refused.value)

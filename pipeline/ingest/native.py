@@ -203,10 +203,10 @@ def _gate_headers(con: duckdb.DuckDBPyConnection, files: dict[str, tuple[Path, s
 
 
 def _gate_parsed(con: duckdb.DuckDBPyConnection, table: Table, path: Path, fmt: str, extra_columns: list[str],
-                 privacy_gate) -> None:
+                 privacy_gate, with_rejected: bool) -> None:
     """The privacy gate on every value of the parsed text table (contract and extra columns, one
     pass) and of its unreadable lines (inside the load's transaction: a refusal rolls it back)."""
-    rejects = f"_rejects_{table.name}" if fmt == "csv" else None
+    rejects = f"_rejects_{table.name}" if with_rejected else None
     privacy_gate.values(con, table.name, path.name, "_ingest_text", _scan_sql(path, fmt), extra_columns, rejects)
 
 
@@ -305,8 +305,6 @@ def _stage_table(
             raise unreadable_csv(error, path) from None
         raise ExtractError(f"{path.name}: cannot be read as Parquet ({str(error).strip().splitlines()[0][:200]})") from None
     con.execute("set preserve_insertion_order = false")  # order no longer matters: rows carry their number
-    if privacy_gate is not None:
-        _gate_parsed(con, table, path, fmt, load.extra_columns, privacy_gate)
     unreadable = 0
     rejected = []
     if fmt == "csv":
@@ -319,6 +317,9 @@ def _stage_table(
                 from {rejects} group by line order by line"""
         ).fetchall()
         unreadable = len(rejected)
+    if privacy_gate is not None:
+        _gate_parsed(con, table, path, fmt, load.extra_columns, privacy_gate, with_rejected=bool(rejected))
+    if fmt == "csv":
         con.execute(f"drop table if exists {rejects}; drop table if exists {rejects}_scan")
         scanned = file_scan or scan_file(path)
         if rejected and scanned.carriage_returns:
