@@ -452,20 +452,30 @@ def check_header(table: str, file_name: str, columns: Sequence[str], types: Sequ
             f"look like values) -- is the header row missing? Add the header row ({listed}) and run again; "
             "the row is not printed, and nothing was stored."
         )
+    return name_findings(file_name, columns, types, expected, "the contract")
+
+
+def name_findings(file_name: str, columns: Sequence[str], types: Sequence[str] | None, known: set[str] | frozenset[str],
+                  known_as: str) -> list[Finding]:
+    """Findings from column names and types alone: any name that looks like an identifier, and
+    a column outside ``known`` (the contract's or the CDM's columns, ``known_as``) whose name
+    announces one or whose type is a date.
+
+    >>> [f.rule for f in name_findings("p.csv", ["person_id", "DoB", "visit", "ann@example.org"],
+    ...                                ["VARCHAR", "VARCHAR", "DATE", "VARCHAR"], {"person_id"}, "the contract")]
+    ['gate.name.birth_date', 'gate.name.extra_date_column', 'gate.name.value_like']
+    """
     findings = []
     for position, column in enumerate(columns):
         label = printable_column(column, position)
+        outside = str(column).strip().lower() not in known
+        kind = identifier_kind_of_name(column) if outside else None
         if _IDENTIFIER_AS_NAME.search(str(column)):
-            findings.append(Finding(file_name, label, "a column name that looks like an identifier", "gate.name.value_like",
-                                    None))
-            continue
-        kind = identifier_kind_of_name(column)
-        if kind and str(column).strip().lower() not in expected:
+            kind = ("a column name that looks like an identifier", "gate.name.value_like")
+        elif not kind and outside and types is not None and str(types[position]).upper().startswith(_DATE_TYPES):
+            kind = (f"a date-typed column outside {known_as} (possible date of birth)", "gate.name.extra_date_column")
+        if kind:
             findings.append(Finding(file_name, label, kind[0], kind[1], None))
-        elif types is not None and str(column).strip().lower() not in expected and \
-                str(types[position]).upper().startswith(_DATE_TYPES):
-            findings.append(Finding(file_name, label, "a date-typed column outside the contract (possible date of birth)",
-                                    "gate.name.extra_date_column", None))
     return findings
 
 
@@ -723,20 +733,11 @@ def check_cdm_table(con: duckdb.DuckDBPyConnection, cdm_table: str, label: str, 
     columns, types = described.columns, [str(t) for t in described.types]
     labels = {c: printable_column(c, i) for i, c in enumerate(columns)}
     text = [c for c in columns if c.strip().lower().endswith("_source_value") or c.strip().lower() in CDM_TEXT_COLUMNS]
-    others = [(i, c) for i, c in enumerate(columns) if c.strip().lower() not in standard]
-    findings = []
-    for position, column in others:
-        kind = identifier_kind_of_name(column)
-        if _IDENTIFIER_AS_NAME.search(str(column)):
-            findings.append(Finding(label, labels[column], "a column name that looks like an identifier",
-                                    "gate.name.value_like", None))
-        elif kind:
-            findings.append(Finding(label, labels[column], kind[0], kind[1], None))
-        elif types[position].upper().startswith(_DATE_TYPES):
-            findings.append(Finding(label, labels[column], "a date-typed column outside the CDM (possible date of birth)",
-                                    "gate.name.extra_date_column", None))
-    findings += scan_table(con, relation, cdm_table, label, text, labels)
-    findings += scan_table(con, relation, cdm_table, label, [c for _, c in others], labels, extra=True)
+    others = [c for c in columns if c.strip().lower() not in standard]
+    findings = name_findings(label, columns, types, standard, "the CDM")
+    # one pass: the CDM's text columns and every column outside the CDM (judged as extra columns)
+    findings += scan_table(con, relation, cdm_table, label, text + [c for c in others if c not in text], labels,
+                           extra=others)
     return findings
 
 
