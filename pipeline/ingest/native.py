@@ -13,6 +13,16 @@ Guarantees (each one tested in ``tests/test_ingest.py`` and ``tests/test_input_i
   stray ``"``) and the load is refused with one line naming the file and the first
   line where the quoting goes wrong. Fields that span lines are not part of the
   contract (no free text), so such a record is always a quoting error.
+* **One parse**: DuckDB's parallel CSV reader reads each file once into a text
+  table kept in file order (a record's ``rowid`` is its place among the file's
+  readable records: no single-threaded window over the scan); the privacy gate
+  reads that table once; one more pass types every column and picks each row's
+  first failing rule, writing ``raw_<table>``; failing rows are copied to the
+  quarantine from their rule column and deleted. The file's sha256 and its line
+  count come from one read of its bytes (``pipeline/ingest/files.py``); the file
+  is read line by line again only when something is wrong (a count mismatch, or
+  rejected lines in a file with CRLF line ends, whose line numbers DuckDB can
+  get one off).
 * **One extract, one snapshot**: the snapshot id is a hash of the four
   (table, sha256) pairs; each ``raw_*`` table carries the snapshot it holds (its
   table comment) and ``audit_load`` records it. A load is skipped only when all four
