@@ -358,3 +358,12 @@ def test_a_quarantined_row_keeps_no_text_value_in_the_raw_table(tmp_path, con, c
     assert scalar(con, "select count(*) from raw_persons where region like 'Leeds%' or person_id = 'P4'") == 0
     columns = [r[0] for r in con.execute("describe raw_persons").fetchall()]
     assert "_rule" not in columns and "_record_id" not in columns and columns[-2:] == ["_source_row", "_load_id"]
+
+
+def test_extra_columns_named_like_the_loaders_own_columns_are_ignored(tmp_path, con, cfg):
+    diagnoses = "diagnosis_id,person_id,recorded_on,code,code_system,_rule,_source_row,_load_id\n" \
+                "D1,P1,2020-03-01,F13.2,ICD10,x,99,y\n"
+    summary = load_native(con, write_extract(tmp_path / "x", {"diagnoses": diagnoses}), cfg)
+    assert next(t for t in summary.tables if t.table == "diagnoses").extra_columns == ["_rule", "_source_row", "_load_id"]
+    assert con.execute("select diagnosis_id, _source_row, _load_id = ? from raw_diagnoses",
+                       [summary.load_id]).fetchall() == [("D1", 1, True)]

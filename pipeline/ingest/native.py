@@ -273,7 +273,8 @@ def _typed_sql(table: Table, readable_row: str, source_row: str, rejected_join: 
     ]
     return f"""
         with typed as (
-            select {readable_row} as _readable_row, text.*, {', '.join(typed)}, {control} as _has_control
+            select {readable_row} as _readable_row, {', '.join('text.' + q(c.name) for c in table.columns)},
+                   {', '.join(typed)}, {control} as _has_control
             from _ingest_text as text
         ),
         checked as (
