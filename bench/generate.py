@@ -279,24 +279,39 @@ def write_extract(out: Path, prescriptions: int, seed: int, chunk_persons: int =
     }
 
 
+STAMP = "bench-extract.json"
+
+
+def reusable(out: Path, prescriptions: int, seed: int) -> Optional[dict]:
+    """What ``bench-extract.json`` in ``out`` says, when this generator version wrote the four
+    files there for the same size and seed; else None."""
+    out = Path(out)
+    stamp = out / STAMP
+    if not stamp.exists() or not all((out / f"{n}.csv").is_file() for n in TABLE_NAMES):
+        return None
+    try:
+        info = json.loads(stamp.read_text())
+    except ValueError:
+        return None
+    key = {"generator_version": generator_version(), "target_prescriptions": prescriptions, "seed": seed}
+    return info if all(info.get(k) == v for k, v in key.items()) else None
+
+
 def ensure_extract(out: Path, prescriptions: int, seed: int, regenerate: bool = False,
                    progress: Optional[Callable[[str], None]] = None) -> dict:
     """The extract in ``out``, reused when it was written by this generator version for the same
     size and seed (``bench-extract.json`` beside the files), else written anew."""
-    out = Path(out)
-    stamp = out / "bench-extract.json"
-    key = {"generator_version": generator_version(), "target_prescriptions": prescriptions, "seed": seed}
-    if stamp.exists() and not regenerate and all((out / f"{n}.csv").is_file() for n in TABLE_NAMES):
-        info = json.loads(stamp.read_text())
-        if all(info.get(k) == v for k, v in key.items()):
-            return {**info, "reused": True}
+    info = None if regenerate else reusable(out, prescriptions, seed)
+    if info is not None:
+        return {**info, "reused": True}
     info = write_extract(out, prescriptions, seed, progress=progress)
-    stamp.write_text(json.dumps(info, indent=2))
+    (Path(out) / STAMP).write_text(json.dumps(info, indent=2))
     return {**info, "reused": False}
 
 
-if __name__ == "__main__":  # python -m bench.generate OUT PRESCRIPTIONS [SEED]
+if __name__ == "__main__":  # python -m bench.generate OUT PRESCRIPTIONS [SEED]: write (or reuse) one extract
     folder, size = Path(sys.argv[1]), int(float(sys.argv[2]))
-    written = write_extract(folder, size, int(sys.argv[3]) if len(sys.argv) > 3 else 20261122,
-                            progress=lambda line: print(line, file=sys.stderr, flush=True))
-    print(json.dumps(written, indent=2))
+    written = ensure_extract(folder, size, int(sys.argv[3]) if len(sys.argv) > 3 else 20261122,
+                             regenerate="--regenerate" in sys.argv,
+                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(written))

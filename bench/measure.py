@@ -3,10 +3,13 @@
 Wall seconds are taken here around the child (Python start-up and imports included, as a
 user running the stage sees them). Peak memory is the larger of the child's own
 ``ru_maxrss`` from ``os.wait4`` (that child and the descendants it waited for -- unlike
-``RUSAGE_CHILDREN``, which is the maximum over every child so far) and the resident set
-polled from ``/proc`` every second (the same figure where ``wait4`` is missing). A
-heartbeat line is printed every ``heartbeat`` seconds while the child runs, with its
-current memory.
+``RUSAGE_CHILDREN``, which is the maximum over every child so far) and its high-water mark
+``VmHWM`` (plus its children's resident memory) polled from ``/proc`` twice a second.
+Linux carries the forking process's resident size into the child's ``ru_maxrss`` across
+``exec``, so the harness keeps itself small (no DuckDB, no data in the parent: the extract
+is written by a child too) and records its own peak in ``results.json``
+(``harness_peak_mb``): no child's peak below it is meaningful. A heartbeat line is printed
+every ``heartbeat`` seconds while the child runs, with its current memory and last output line.
 
 >>> maxrss_mb(2_000_000, "linux"), maxrss_mb(2_048_000_000, "darwin")
 (2048.0, 2048.0)
@@ -69,25 +72,29 @@ def error_line(log_text: str) -> str:
     return (lines[-1] if lines else "no output")[:300]
 
 
-def rss_mb(pid: int) -> Optional[float]:
-    """Resident memory of ``pid`` and its children now, from ``/proc`` (None where there is none)."""
-    total, found = 0, False
-    pids = [pid]
+def _status_kb(pid: int, field: str) -> Optional[int]:
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def rss_mb(pid: int) -> tuple[Optional[float], Optional[float]]:
+    """(resident memory now, high-water mark) of ``pid`` plus its children's resident memory now,
+    from ``/proc`` (None where there is no ``/proc``). ``VmHWM`` starts afresh at ``exec``."""
+    now, peak = _status_kb(pid, "VmRSS"), _status_kb(pid, "VmHWM")
+    if now is None:
+        return None, None
+    children = 0
+    try:
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            children += _status_kb(int(child), "VmRSS") or 0
     except (OSError, ValueError):
         pass
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-                    found = True
-                    break
-        except (OSError, ValueError):
-            continue
-    return total / MB if found else None
+    return (now + children) * 1024 / MB, (max(now, peak or 0) + children) * 1024 / MB
 
 
 def stage_env() -> dict:
@@ -115,10 +122,10 @@ def measure(name: str, command: Sequence[str], log_path: Path, timeout: Optional
 
         def watch() -> None:
             next_beat = heartbeat
-            while not finished.wait(1.0):
-                now = rss_mb(process.pid)
-                if now is not None:
-                    polled[0] = max(polled[0], now)
+            while not finished.wait(0.5):
+                now, high = rss_mb(process.pid)
+                if high is not None:
+                    polled[0] = max(polled[0], high)
                 elapsed = time.perf_counter() - started
                 if timeout and elapsed > timeout and not timed_out.is_set():
                     timed_out.set()
@@ -128,7 +135,8 @@ def measure(name: str, command: Sequence[str], log_path: Path, timeout: Optional
                         pass
                 if say and heartbeat and elapsed >= next_beat:
                     memory = f", {now:,.0f} MB now" if now is not None else ""
-                    say(f"{name} still running: {elapsed:,.0f} s{memory}")
+                    said = last_line(log_path)
+                    say(f"{name} still running: {elapsed:,.0f} s{memory}" + (f" -- {said}" if said else ""))
                     next_beat += heartbeat
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -160,6 +168,18 @@ def measure(name: str, command: Sequence[str], log_path: Path, timeout: Optional
     except ValueError:
         shown = str(log_path)
     return Measurement(name, status, seconds, peak, exit_code, error, shown, cpu_seconds=cpu)
+
+
+def last_line(log_path: Path, limit: int = 160) -> str:
+    """The last non-empty line a child has written so far (its own progress), shortened."""
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            lines = [line.strip() for line in handle.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:limit] if lines else ""
 
 
 def last_json(log_path: Path) -> dict:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from bench import generate, report
-from bench.measure import Measurement, last_json, measure, stage_env
+from bench.measure import Measurement, last_json, maxrss_mb, measure, stage_env
 from pipeline.config import PROJECT_ROOT
 
 OUT_DIR = PROJECT_ROOT / "bench" / "out"
@@ -223,7 +223,17 @@ def bench_size(cli: PipelineCli, size: int, out_dir: Path, seed: int, overrides:
     work = out_dir / label
     extract_dir = work / "extract"
     say(f"[{label}] extract: {size:,} prescriptions, seed {seed} (bench/generate.py)")
-    extract = generate.ensure_extract(extract_dir, size, seed, regenerate=regenerate, progress=say)
+    extract = None if regenerate else generate.reusable(extract_dir, size, seed)
+    if extract is not None:
+        extract = {**extract, "reused": True}
+    else:  # written in its own process, measured like a stage (its peak shows the streaming)
+        command = [cli.python, "-m", "bench.generate", str(extract_dir), str(size), str(seed), "--regenerate"]
+        m = measure("generate", command, work / "generate.log", timeout, say=say)
+        show(label, m)
+        extract = generate.reusable(extract_dir, size, seed)
+        if not m.ok or extract is None:
+            raise BenchError(f"the generator failed ({m.error}); log: {m.log}")
+        extract = {**extract, "reused": False, "generate_wall_seconds": m.seconds, "generate_peak_mb": m.peak_mb}
     say(f"[{label}] extract {'reused' if extract['reused'] else 'written'}: "
         f"{extract['rows']['prescriptions']:,} prescriptions, {extract['persons']:,} persons")
     warehouse, reports, logs = work / "warehouse.duckdb", work / "reports", work / "logs"
@@ -269,11 +279,11 @@ def machine_info() -> dict:
                             "machine": platform.machine(), "cpu_count": os.cpu_count()}
     if hasattr(os, "sched_getaffinity"):
         info["cpus_usable"] = len(os.sched_getaffinity(0))
-    try:
-        import duckdb
+    try:  # the version without importing DuckDB here: the harness stays small (see bench/measure.py)
+        from importlib.metadata import version
 
-        info["duckdb"] = duckdb.__version__
-    except ImportError:
+        info["duckdb"] = version("duckdb")
+    except Exception:  # noqa: BLE001 - informative only
         pass
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -286,6 +296,16 @@ def machine_info() -> dict:
     except OSError:
         pass
     return info
+
+
+def harness_peak_mb() -> Optional[float]:
+    """This process's own peak resident memory (a floor under every child's ``ru_maxrss``)."""
+    try:
+        import resource
+
+        return maxrss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    except ImportError:  # pragma: no cover - no resource module (Windows)
+        return None
 
 
 def git_commit() -> Optional[str]:
@@ -352,6 +372,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results["linearity"] = report.linearity(results["sizes"])
         results_path.write_text(json.dumps(results, indent=2, default=str))  # kept after each size
     results["finished_at"] = dt.datetime.now().isoformat(timespec="seconds")
+    results["harness_peak_mb"] = harness_peak_mb()
     results_path.write_text(json.dumps(results, indent=2, default=str))
     (out_dir / "report.md").write_text(report.render_markdown(results))
     print(report.render(results))
