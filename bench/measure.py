@@ -150,6 +150,12 @@ def measure(name: str, command: Sequence[str], log_path: Path, timeout: Optional
                 cpu: Optional[float] = usage.ru_utime + usage.ru_stime
             else:  # pragma: no cover - no per-child rusage (Windows)
                 exit_code, peak, cpu = process.wait(), None, None
+        except BaseException:  # Ctrl-C here: the child runs in its own session, so stop it too
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise
         finally:
             finished.set()
             watcher.join()
