@@ -43,7 +43,8 @@ OUT_DIR = PROJECT_ROOT / "bench" / "out"
 DEFAULT_SIZES = "1M,10M"
 DEFAULT_SEED = 20261122
 # The stages in pipeline order; a stage runs when `python -m pipeline --help` lists it.
-STAGE_ORDER = ("ingest", "validate", "transform", "estimate", "sensitivity", "report")
+# ``publish`` counts only where the CLI calls the last stage so instead of ``report``.
+STAGE_ORDER = ("ingest", "validate", "transform", "estimate", "sensitivity", "report", "publish")
 
 BARE_LOAD_SCRIPT = """
 import json, sys, time
@@ -118,11 +119,15 @@ def stages_in_help(help_text: str) -> list[str]:
 
     >>> stages_in_help("│ ingest     Load\\n│ sensitivity  Run the\\n│ run  all\\n│            estimate  x\\n│ estimate  E")
     ['ingest', 'estimate', 'sensitivity']
+    >>> stages_in_help("  ingest  x\\n  publish  y"), stages_in_help("│ report  a\\n│ publish  b")
+    (['ingest', 'publish'], ['report'])
     """
     found = []
     for stage in STAGE_ORDER:
         if re.search(rf"(?m)^[│|]?\s{{0,3}}{re.escape(stage)}(\s|$)", help_text):
             found.append(stage)
+    if "report" in found and "publish" in found:
+        found.remove("publish")
     return found
 
 
