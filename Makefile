@@ -86,11 +86,12 @@ run: $(STAMP) $(if $(value SOURCE),,$(DEMO)/truth.json) ## Run every stage again
 test: $(STAMP) ## Set up and run the tests (unit, fixtures, end to end, browser)
 	GX_ANALYTICS_ENABLED=false $(PY) -m pytest
 
-bench: $(STAMP) ## Benchmark every stage at 1M and 10M prescriptions against DuckDB's bare load
-	$(PY) -m pipeline.bench
+bench: SIZES ?= 1M,10M
+bench: $(STAMP) ## Benchmark every stage against DuckDB's bare load (SIZES=1M,10M; ENGINE= passed on)
+	$(PY) -m bench --sizes "$(SIZES)"$(if $(ENGINE), --engine "$(ENGINE)")
 
 simulate: $(STAMP) ## Simulation study: bias and CI coverage of primary vs complete-case estimates
-	$(PY) -m pipeline.estimate.simulate --source demo --sims 400 --persons 5000 --out docs/simulation_demo.csv
+	$(PY) -m bench.simulate --source demo --sims 400 --persons 5000 --out docs/simulation_demo.csv
 
 # Dashboard over the results store (every run's published summarised result).
 .PHONY: serve

@@ -21,7 +21,7 @@ import reference_stats
 from pipeline.config import PROJECT_ROOT, Config, load_config
 from pipeline.estimate import aggregate, stats
 from pipeline.estimate import run as estimate_run
-from pipeline.estimate.simulate import make_mar_person_table
+from bench.simulate import make_mar_person_table
 
 TOLERANCE = 1e-9
 KEYS = ["analysis", "variable", "level", "time_days", "method"]

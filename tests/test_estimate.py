@@ -16,8 +16,8 @@ from pipeline.config import Config
 from pipeline.errors import PipelineError, StageOrderError
 from pipeline.estimate import run as estimate_run
 from pipeline.estimate import stats
-from pipeline.estimate.simulate import main as simulation_main
-from pipeline.estimate.simulate import make_mar_person_table
+from bench.simulate import main as simulation_main
+from bench.simulate import make_mar_person_table
 
 Z95 = 1.959963984540054
 

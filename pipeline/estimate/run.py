@@ -26,7 +26,7 @@ Conventions of ``estimates`` (see docs/estimation.md for the full list):
   complete-case share, ``events / n`` is nothing. ``n`` of a complete-case
   row = ``n_assessed``.
 
->>> from pipeline.estimate.simulate import make_mar_person_table
+>>> from bench.simulate import make_mar_person_table
 >>> person, _ = make_mar_person_table(seed=3, persons=2000)
 >>> result = headline_from_person_table(person, Config())
 >>> sorted(result), sorted(result["headline"]["gt_4_weeks"])

@@ -14,7 +14,9 @@ headline group either as ``truth["headline"][group]`` or ``truth[group]``
 which ascertainment and dependence both rise with duration, dose and misuse
 signals, so the complete-case estimate is biased and IPW is not.
 
-Run it: ``python -m pipeline.estimate.simulate --sims 200 --persons 15000``.
+Run it: ``python -m bench.simulate --sims 200 --persons 15000`` (``make simulate``: the demo generator,
+400 data sets of 5,000 persons). It lives in ``bench/``, outside the stages: it drives demo,
+ingest and transform, which the estimate stage itself never imports.
 
 >>> person, truth = make_mar_person_table(seed=1, persons=500)
 >>> len(person), sorted(truth["headline"])
@@ -32,13 +34,14 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config, load_config
+from pipeline.contract import INDICATIONS, SEXES
 
 MakePersonTable = Callable[[int, int], tuple[pd.DataFrame, dict]]
 
 # ----- the MAR model (log-odds scale); levels and shares of each covariate
 AGE_BANDS = {"18-34": (0.25, 0.3, -0.2), "35-49": (0.30, 0.0, 0.0), "50-64": (0.25, -0.1, 0.2), "65+": (0.20, -0.3, 0.5)}
-SEXES = {"F": (0.6, 0.0, 0.1), "M": (0.4, 0.1, 0.0)}
-INDICATIONS = {
+SEX_EFFECTS = {"F": (0.6, 0.0, 0.1), "M": (0.4, 0.1, 0.0)}
+INDICATION_EFFECTS = {
     "anxiety": (0.45, 0.0, 0.0),
     "panic": (0.20, 0.3, 0.2),
     "insomnia": (0.25, -0.2, -0.3),
@@ -62,6 +65,9 @@ RX_FLAGS = {
     "rx_high_dose": (0.02, 0.5, 0.4),
 }
 ASCERTAINMENT_INTERCEPT = 0.3
+# The model draws a subset of the contract's values (pipeline/contract.py), never values of its own.
+if not (set(SEX_EFFECTS) <= set(SEXES) and set(INDICATION_EFFECTS) <= set(INDICATIONS)):
+    raise ValueError("bench/simulate.py: the MAR model names a sex or indication pipeline/contract.py does not allow")
 HEADLINE_SPLIT_DAYS = 28
 
 
@@ -84,9 +90,9 @@ def mar_truth() -> dict:
     """Exact population proportions of the MAR model, by enumerating every covariate cell."""
     flag_names = list(RX_FLAGS)
     totals: dict[str, list[float]] = {}
-    for age, sex, indication, dose, band in itertools.product(AGE_BANDS, SEXES, INDICATIONS, DOSE_BANDS, DURATION_BANDS):
-        share = AGE_BANDS[age][0] * SEXES[sex][0] * INDICATIONS[indication][0] * DOSE_BANDS[dose][0] * DURATION_BANDS[band][0]
-        base = AGE_BANDS[age][1] + SEXES[sex][1] + INDICATIONS[indication][1] + DOSE_BANDS[dose][1] + DURATION_BANDS[band][1]
+    for age, sex, indication, dose, band in itertools.product(AGE_BANDS, SEX_EFFECTS, INDICATION_EFFECTS, DOSE_BANDS, DURATION_BANDS):
+        share = AGE_BANDS[age][0] * SEX_EFFECTS[sex][0] * INDICATION_EFFECTS[indication][0] * DOSE_BANDS[dose][0] * DURATION_BANDS[band][0]
+        base = AGE_BANDS[age][1] + SEX_EFFECTS[sex][1] + INDICATION_EFFECTS[indication][1] + DOSE_BANDS[dose][1] + DURATION_BANDS[band][1]
         first, last = DURATION_BANDS[band][3:]
         days = np.arange(first, last + 1)
         le_share = float((days <= HEADLINE_SPLIT_DAYS).mean())
@@ -114,8 +120,8 @@ def make_mar_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]:
     rng = np.random.default_rng(seed)
     n = persons
     age = _draw(rng, AGE_BANDS, n)
-    sex = _draw(rng, SEXES, n)
-    indication = _draw(rng, INDICATIONS, n)
+    sex = _draw(rng, SEX_EFFECTS, n)
+    indication = _draw(rng, INDICATION_EFFECTS, n)
     dose = _draw(rng, DOSE_BANDS, n)
     band = _draw(rng, DURATION_BANDS, n)
     first = _effects(DURATION_BANDS, band, 3)
@@ -124,13 +130,13 @@ def make_mar_person_table(seed: int, persons: int) -> tuple[pd.DataFrame, dict]:
     flags = {name: rng.random(n) < spec[0] for name, spec in RX_FLAGS.items()}
     signal = np.logical_or.reduce(list(flags.values()))
     dep_logit = (
-        _effects(AGE_BANDS, age, 1) + _effects(SEXES, sex, 1) + _effects(INDICATIONS, indication, 1)
+        _effects(AGE_BANDS, age, 1) + _effects(SEX_EFFECTS, sex, 1) + _effects(INDICATION_EFFECTS, indication, 1)
         + _effects(DOSE_BANDS, dose, 1) + _effects(DURATION_BANDS, band, 1)
         + sum(RX_FLAGS[f][1] * flags[f] for f in RX_FLAGS) + 0.5 * signal
     )
     asc_logit = (
-        ASCERTAINMENT_INTERCEPT + _effects(AGE_BANDS, age, 2) + _effects(SEXES, sex, 2)
-        + _effects(INDICATIONS, indication, 2) + _effects(DOSE_BANDS, dose, 2) + _effects(DURATION_BANDS, band, 2)
+        ASCERTAINMENT_INTERCEPT + _effects(AGE_BANDS, age, 2) + _effects(SEX_EFFECTS, sex, 2)
+        + _effects(INDICATION_EFFECTS, indication, 2) + _effects(DOSE_BANDS, dose, 2) + _effects(DURATION_BANDS, band, 2)
         + sum(RX_FLAGS[f][2] * flags[f] for f in RX_FLAGS)
     )
     dependent = rng.random(n) < _expit(dep_logit)
