@@ -50,6 +50,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.config import Config
+from pipeline.contract import TABLES
 from pipeline.errors import ExtractError
 from pipeline.ingest.native import FileScan, TableLoad, reconcile_lines, scan_file, sha256_of, sniff_delimiter, unreadable_csv
 from pipeline.privacy.gate import refuse_cdm_identifiers
@@ -58,8 +59,8 @@ from pipeline.warehouse import ensure_audit_tables, new_id, scalar, sql_literal,
 # Bump when the mapping below changes: a CDM loaded by an older mapping is reloaded.
 MAPPING_VERSION = 1
 CONCEPT_SET_DIR = Path(__file__).resolve().parent / "concept_sets"
-# Contract: days_supply 1 .. 365 (longer exposures are split into segments).
-MAX_DAYS_SUPPLY = 365
+# The contract's days_supply maximum (365): longer exposures are split into segments.
+MAX_DAYS_SUPPLY = int(TABLES["prescriptions"].column("days_supply").maximum)
 # OMOP gender concepts (CDM v5.4 Gender vocabulary): FEMALE 8532, MALE 8507.
 FEMALE, MALE = 8532, 8507
 # OMOP unit concepts (UCUM) -> factor to mg.
