@@ -29,6 +29,7 @@ from rich.markup import escape
 
 from pipeline.config import BENZODIAZEPINES, INN_SHAPE, PROJECT_ROOT, Config, load_config
 from pipeline.errors import ExtractError, PipelineError, StageOrderError
+from pipeline.results import DEFAULT_RESULTS_DIR
 
 console = Console(stderr=True, highlight=False)
 app = typer.Typer(
@@ -432,7 +433,7 @@ def split(source: Path = typer.Option(DEFAULT_DEMO, "--source", "-s", help="Nati
 
 results_app = typer.Typer(no_args_is_help=True, help="The results store (every run's published summarised result).")
 app.add_typer(results_app, name="results")
-ResultsOpt = typer.Option(PROJECT_ROOT / "results", "--results", help="Results store folder (default results/).")
+ResultsOpt = typer.Option(DEFAULT_RESULTS_DIR, "--results", help="Results store folder (default results/).")
 
 
 @results_app.command("append")
@@ -460,7 +461,7 @@ def results_runs(results: Path = ResultsOpt) -> None:
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
           port: int = typer.Option(8050, "--port", help="Port."),
-          results: Path = typer.Option(PROJECT_ROOT / "results", "--results",
+          results: Path = typer.Option(DEFAULT_RESULTS_DIR, "--results",
                                        help="Results store folder or .duckdb file (default results/).")) -> None:
     """Serve the dashboard over the results store (a missing store or a port in use: one line, exit 2)."""
     import socket

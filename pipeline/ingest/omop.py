@@ -98,7 +98,6 @@ CDM_COLUMNS: dict[str, dict[str, str]] = {
                       "denominator_unit_concept_id": "BIGINT"},
 }
 REQUIRED_TABLES = ("person", "observation_period", "drug_exposure", "concept", "concept_ancestor")
-VOCABULARY_TABLES = ("concept", "concept_ancestor", "concept_relationship", "drug_strength")
 FILE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".csv.gz": "csv", ".parquet": "parquet"}
 
 
@@ -864,7 +863,7 @@ def _signature_of_raw_tables(con: duckdb.DuckDBPyConnection) -> set[str | None]:
     return comments
 
 
-def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, progress=None) -> OmopSummary:
+def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config) -> OmopSummary:
     """Map the OMOP CDM at ``source`` into ``raw_*`` (see the module docstring and docs/omop.md)."""
     source = Path(source)
     ensure_audit_tables(con)
@@ -893,8 +892,6 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, prog
         # clinical tables (and any column outside the CDM), before anything is written
         refuse_cdm_identifiers(con, {t.name: (Path(t.source_file).name if t.file_format != "duckdb" else f"{source.name}:{t.name}",
                                               t.relation) for t in read})
-        if progress:
-            progress("mapping the CDM")
         summary.ingredients = _map_ingredients(con, config)
         missing = [d for d in (x.strip().lower() for x in config.drugs.ingredients) if d and d not in summary.ingredients]
         if missing:
