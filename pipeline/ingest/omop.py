@@ -50,7 +50,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.config import Config
-from pipeline.contract import TABLES
+from pipeline.contract import CODE_SYSTEMS, TABLES
 from pipeline.errors import ExtractError
 from pipeline.ingest.native import FileScan, TableLoad, reconcile_lines, scan_file, sha256_of, sniff_delimiter, unreadable_csv
 from pipeline.privacy.gate import refuse_cdm_identifiers
@@ -333,6 +333,15 @@ def _create_typed_view(con: duckdb.DuckDBPyConnection, table: CdmTable) -> None:
 # Python builds only the VALUES lists the concept sets and settings give.
 
 
+def _in_list(values) -> str:
+    """A SQL ``in (...)`` list of literals.
+
+    >>> _in_list(["ICD10", "O'Brien"]), _in_list([8576, 9655])
+    ("('ICD10', 'O''Brien')", '(8576, 9655)')
+    """
+    return "(" + ", ".join(sql_literal(v) for v in values) + ")"
+
+
 def _ingredient_rows(config: Config) -> str:
     tokens = [(d.strip().lower(), True) for d in config.drugs.ingredients if d.strip()]
     tokens += [(name, False) for name in benzodiazepine_names(config)]
@@ -469,8 +478,7 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config) -> O
                                  "diagnoses come from ICD-10 source codes only")
         if not summary.concept_sets["follow_up_concepts"]:
             summary.notes.append("no follow-up assessment concept (SDS, withdrawal, dependence) in this vocabulary: zero follow_ups")
-        negative_names = "(" + ", ".join(sql_literal(n) for n in concept_sets["follow_up_concepts"].get("negative_value_names", ["no"])) + ")"
-        mg_units = "(" + ", ".join(str(u) for u in MG_PER_UNIT) + ")"
+        negative_names = _in_list(concept_sets["follow_up_concepts"].get("negative_value_names", ["no"]))
 
         def mg_factor(column: str) -> str:
             return "case " + " ".join(f"when {column} = {u} then {f!r}" for u, f in MG_PER_UNIT.items()) + " end"
@@ -478,11 +486,11 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config) -> O
         con.execute("begin transaction")
         try:
             run_sql_file(con, SQL_DIR / "drug_exposures.sql",
-                         mg_units=mg_units, mg_factor_amount=mg_factor("amount_unit_concept_id"),
+                         mg_units=_in_list(MG_PER_UNIT), mg_factor_amount=mg_factor("amount_unit_concept_id"),
                          mg_factor_numerator=mg_factor("numerator_unit_concept_id"), milliliter=MILLILITER,
                          max_days=MAX_DAYS_SUPPLY)
             run_sql_file(con, SQL_DIR / "persons.sql", sex=gender_sex_sql("persons.gender_concept_id"))
-            run_sql_file(con, SQL_DIR / "conditions.sql")
+            run_sql_file(con, SQL_DIR / "conditions.sql", code_systems=_in_list(CODE_SYSTEMS))
             run_sql_file(con, SQL_DIR / "follow_ups.sql", negative_names=negative_names)
             _write_raw_tables(con, load_id, signature)
             counts = _write_audit(con, load_id, read, signature)

@@ -1,4 +1,5 @@
 -- condition_occurrence -> the contract's diagnoses (ICD source codes, else the concept set's code).
+-- code_systems: the contract's code systems, which are OMOP vocabulary ids too (ICD10, ICD10CM).
 
 create or replace temp table _omop_condition_rows as
 with conditions as (
@@ -9,8 +10,8 @@ coded as (
     select
         conditions.*,
         -- an ICD-10 / ICD-10-CM source concept: its own code; else the concept set's equivalent
-        case when source.vocabulary_id in ('ICD10', 'ICD10CM') then source.concept_code else condition_set.code end as code,
-        case when source.vocabulary_id in ('ICD10', 'ICD10CM') then source.vocabulary_id else condition_set.code_system end as code_system
+        case when source.vocabulary_id in {{ code_systems }} then source.concept_code else condition_set.code end as code,
+        case when source.vocabulary_id in {{ code_systems }} then source.vocabulary_id else condition_set.code_system end as code_system
     from conditions
     left join _omop_concept as source on source.concept_id = conditions.condition_source_concept_id
     left join _omop_condition_set as condition_set on condition_set.concept_id = conditions.condition_concept_id
