@@ -303,3 +303,11 @@ def test_the_test_process_ends_without_nanobind_noise_and_keeps_its_status(tmp_p
     assert done.returncode == status, done.stdout + done.stderr
     assert "nanobind" not in done.stdout + done.stderr
     assert ("1 passed" if status == 0 else "1 failed") in done.stdout
+
+
+def test_network_and_serve_use_the_one_app(bare):
+    (bare / "data" / "demo").mkdir(parents=True)
+    (bare / "data" / "demo" / "truth.json").write_text("{}")
+    network = dry_run(bare, "network")
+    assert "-m pipeline split --source data/demo" in network and "-m pipeline pool" in network
+    assert "-m pipeline serve" in dry_run(bare, "serve")
