@@ -300,22 +300,21 @@ def ingest(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt
 
 
 def _stage(config: Optional[Path], overrides: list[str], warehouse: Path):
-    """A warehouse-only stage's settings and open warehouse."""
+    """A warehouse-only stage's open warehouse and settings: ``(con, cfg)``, the order every ``do_*`` takes."""
     cfg = _config(config, overrides, None)
-    return cfg, _connect(warehouse, cfg)
+    return _connect(warehouse, cfg), cfg
 
 
 @app.command()
 def validate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Run the Great Expectations suites; stop on errors, quarantine bad rows."""
-    cfg, con = _stage(config, set_, warehouse)
-    do_validate(con, cfg, warehouse)
+    do_validate(*_stage(config, set_, warehouse), warehouse)
 
 
 @app.command()
 def transform(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Build staging, treatment episodes, the new-user cohort and outcomes (SQL)."""
-    cfg, con = _stage(config, set_, warehouse)
+    con, cfg = _stage(config, set_, warehouse)
     do_check_drugs(con, cfg)
     console.print(json.dumps(do_transform(con, cfg), default=str))
 

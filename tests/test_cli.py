@@ -73,3 +73,11 @@ def test_module_wrappers_reach_the_same_commands(tmp_path):
 def test_docs_check_passes_on_the_committed_documents():
     done = cli("docs", "--check")
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("stage, missing", [("validate", "raw_prescriptions"), ("transform", "raw_prescriptions"),
+                                            ("estimate", "analysis_person"), ("report", "estimates")])
+def test_a_stage_before_its_input_names_the_missing_table_in_one_line(tmp_path, stage, missing):
+    done = cli(stage, "--warehouse", str(tmp_path / "empty.duckdb"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and f"table '{missing}' is missing" in done.stderr
