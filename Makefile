@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 SOURCE ?=
 FORMAT ?= native
@@ -16,6 +17,7 @@ DRUGS ?=
 PERSISTENCE_DAYS ?=
 STOCKPILING ?=
 MIN_CELL_COUNT ?=
+SET ?=
 HOST ?= 127.0.0.1
 PORT ?= 8050
 SITES ?=
@@ -25,22 +27,29 @@ SITES ?=
 # and used there only inside double quotes ("$$BENZO_X"), so `make DRUGS='x;id'`
 # passes the text x;id to the pipeline, which refuses it as an unknown drug.
 # Make would otherwise export command-line variables itself, expanding them.
-USER_VARIABLES := PYTHON SOURCE FORMAT DRUGS PERSISTENCE_DAYS STOCKPILING MIN_CELL_COUNT HOST PORT SITES
+USER_VARIABLES := PYTHON SOURCE FORMAT DRUGS PERSISTENCE_DAYS STOCKPILING MIN_CELL_COUNT SET HOST PORT SITES
 $(foreach name,$(USER_VARIABLES),$(eval export BENZO_$(name) := $$(value $(name))))
 unexport $(USER_VARIABLES)
 
-# The pipeline's arguments, built by the shell from the environment (bash: an
-# empty variable adds no argument). Make variables -> configuration overrides,
+# The pipeline's arguments, built by bash from the environment (an empty
+# variable adds no argument). Make variables -> configuration overrides,
 # checked before any work and printed with every result.
-ARGS = $${BENZO_SOURCE:+--source "$$BENZO_SOURCE"} $(SITE_ARGS)
-# The same without the source (each site of a network study names its own).
-SITE_ARGS = $${BENZO_FORMAT:+--format "$$BENZO_FORMAT"} \
-       $${BENZO_DRUGS:+--set "drugs.ingredients=$$BENZO_DRUGS"} \
+SOURCE_ARG = $${BENZO_SOURCE:+--source "$$BENZO_SOURCE"}
+FORMAT_ARG = $${BENZO_FORMAT:+--format "$$BENZO_FORMAT"}
+SET_ARGS = $${BENZO_DRUGS:+--set "drugs.ingredients=$$BENZO_DRUGS"} \
        $${BENZO_PERSISTENCE_DAYS:+--set "episodes.persistence_window_days=$$BENZO_PERSISTENCE_DAYS"} \
        $${BENZO_STOCKPILING:+--set "episodes.stockpiling=$$BENZO_STOCKPILING"} \
        $${BENZO_MIN_CELL_COUNT:+--set "disclosure.min_cell_count=$$BENZO_MIN_CELL_COUNT"}
-# Run a pipeline command with ARGS, echoing it as the shell sees it.
-PIPELINE = set -- $(ARGS); echo "$(PY) -m pipeline $(1) $${*@Q}"; $(PY) -m pipeline $(1) "$$@"
+# $(call WITH_ARGS,<arguments>): sets "$$@" to <arguments>, the variables' --set
+# overrides, then `--set WORD` for each word of SET="section.key=value ..."
+# (split by `read` on blanks: never globbed, expanded or evaluated; last wins).
+WITH_ARGS = words=(); IFS=$$' \t\n' read -r -d '' -a words <<< "$$BENZO_SET" || true; \
+       set -- $(1) $(SET_ARGS); for word in "$${words[@]}"; do set -- "$$@" --set "$$word"; done
+# $(call PIPELINE,<command>,<arguments>): run a pipeline command, echoing it as the shell sees it.
+PIPELINE = $(call WITH_ARGS,$(2)); echo "$(PY) -m pipeline $(1) $${*@Q}"; $(PY) -m pipeline $(1) "$$@"
+EXTRACT_ARGS = $(SOURCE_ARG) $(FORMAT_ARG)
+# The demo extract unless SOURCE names one.
+EXTRACT = $(if $(value SOURCE),,$(DEMO)/truth.json)
 
 DEMO := data/demo
 PACKAGE_FILES := $(shell find pipeline expectations config -type f \( -name '*.py' -o -name '*.sql' -o -name '*.json' -o -name '*.toml' \) 2>/dev/null)
@@ -51,7 +60,8 @@ PACKAGE_FILES := $(shell find pipeline expectations config -type f \( -name '*.p
 SOURCE_STAMP := data/.source-stamp
 
 .DEFAULT_GOAL := all
-.PHONY: all help setup demo run test bench simulate clean
+.PHONY: all help setup demo run test bench simulate clean clean-results distclean
+.PHONY: ingest validate transform estimate report
 
 all: reports/index.html ## Set up, build the demo extract if no SOURCE is given, run every stage, write reports/
 
@@ -60,30 +70,50 @@ help: ## List the targets
 
 # The environment is rebuilt when the dependency files' content changes (their
 # sha256 is kept in the stamp), not when a checkout merely gives them new times.
+# Runtime: requirements.lock and the project itself (editable, with its console
+# command .venv/bin/benzo-outcomes); tests add requirements-dev.lock.
 $(STAMP): pyproject.toml requirements.lock
 	@if [ -x $(PY) ] && sha256sum pyproject.toml requirements.lock | cmp -s - $@; then touch $@; else \
 	  set -x && "$$BENZO_PYTHON" -m venv $(VENV) && \
 	  $(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock && \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e . && \
 	  sha256sum pyproject.toml requirements.lock > $@; fi
 
-setup: $(STAMP) ## Create .venv with the pinned dependencies (requirements.lock)
+$(DEV_STAMP): $(STAMP) requirements-dev.lock
+	@if sha256sum pyproject.toml requirements.lock requirements-dev.lock | cmp -s - $@; then touch $@; else \
+	  set -x && $(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.lock && \
+	  sha256sum pyproject.toml requirements.lock requirements-dev.lock > $@; fi
+
+setup: $(STAMP) ## Create .venv with the pinned runtime dependencies (requirements.lock) and the benzo-outcomes command
 
 $(DEMO)/truth.json: $(STAMP) $(wildcard pipeline/demo/*.py) config/default.toml
-	@set -- $(ARGS); $(PY) -m pipeline check "$$@" > /dev/null  # a wrong setting stops make before any work
+	@$(call WITH_ARGS,$(EXTRACT_ARGS)); $(PY) -m pipeline check "$$@" > /dev/null  # a wrong setting stops make before any work
 	$(PY) -m pipeline demo --out $(DEMO)
 
 demo: $(DEMO)/truth.json ## Build the synthetic demo extract (seeded) and its truth.json
 
-$(SOURCE_STAMP): $(STAMP) $(if $(value SOURCE),,$(DEMO)/truth.json) FORCE
-	@$(PY) -m pipeline stamp $(ARGS) --out $@
+$(SOURCE_STAMP): $(STAMP) $(EXTRACT) FORCE
+	@$(call WITH_ARGS,$(EXTRACT_ARGS)); $(PY) -m pipeline stamp "$$@" --out $@
 
 reports/index.html: $(STAMP) $(PACKAGE_FILES) $(SOURCE_STAMP)
-	@$(call PIPELINE,run)
+	@$(call PIPELINE,run,$(EXTRACT_ARGS))
 
-run: $(STAMP) $(if $(value SOURCE),,$(DEMO)/truth.json) ## Run every stage again, even if nothing changed
-	@$(call PIPELINE,run)
+run: $(STAMP) $(EXTRACT) ## Run every stage again, even if nothing changed
+	@$(call PIPELINE,run,$(EXTRACT_ARGS))
 
-test: $(STAMP) ## Set up and run the tests (unit, fixtures, end to end, browser)
+# One stage at a time (each after the one before it has run; SET=... and the
+# variables above apply). `make ingest` takes SOURCE and FORMAT; the others read the warehouse.
+ingest: $(STAMP) $(EXTRACT) ## Stage 1: load SOURCE (default: the demo) into data/warehouse.duckdb
+	@$(call PIPELINE,ingest,$(EXTRACT_ARGS))
+
+validate transform estimate report: $(STAMP)
+	@$(call PIPELINE,$@,)
+validate: ## Stage 2: data-quality checks; bad rows quarantined, errors stop
+transform: ## Stage 3: staging, episodes, cohort, outcomes (SQL)
+estimate: ## Stage 4: estimates (with sensitivity analyses)
+report: ## Stage 5: publish reports/index.html and reports/exports/
+
+test: $(DEV_STAMP) ## Set up (with the test packages) and run the tests (unit, fixtures, end to end, browser)
 	GX_ANALYTICS_ENABLED=false $(PY) -m pytest
 
 bench: SIZES ?= 1M,10M
@@ -96,7 +126,7 @@ simulate: $(STAMP) ## Simulation study: bias and CI coverage of primary vs compl
 # Dashboard over the results store (every run's published summarised result).
 .PHONY: serve
 serve: $(STAMP) ## Dashboard over results/ (every run's published results) on 127.0.0.1:8050 (HOST=, PORT= change it)
-	@$(PY) -m pipeline.dashboard --host "$$BENZO_HOST" --port "$$BENZO_PORT"
+	@$(PY) -m pipeline serve --host "$$BENZO_HOST" --port "$$BENZO_PORT"
 
 # Network study: each site in its own warehouse (data/sites/<name>/) and reports (reports/sites/<name>/),
 # packaged (reports/packages/<name>/) and pooled into reports/network/. Without SITES: the demo split by region.
@@ -105,14 +135,14 @@ NETWORK_DEMO := data/network
 .PHONY: network
 network: $(STAMP) $(if $(value SITES),,$(DEMO)/truth.json) ## Network study: run each of SITES="path/a path/b ..." on its own, package each, pool into reports/network/
 	@set -ef; sites=$$BENZO_SITES; \
-	if [ -z "$$sites" ]; then $(PY) -m pipeline.network.split --source $(DEMO) --out $(NETWORK_DEMO); \
+	if [ -z "$$sites" ]; then $(PY) -m pipeline split --source $(DEMO) --out $(NETWORK_DEMO); \
 	  sites=$$(find $(NETWORK_DEMO) -mindepth 1 -maxdepth 1 -type d | sort); fi; \
 	seen=""; packages=(); \
 	for site in $$sites; do name=$$(basename -- "$$site"); \
 	  case " $$seen " in *" $$name "*) echo "error: two sites share the folder name '$$name': rename one" >&2; exit 2;; esac; \
 	  seen="$$seen $$name"; \
 	  echo "== site $$name ($$site)"; \
-	  set -- $(SITE_ARGS); \
+	  $(call WITH_ARGS,$(FORMAT_ARG)); \
 	  $(PY) -m pipeline run --source "$$site" "$$@" \
 	    --warehouse "$(CURDIR)/data/sites/$$name/warehouse.duckdb" --reports "$(CURDIR)/reports/sites/$$name"; \
 	  $(PY) -m pipeline package --reports "reports/sites/$$name" --out "reports/packages/$$name"; \
@@ -120,7 +150,22 @@ network: $(STAMP) $(if $(value SITES),,$(DEMO)/truth.json) ## Network study: run
 	done; \
 	$(PY) -m pipeline pool "$${packages[@]}" --out reports/network
 
-clean: ## Remove data/, reports/ and the environment
-	rm -rf $(VENV) data/warehouse.duckdb* data/demo data/.source-stamp data/.source-stamp.cache reports/*
+# What make builds, and only that: the demo extract, the warehouse and its
+# stamps, the analyst's quality folder, the network study's site extracts and
+# warehouses, and everything publish writes into reports/ (its README.md is kept).
+# A user's own extract (SOURCE=..., even inside data/) and the results store
+# (results/: the history of every run, which `make clean-results` removes) stay.
+BUILT_DATA := $(DEMO) data/warehouse.duckdb data/warehouse.duckdb.wal $(SOURCE_STAMP) $(SOURCE_STAMP).cache \
+	data/quality-internal data/sites $(NETWORK_DEMO)
+
+clean: ## Remove what make built: the demo, the warehouse, the network study's data, reports/ (not results/, not .venv)
+	rm -rf $(BUILT_DATA) reports.tmp-* reports.old-*
+	find reports -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+
+clean-results: ## Remove the results store (results/results.duckdb: every run's published results)
+	rm -f results/results.duckdb results/results.duckdb.wal
+
+distclean: clean ## clean, and remove the environment (.venv)
+	rm -rf $(VENV)
 
 FORCE:

@@ -1,7 +1,12 @@
-"""Command line: ``python -m pipeline <stage>`` for each stage, ``run`` for all.
+"""The one command-line app: ``benzo-outcomes <command>`` (or ``python -m pipeline <command>``).
+
+A stage each (demo, ingest, validate, transform, estimate, report), ``run`` for all,
+``check`` and ``stamp`` for make, ``docs`` for the documents written from the
+contract, the network study (``split``, ``package``, ``pool``), the results store
+(``results append|runs``) and its dashboard (``serve``).
 
 Typer (CLI) and Rich (progress on stderr) are used rather than argparse and
-print(): typer gives ``--help`` for every stage from the signatures below, rich
+print(): typer gives ``--help`` for every command from the signatures below, rich
 gives spinners and timings for long work without our own terminal code.
 
 A user's mistake (``PipelineError``) prints one line and exits non-zero; a bug
@@ -24,6 +29,7 @@ from rich.markup import escape
 
 from pipeline.config import BENZODIAZEPINES, INN_SHAPE, PROJECT_ROOT, Config, load_config
 from pipeline.errors import ExtractError, PipelineError, StageOrderError
+from pipeline.results import DEFAULT_RESULTS_DIR
 
 console = Console(stderr=True, highlight=False)
 app = typer.Typer(
@@ -109,6 +115,14 @@ def _ensure_demo(source: Optional[Path], cfg: Config) -> Path:
     if not (DEFAULT_DEMO / "truth.json").exists():
         do_demo(DEFAULT_DEMO, cfg.demo.persons, cfg.demo.seed, "csv", cfg)
     return DEFAULT_DEMO
+
+
+def _print_headline(headline: dict, where: str) -> None:
+    """The headline estimate (longer treatment) in one line, when there is one."""
+    longer = headline.get("gt_4_weeks", {})
+    if longer.get("estimate") is not None:
+        console.print(f"[bold]> 4 weeks{where}:[/] {longer['estimate']:.1%} dependent "
+                      f"(95% CI {longer['ci_low']:.1%} to {longer['ci_high']:.1%})")
 
 
 def do_demo(out: Path, persons: int, seed: int, fmt: str, cfg: Config) -> dict:
@@ -209,7 +223,7 @@ def do_privacy_report(con, cfg: Config) -> dict:
     }
 
 
-def do_validate(con, cfg: Config, reports: Path, warehouse: Path):
+def do_validate(con, cfg: Config, warehouse: Path):
     from pipeline.validate import run as validate_run
     from pipeline.warehouse import logged_stage
 
@@ -285,37 +299,37 @@ def ingest(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt
     do_privacy_report(con, cfg)
 
 
+def _stage(config: Optional[Path], overrides: list[str], warehouse: Path):
+    """A warehouse-only stage's open warehouse and settings: ``(con, cfg)``, the order every ``do_*`` takes."""
+    cfg = _config(config, overrides, None)
+    return _connect(warehouse, cfg), cfg
+
+
 @app.command()
-def validate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt,
-             reports: Path = ReportsOpt) -> None:
+def validate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Run the Great Expectations suites; stop on errors, quarantine bad rows."""
-    cfg = _config(config, set_, None)
-    do_validate(_connect(warehouse, cfg), cfg, reports, warehouse)
+    do_validate(*_stage(config, set_, warehouse), warehouse)
 
 
 @app.command()
 def transform(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Build staging, treatment episodes, the new-user cohort and outcomes (SQL)."""
-    cfg = _config(config, set_, None)
-    con = _connect(warehouse, cfg)
+    con, cfg = _stage(config, set_, warehouse)
     do_check_drugs(con, cfg)
-    summary = do_transform(con, cfg)
-    console.print(json.dumps(summary, default=str))
+    console.print(json.dumps(do_transform(con, cfg), default=str))
 
 
 @app.command()
 def estimate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Estimate dependence by duration band and stratum (writes table `estimates`)."""
-    cfg = _config(config, set_, None)
-    do_estimate(_connect(warehouse, cfg), cfg)
+    do_estimate(*_stage(config, set_, warehouse))
 
 
 @app.command()
 def report(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt,
            reports: Path = ReportsOpt) -> None:
     """Publish reports/index.html and reports/exports/ (disclosure control applied)."""
-    cfg = _config(config, set_, None)
-    do_report(_connect(warehouse, cfg), cfg, reports, None)
+    do_report(*_stage(config, set_, warehouse), reports, None)
 
 
 @app.command()
@@ -329,17 +343,12 @@ def run(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, c
     do_ingest(con, source, cfg)
     do_check_drugs(con, cfg)
     risk = do_privacy_report(con, cfg)
-    do_validate(con, cfg, reports, warehouse)
+    do_validate(con, cfg, warehouse)
     do_transform(con, cfg)
     result = do_estimate(con, cfg)
     is_demo = (Path(source) / "truth.json").exists()  # the generator writes its truth beside the demo only
     index = do_report(con, cfg, reports, result, {"source": Path(source).name, "demo": is_demo, "k_anonymity": risk})
-    headline = (result or {}).get("headline", {}).get("gt_4_weeks", {})
-    if headline.get("estimate") is not None:
-        console.print(
-            f"[bold]> 4 weeks:[/] {headline['estimate']:.1%} dependent "
-            f"(95% CI {headline['ci_low']:.1%} to {headline['ci_high']:.1%})"
-        )
+    _print_headline((result or {}).get("headline", {}), "")
     console.print(f"report: {index}  ({time.perf_counter() - started:.1f} s in all)")
 
 
@@ -396,20 +405,100 @@ def pool(sites: list[Path] = typer.Argument(..., help="Site packages (folders or
     left_out = result["notes"]
     if len(left_out):
         console.print(f"  {len(left_out)} notes (cells a site was left out of, cells not pooled): {out / 'exports' / 'notes.csv'}")
-    gt = result["headline"]["headline"]["gt_4_weeks"]
-    if gt.get("estimate") is not None:
-        console.print(f"[bold]> 4 weeks, pooled over {len(result['sites'])} sites:[/] {gt['estimate']:.1%} dependent "
-                      f"(95% CI {gt['ci_low']:.1%} to {gt['ci_high']:.1%})")
+    _print_headline(result["headline"]["headline"], f", pooled over {len(result['sites'])} sites")
     console.print(f"report: {out / 'index.html'}")
     stored = result["store"]
     console.print(f"results store: {stored['results_dir']} (pooled run {stored['pooled']}, "
                   f"{len(stored['sites'])} site runs)")
 
 
-def main() -> None:
+@app.command()
+def split(source: Path = typer.Option(DEFAULT_DEMO, "--source", "-s", help="Native extract folder to split."),
+          out: Path = typer.Option(PROJECT_ROOT / "data" / "network", "--out", "-o",
+                                   help="Folder to write one sub-folder per site to."),
+          site: list[str] = typer.Option([], "--site", help="name=RegionA,RegionB (repeatable; '*' = the rest); "
+                                         "default: the demo's five sites.")) -> None:
+    """Cut one native extract into site extracts by persons.region (the demo as a network)."""
+    from pipeline.network.split import DEMO_SITES, parse_site, split_extract
+
+    summary = split_extract(source, out, tuple(parse_site(s) for s in site) or DEMO_SITES)
+    for name, counts in summary["sites"].items():
+        typer.echo(f"{name}: {counts.get('persons', 0):,} persons rows -> {out / name}")
+    for table, rows in summary["left_out_rows"].items():
+        typer.echo(f"note: {rows:,} {table} rows have no site (region not listed and no '*' site)")
+
+
+# --------------------------------------------------------------------------- results store and dashboard (pipeline/results, pipeline/dashboard)
+
+results_app = typer.Typer(no_args_is_help=True, help="The results store (every run's published summarised result).")
+app.add_typer(results_app, name="results")
+ResultsOpt = typer.Option(DEFAULT_RESULTS_DIR, "--results", help="Results store folder (default results/).")
+
+
+@results_app.command("append")
+def results_append(exports: Path = typer.Argument(..., help="An exports folder, e.g. reports/exports."),
+                   results: Path = ResultsOpt) -> None:
+    """Append the run published in an exports folder (a stored run is skipped)."""
+    from pipeline.results import store
+
+    outcome = store.append_exports(exports, results)
+    state = "appended" if outcome["appended"] else "already stored, nothing appended"
+    typer.echo(f"run {outcome['run_id']}: {state} (result_id {outcome['first_result_id']}.."
+               f"{outcome['last_result_id']}) in {store.store_path(results)}")
+
+
+@results_app.command("runs")
+def results_runs(results: Path = ResultsOpt) -> None:
+    """List the stored runs."""
+    from pipeline.results import store
+
+    runs = store.read(results)["runs"]
+    typer.echo(runs[["run_id", "run_time", "cdm_name", "first_result_id", "last_result_id",
+                     "result_rows"]].to_string(index=False))
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
+          port: int = typer.Option(8050, "--port", help="Port."),
+          results: Path = typer.Option(DEFAULT_RESULTS_DIR, "--results",
+                                       help="Results store folder or .duckdb file (default results/).")) -> None:
+    """Serve the dashboard over the results store (a missing store or a port in use: one line, exit 2)."""
+    import socket
+
+    from pipeline.dashboard.app import create_app
+
+    dash = create_app(results)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise PipelineError(f"cannot listen on {host}:{port}: {error.strerror}; "
+                                "choose another with PORT=... (make serve) or --port") from None
+    console.print(f"dashboard on http://{host}:{port}/ (Ctrl-C stops it)")
+    dash.run(host=host, port=port, debug=False)
+
+
+# --------------------------------------------------------------------------- documents written from the contract
+
+
+@app.command()
+def docs(check: bool = typer.Option(False, "--check", help="Change nothing; fail (exit 2) when a document is stale.")) -> None:
+    """Write docs/contract.md and docs/ARCHITECTURE.md's table lists from pipeline/contract.py."""
+    from pipeline.contract import write_docs
+
+    stale = write_docs(PROJECT_ROOT, check=check)
+    names = ", ".join(str(path.relative_to(PROJECT_ROOT)) for path in stale)
+    if check and stale:
+        raise PipelineError(f"{names} stale: run `benzo-outcomes docs` (or python -m pipeline docs)")
+    console.print(f"rewrote {names}" if stale else "documents up to date")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """The console command; ``argv`` (default: the process's arguments) lets thin module wrappers name a command."""
     code = 0
     try:
-        app()
+        app(args=argv, prog_name="benzo-outcomes" if argv is not None else None)
     except PipelineError as error:
         for line in str(error).splitlines() or [type(error).__name__]:  # one line per mistake
             console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)

@@ -45,6 +45,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import PROJECT_ROOT, load_config
+from pipeline.privacy.disclosure import published_number
 
 INF = math.inf
 TOTAL_LEVELS = {"all", "total", "overall", "any"}
@@ -77,7 +78,7 @@ class Knowledge:
 
     def published(self, name: str, value, primary: bool = False) -> int:
         """A published count: its band, or 1..k-1 / 0..inf when withheld."""
-        number = _num(value)
+        number = published_number(value)
         if number is None:
             return self.var(name, 1, self.k - 1) if primary else self.var(name, 0, INF)
         if number == 0:
@@ -150,16 +151,6 @@ class Knowledge:
         return found
 
 
-def _num(value) -> float | None:
-    if value is None or value is pd.NA or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
 def _primary_of(reason) -> set[str]:
     return set(_PRIMARY.findall(str(reason))) if isinstance(reason, str) else set()
 
@@ -204,7 +195,7 @@ def _add_estimates(kb: Knowledge, frame: pd.DataFrame, src: str) -> None:
         kb.define(name + ".non-events", [(n, 1), (e, -1)], *((1, kb.k - 1) if "non-events" in primary else (-INF, INF)))
         n_var[key], e_var[key] = n, e
         # estimate x n, where the estimate says more than the published counts
-        est = _num(r.get("estimate"))
+        est = published_number(r.get("estimate"))
         if est is not None and r.get("n") is not None and r.get("events") is not None:
             if not float(r["n"]) or abs(est - float(r["events"]) / float(r["n"])) < 1e-12:
                 continue  # the policy's proportion: rounded events / rounded n, nothing more
@@ -288,10 +279,10 @@ def _add_attrition(kb: Knowledge, frame: pd.DataFrame, src: str) -> list[int]:
 
 
 def _add_share(kb: Knowledge, count: int, total: int, share, count_value, total_value) -> None:
-    share = _num(share)
+    share = published_number(share)
     if share is None:
         return
-    if _num(count_value) is not None and _num(total_value) and abs(share - float(count_value) / float(total_value)) < 1e-12:
+    if published_number(count_value) is not None and published_number(total_value) and abs(share - float(count_value) / float(total_value)) < 1e-12:
         return  # the policy's share: published count / published total
     tolerance = 1e-9 if _decimals_beyond_policy(share) else 0.5 * 10 ** -len(repr(share).split(".")[-1])
     low = (share - tolerance) * max(kb.lo[total], 0)

@@ -55,7 +55,7 @@ def network(tmp_path_factory):
     print(f"demo seed {SEED}, {PERSONS} persons")
     cli("pipeline", "demo", "--out", str(root / "demo"), "--persons", str(PERSONS), "--seed", str(SEED))
     site_args = [a for name, regions in SITES for a in ("--site", f"{name}={regions}")]
-    cli("pipeline.network.split", "--source", str(root / "demo"), "--out", str(root / "sites"), *site_args)
+    cli("pipeline", "split", "--source", str(root / "demo"), "--out", str(root / "sites"), *site_args)
     runs = [["pipeline", "run", "--source", str(root / "demo"), "--warehouse", str(root / "single.duckdb"),
              "--reports", str(root / "single")]]
     for name, _ in SITES:

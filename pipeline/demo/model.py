@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline import contract
+
 GENERATOR_VERSION = "1.1.0"
 
 # --- persons -----------------------------------------------------------------
-SEX_CODES = ("F", "M", "X", "U")
+SEX_CODES = contract.SEXES  # F, M, X, U
 SEX_PROBS = (0.60, 0.38, 0.01, 0.01)  # benzodiazepine users are ~60-65% women (Blanco 2018)
 REGIONS = ("North", "South", "East", "West", "Central", "Coast", "Highlands", "Islands")
 REGION_PROBS = (0.16, 0.18, 0.14, 0.14, 0.16, 0.10, 0.07, 0.05)
@@ -31,7 +33,7 @@ GROUP_SHARES = {"no_clonazepam": 0.02, "minor": 0.03, "short_prior": 0.05, "rece
 MIN_GROUP_COUNT = 8  # planted invalid rows hang on minors: there must be some
 
 # --- drugs ---------------------------------------------------------------------
-INDICATIONS = ("anxiety", "panic", "seizure", "insomnia", "muscle_spasm", "other", "unknown")
+INDICATIONS = contract.INDICATIONS  # anxiety, panic, seizure, insomnia, muscle_spasm, other, unknown
 INDICATION_PROBS = (0.38, 0.20, 0.10, 0.14, 0.06, 0.07, 0.05)
 OTHER_BENZOS = ("diazepam", "lorazepam", "alprazolam")
 DRUGS = ("clonazepam",) + OTHER_BENZOS

@@ -50,16 +50,20 @@ from pathlib import Path
 import duckdb
 
 from pipeline.config import Config
+from pipeline.contract import CODE_SYSTEMS, TABLES
 from pipeline.errors import ExtractError
 from pipeline.ingest.files import FileScan, TableLoad, reconcile_lines, scan_file, sha256_of, sniff_delimiter, unreadable_csv
 from pipeline.privacy.gate import refuse_cdm_identifiers
-from pipeline.warehouse import ensure_audit_tables, new_id, scalar, sql_literal, table_exists
+from pipeline.warehouse import ensure_audit_tables, new_id, run_sql_file, scalar, sql_literal, table_exists
 
 # Bump when the mapping below changes: a CDM loaded by an older mapping is reloaded.
 MAPPING_VERSION = 1
 CONCEPT_SET_DIR = Path(__file__).resolve().parent / "concept_sets"
-# Contract: days_supply 1 .. 365 (longer exposures are split into segments).
-MAX_DAYS_SUPPLY = 365
+# The mapping, one SQL file per step: CTE chains ending in ``final``, {{ name }}
+# placeholders filled by pipeline.warehouse.run_sql_file (as the transform's SQL).
+SQL_DIR = Path(__file__).resolve().parent / "sql" / "omop"
+# The contract's days_supply maximum (365): longer exposures are split into segments.
+MAX_DAYS_SUPPLY = int(TABLES["prescriptions"].column("days_supply").maximum)
 # OMOP gender concepts (CDM v5.4 Gender vocabulary): FEMALE 8532, MALE 8507.
 FEMALE, MALE = 8532, 8507
 # OMOP unit concepts (UCUM) -> factor to mg.
@@ -97,7 +101,6 @@ CDM_COLUMNS: dict[str, dict[str, str]] = {
                       "denominator_unit_concept_id": "BIGINT"},
 }
 REQUIRED_TABLES = ("person", "observation_period", "drug_exposure", "concept", "concept_ancestor")
-VOCABULARY_TABLES = ("concept", "concept_ancestor", "concept_relationship", "drug_strength")
 FILE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".csv.gz": "csv", ".parquet": "parquet"}
 
 
@@ -179,6 +182,7 @@ def mapping_signature(config: Config) -> str:
         "benzodiazepines": benzodiazepine_names(config),
         "dependence_prefixes": [config.outcome.dependence_icd10_prefixes, config.outcome.dependence_icd10cm_prefixes],
         "concept_sets": load_concept_sets(),
+        "sql": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(SQL_DIR.glob("*.sql"))},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -324,8 +328,18 @@ def _create_typed_view(con: duckdb.DuckDBPyConnection, table: CdmTable) -> None:
 
 
 # --------------------------------------------------------------------------- mapping SQL
-# Each statement is a chain of named CTEs ending in ``final``; they write temp
-# tables ``_omop_*`` (rows to load with their source key) and ``_omop_quarantine``.
+# The SQL is in sql/omop/*.sql, one file per step, each a chain of named CTEs ending in
+# ``final``; they write temp tables ``_omop_*`` (rows to load with their source key).
+# Python builds only the VALUES lists the concept sets and settings give.
+
+
+def _in_list(values) -> str:
+    """A SQL ``in (...)`` list of literals.
+
+    >>> _in_list(["ICD10", "O'Brien"]), _in_list([8576, 9655])
+    ("('ICD10', 'O''Brien')", '(8576, 9655)')
+    """
+    return "(" + ", ".join(sql_literal(v) for v in values) + ")"
 
 
 def _ingredient_rows(config: Config) -> str:
@@ -335,36 +349,7 @@ def _ingredient_rows(config: Config) -> str:
 
 
 def _map_ingredients(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, int]:
-    con.execute(
-        f"""create or replace temp table _omop_ingredients as
-        with wanted as (
-            select * from ({_ingredient_rows(config)}) as w(token, analysed)
-        ),
-        ingredient_concepts as (
-            -- standard RxNorm (Extension) ingredients, matched by lower-case name or by concept id
-            select concept_id, lower(concept_name) as name
-            from _omop_concept
-            where vocabulary_id in ('RxNorm', 'RxNorm Extension')
-              and concept_class_id = 'Ingredient'
-              and standard_concept = 'S'
-        ),
-        matched as (
-            select ingredient_concepts.concept_id, wanted.token, wanted.analysed
-            from wanted
-            join ingredient_concepts
-                on wanted.token = ingredient_concepts.name
-                or try_cast(wanted.token as bigint) = ingredient_concepts.concept_id
-        ),
-        final as (
-            -- a configured ingredient keeps the label it was configured with
-            select concept_id as ingredient_concept_id,
-                   arg_max(token, analysed::int) as drug,
-                   bool_or(analysed) as analysed
-            from matched
-            group by concept_id
-        )
-        select * from final"""
-    )
+    run_sql_file(con, SQL_DIR / "ingredients.sql", wanted=_ingredient_rows(config))
     found = dict(con.execute("select drug, ingredient_concept_id from _omop_ingredients where analysed order by 1").fetchall())
     wanted = [d.strip().lower() for d in config.drugs.ingredients if d.strip()]
     if not found:
@@ -378,268 +363,6 @@ def _map_ingredients(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str
             "set --set drugs.ingredients=<name>"
         )
     return found
-
-
-SQL_DRUG_EXPOSURE = """
-create or replace temp table _omop_drug_rows as
-with drug_map as (
-    -- drug concepts rolling up to a selected ingredient (concept_ancestor; the ingredient itself too)
-    select distinct concept_ancestor.descendant_concept_id as drug_concept_id, ingredients.ingredient_concept_id, ingredients.drug
-    from _omop_concept_ancestor as concept_ancestor
-    join _omop_ingredients as ingredients on ingredients.ingredient_concept_id = concept_ancestor.ancestor_concept_id
-    union
-    select ingredient_concept_id, ingredient_concept_id, drug from _omop_ingredients
-),
-
-exposures as (
-    select * from _omop_drug_exposure
-),
-
-unresolved_concepts as (
-    -- drug concepts outside the map: RxNorm drugs (or concepts the vocabulary lacks) with no
-    -- Ingredient ancestor at all may be the drug we study; other drugs (e.g. CVX vaccines) are out of scope
-    select distinct exposures.drug_concept_id, concept.vocabulary_id
-    from exposures
-    left join _omop_concept as concept on concept.concept_id = exposures.drug_concept_id
-    where exposures.drug_concept_id is not null and exposures.drug_concept_id <> 0
-      and exposures.drug_concept_id not in (select drug_concept_id from drug_map)
-),
-
-no_ingredient as (
-    select unresolved_concepts.drug_concept_id, unresolved_concepts.vocabulary_id
-    from unresolved_concepts
-    where coalesce(unresolved_concepts.vocabulary_id, 'RxNorm') in ('RxNorm', 'RxNorm Extension')
-      and not exists (
-        select 1
-        from _omop_concept_ancestor as concept_ancestor
-        join _omop_concept as ingredient
-            on ingredient.concept_id = concept_ancestor.ancestor_concept_id
-            and ingredient.concept_class_id = 'Ingredient'
-        where concept_ancestor.descendant_concept_id = unresolved_concepts.drug_concept_id
-      )
-),
-
-in_scope as (
-    select exposures.*, drug_map.ingredient_concept_id, drug_map.drug,
-           count(drug_map.drug) over (partition by exposures.drug_exposure_id) as selected_ingredients,
-           case
-               when exposures.drug_exposure_id is null then 'omop.required_missing.drug_exposure_id'
-               when exposures.drug_concept_id is null or exposures.drug_concept_id = 0 then 'omop.unmapped_drug'
-               when no_ingredient.drug_concept_id is not null and no_ingredient.vocabulary_id is null then 'omop.unknown_drug_concept'
-               when no_ingredient.drug_concept_id is not null then 'omop.no_ingredient'
-               when exposures.person_id is null then 'omop.required_missing.person_id'
-               when exposures.drug_exposure_start_date is null then 'omop.required_missing.dispensed_on'
-               when exposures.drug_exposure_end_date < exposures.drug_exposure_start_date then 'omop.end_before_start'
-               -- the OHDSI era script skips negative days_supply the same way
-               when exposures.days_supply < 0 then 'omop.negative_days_supply'
-           end as rule_id
-    from exposures
-    left join drug_map on drug_map.drug_concept_id = exposures.drug_concept_id
-    left join no_ingredient on no_ingredient.drug_concept_id = exposures.drug_concept_id
-    where drug_map.drug is not null
-       or no_ingredient.drug_concept_id is not null
-       or exposures.drug_concept_id is null or exposures.drug_concept_id = 0
-       or exposures.drug_exposure_id is null
-),
-
-final as (
-    select * from in_scope
-)
-
-select * from final;
-
-create or replace temp table _omop_prescriptions as
-with loadable as (
-    select * from _omop_drug_rows where rule_id is null
-),
-
-ended as (
-    select
-        loadable.*,
-        -- OHDSI drug_era: end = drug_exposure_end_date, else start + days_supply (when > 0), else start + 1
-        coalesce(
-            drug_exposure_end_date,
-            drug_exposure_start_date + cast(nullif(days_supply, 0) as integer),
-            drug_exposure_start_date + 1
-        ) as exposure_end
-    from loadable
-),
-
-strength as (
-    -- mg per unit of the ingredient in the drug: amount (solids), or numerator per mL (liquids)
-    select drug_concept_id, ingredient_concept_id,
-           max(case
-               when amount_value > 0 and amount_unit_concept_id in {mg_units}
-                   then amount_value * {mg_factor_amount}
-               when numerator_value > 0 and numerator_unit_concept_id in {mg_units}
-                    and denominator_unit_concept_id = {milliliter}
-                   then numerator_value * {mg_factor_numerator} / coalesce(nullif(denominator_value, 0), 1)
-           end) as strength_mg
-    from _omop_drug_strength
-    group by drug_concept_id, ingredient_concept_id
-),
-
-dosed as (
-    select
-        ended.*,
-        -- last day covered, inclusive, equals the era script's exposure end
-        (ended.exposure_end - ended.drug_exposure_start_date + 1)::bigint as exposure_days,
-        strength.strength_mg as known_strength_mg,
-        ended.quantity > 0 and strength.strength_mg is not null as dose_known
-    from ended
-    left join strength
-        on strength.drug_concept_id = ended.drug_concept_id
-        and strength.ingredient_concept_id = ended.ingredient_concept_id
-),
-
-segments as (
-    -- exposures longer than {max_days} days: consecutive segments of at most {max_days} days
-    select dosed.*, unnest(range(0, dosed.exposure_days, {max_days})) as segment_offset
-    from dosed
-),
-
-final as (
-    select
-        cast(drug_exposure_id as varchar)
-            || case when selected_ingredients > 1 then ':' || drug else '' end
-            || case when segment_offset > 0 then '#' || (segment_offset // {max_days} + 1) else '' end
-            as prescription_id,
-        cast(person_id as varchar) as person_id,
-        drug_exposure_start_date + cast(segment_offset as integer) as dispensed_on,
-        drug as drug,
-        case when dose_known then known_strength_mg else 1.0 end as strength_mg,
-        case
-            when dose_known then quantity * least({max_days}, exposure_days - segment_offset) / exposure_days
-            else cast(least({max_days}, exposure_days - segment_offset) as double)
-        end as quantity,
-        least({max_days}, exposure_days - segment_offset)::bigint as days_supply,
-        case when dose_known then known_strength_mg * quantity / exposure_days end as daily_dose_mg,
-        'unknown' as indication,
-        cast(nullif(provider_id, 0) as varchar) as prescriber_id,
-        NULL::varchar as pharmacy_id,
-        drug_exposure_id as _source_row
-    from segments
-)
-
-select * from final;
-"""
-
-
-SQL_PERSONS = """
-create or replace temp table _omop_person_rows as
-with persons as (
-    select * from _omop_person
-),
-
-periods as (
-    select *,
-           case
-               when person_id not in (select person_id from persons where person_id is not null) then 'omop.person_missing'
-               when observation_period_start_date is null then 'omop.required_missing.observation_start'
-               when observation_period_end_date is null then 'omop.required_missing.observation_end'
-               when observation_period_end_date < observation_period_start_date then 'omop.end_before_start'
-           end as invalid_rule
-    from _omop_observation_period
-),
-
-exposures_per_period as (
-    select periods.person_id, periods.observation_period_id,
-           periods.observation_period_start_date, periods.observation_period_end_date,
-           count(prescriptions.prescription_id) as exposures
-    from periods
-    left join _omop_prescriptions as prescriptions
-        on prescriptions.person_id = cast(periods.person_id as varchar)
-        and prescriptions.dispensed_on between periods.observation_period_start_date and periods.observation_period_end_date
-    where periods.invalid_rule is null
-    group by all
-),
-
-ranked as (
-    -- the contract has one period per person: the one holding most selected
-    -- exposures; ties go to the latest-ending, then latest-starting period
-    select *,
-           row_number() over (
-               partition by person_id
-               order by exposures desc, observation_period_end_date desc, observation_period_start_date desc,
-                        observation_period_id
-           ) as period_rank
-    from exposures_per_period
-),
-
-deaths as (
-    select person_id, min(death_date) as death_date
-    from _omop_death
-    where person_id is not null and death_date is not null
-    group by person_id
-),
-
-final as (
-    select
-        persons.person_id,
-        coalesce(persons.year_of_birth, year(persons.birth_datetime)) as birth_year,
-        {sex} as sex,
-        ranked.observation_period_start_date as observation_start,
-        ranked.observation_period_end_date as observation_end,
-        deaths.death_date,
-        case
-            when persons.person_id is null then 'omop.required_missing.person_id'
-            when coalesce(persons.year_of_birth, year(persons.birth_datetime)) is null then 'omop.required_missing.birth_year'
-            when ranked.person_id is null then 'omop.no_observation_period'
-        end as rule_id
-    from persons
-    left join ranked on ranked.person_id = persons.person_id and ranked.period_rank = 1
-    left join deaths on deaths.person_id = persons.person_id
-)
-
-select * from final;
-
-create or replace temp table _omop_period_rows as
-with periods as (
-    select *,
-           case
-               when person_id not in (select person_id from _omop_person where person_id is not null) then 'omop.person_missing'
-               when observation_period_start_date is null then 'omop.required_missing.observation_start'
-               when observation_period_end_date is null then 'omop.required_missing.observation_end'
-               when observation_period_end_date < observation_period_start_date then 'omop.end_before_start'
-           end as invalid_rule
-    from _omop_observation_period
-),
-
-final as (
-    select periods.observation_period_id, periods.person_id,
-           coalesce(
-               periods.invalid_rule,
-               case when chosen.person_id is null then 'omop.other_observation_period' end
-           ) as rule_id
-    from periods
-    left join _omop_person_rows as chosen
-        on chosen.person_id = periods.person_id
-        and chosen.rule_id is null
-        and chosen.observation_start = periods.observation_period_start_date
-        and chosen.observation_end = periods.observation_period_end_date
-)
-
-select * from final;
-
-create or replace temp table _omop_death_rows as
-with deaths as (
-    select *, row_number() over (partition by person_id order by death_date nulls last) as death_rank
-    from _omop_death
-),
-
-final as (
-    select person_id, death_date,
-           case
-               when person_id is null then 'omop.required_missing.person_id'
-               when person_id not in (select person_id from _omop_person where person_id is not null) then 'omop.person_missing'
-               when death_date is null then 'omop.required_missing.death_date'
-               when death_rank > 1 then 'omop.duplicate_death'
-           end as rule_id
-    from deaths
-)
-
-select * from final;
-"""
 
 
 def _resolve_condition_set(con: duckdb.DuckDBPyConnection, config: Config, concept_set: dict) -> list[dict]:
@@ -663,98 +386,10 @@ def _resolve_condition_set(con: duckdb.DuckDBPyConnection, config: Config, conce
         f"(system = {sql_literal(system)} and replace(code, '.', '') like {sql_literal(p + '%')})"
         for system, codes in dependence.items() for p in codes
     ) or "false"
-    con.execute(
-        f"""create or replace temp table _omop_condition_set as
-        with explicit_concepts as (
-            select * from ({explicit_sql}) as e(concept_id, code, system, pattern_order)
-        ),
-        icd_prefixes as (
-            select * from ({prefix_sql}) as p(system, code_like)
-        ),
-        icd_sources as (
-            select concept.concept_id, concept.concept_code as code, concept.vocabulary_id as system
-            from _omop_concept as concept
-            join icd_prefixes
-                on icd_prefixes.system = concept.vocabulary_id
-                and concept.concept_code like icd_prefixes.code_like
-        ),
-        mapped as (
-            -- ICD source concept --'Maps to'--> standard concept, emitted as the ICD code
-            select relationship.concept_id_2 as concept_id, icd_sources.code, icd_sources.system, 0 as pattern_order
-            from icd_sources
-            join _omop_concept_relationship as relationship
-                on relationship.concept_id_1 = icd_sources.concept_id
-                and relationship.relationship_id = 'Maps to'
-                and coalesce(relationship.invalid_reason, '') = ''
-        ),
-        name_patterns as (
-            select * from ({pattern_sql}) as n(name_like, code, system, pattern_order)
-        ),
-        named as (
-            select concept.concept_id, name_patterns.code, name_patterns.system, name_patterns.pattern_order
-            from _omop_concept as concept
-            join name_patterns on lower(concept.concept_name) like name_patterns.name_like
-            where concept.standard_concept = 'S' and concept.domain_id = 'Condition'
-        ),
-        candidates as (
-            select *, 1 as source_rank, 'explicit' as found_by from explicit_concepts
-            union all select *, 2, 'maps_to' from mapped
-            union all select *, 3, 'name' from named
-        ),
-        ranked as (
-            -- one code per concept: explicit first, then 'Maps to' (a code marking
-            -- dependence first, ICD10 before ICD10CM, the shortest), then name patterns
-            select *,
-                   row_number() over (
-                       partition by concept_id
-                       order by source_rank, ({dependence_sql}) desc, system = 'ICD10' desc,
-                                length(code), code, pattern_order
-                   ) as code_rank
-            from candidates
-        ),
-        final as (
-            select ranked.concept_id, coalesce(concept.concept_name, '') as concept_name, ranked.code,
-                   ranked.system as code_system, ranked.found_by
-            from ranked
-            left join _omop_concept as concept on concept.concept_id = ranked.concept_id
-            where ranked.code_rank = 1
-        )
-        select * from final"""
-    )
+    run_sql_file(con, SQL_DIR / "condition_set.sql", explicit=explicit_sql, prefixes=prefix_sql, patterns=pattern_sql,
+                 dependence=dependence_sql)
     rows = con.execute("select concept_id, concept_name, code, code_system, found_by from _omop_condition_set order by code, concept_id").fetchall()
     return [dict(zip(("concept_id", "concept_name", "code", "code_system", "found_by"), r)) for r in rows]
-
-
-SQL_CONDITIONS = """
-create or replace temp table _omop_condition_rows as
-with conditions as (
-    select * from _omop_condition_occurrence
-),
-
-coded as (
-    select
-        conditions.*,
-        -- an ICD-10 / ICD-10-CM source concept: its own code; else the concept set's equivalent
-        case when source.vocabulary_id in ('ICD10', 'ICD10CM') then source.concept_code else condition_set.code end as code,
-        case when source.vocabulary_id in ('ICD10', 'ICD10CM') then source.vocabulary_id else condition_set.code_system end as code_system
-    from conditions
-    left join _omop_concept as source on source.concept_id = conditions.condition_source_concept_id
-    left join _omop_condition_set as condition_set on condition_set.concept_id = conditions.condition_concept_id
-),
-
-final as (
-    select *,
-           case
-               when condition_occurrence_id is null then 'omop.required_missing.diagnosis_id'
-               when person_id is null then 'omop.required_missing.person_id'
-               when condition_start_date is null then 'omop.required_missing.recorded_on'
-           end as rule_id
-    from coded
-    where code is not null
-)
-
-select * from final;
-"""
 
 
 def _resolve_follow_up_set(con: duckdb.DuckDBPyConnection, concept_set: dict) -> list[dict]:
@@ -765,71 +400,10 @@ def _resolve_follow_up_set(con: duckdb.DuckDBPyConnection, concept_set: dict) ->
         for pattern in spec.get("name_patterns", []):
             rows.append(f"(NULL::bigint, {sql_literal(pattern.lower())}, {sql_literal(component)}, {order})")
     wanted = ("values " + ", ".join(rows)) if rows else "select NULL::bigint, NULL::varchar, NULL::varchar, NULL::integer where false"
-    con.execute(
-        f"""create or replace temp table _omop_follow_up_set as
-        with wanted as (
-            select * from ({wanted}) as w(concept_id, name_like, component, component_order)
-        ),
-        matched as (
-            select concept.concept_id, concept.concept_name, wanted.component, wanted.component_order
-            from _omop_concept as concept
-            join wanted
-                on wanted.concept_id = concept.concept_id
-                or lower(concept.concept_name) like wanted.name_like
-            union
-            -- explicit ids the (subset) vocabulary lacks still count
-            select wanted.concept_id, '', wanted.component, wanted.component_order
-            from wanted
-            where wanted.concept_id is not null
-              and wanted.concept_id not in (select concept_id from _omop_concept where concept_id is not null)
-        ),
-        final as (
-            select concept_id, arg_min(concept_name, component_order) as concept_name,
-                   arg_min(component, component_order) as component
-            from matched
-            group by concept_id
-        )
-        select * from final"""
-    )
+    run_sql_file(con, SQL_DIR / "follow_up_set.sql", wanted=wanted)
     found = con.execute("select concept_id, concept_name, component from _omop_follow_up_set order by component, concept_id").fetchall()
     return [dict(zip(("concept_id", "concept_name", "component"), r)) for r in found]
 
-
-SQL_FOLLOW_UPS = """
-create or replace temp table _omop_follow_up_rows as
-with assessments as (
-    select 'observation' as cdm_table, observation_id as record_id, person_id, observation_date as assessed_on,
-           observation_concept_id as concept_id, value_as_number, value_as_concept_id
-    from _omop_observation
-    union all
-    select 'measurement', measurement_id, person_id, measurement_date, measurement_concept_id,
-           value_as_number, value_as_concept_id
-    from _omop_measurement
-),
-
-matched as (
-    select assessments.*, follow_up_set.component,
-           lower(coalesce(value_concept.concept_name, '')) in {negative_names} as negative_value,
-           row_number() over (order by assessments.cdm_table, assessments.record_id) as source_row
-    from assessments
-    join _omop_follow_up_set as follow_up_set on follow_up_set.concept_id = assessments.concept_id
-    left join _omop_concept as value_concept on value_concept.concept_id = assessments.value_as_concept_id
-),
-
-final as (
-    select *,
-           case
-               when record_id is null then 'omop.required_missing.follow_up_id'
-               when person_id is null then 'omop.required_missing.person_id'
-               when assessed_on is null then 'omop.required_missing.assessed_on'
-               when component = 'sds_score' and value_as_number is null then 'omop.required_missing.sds_score'
-               when component = 'sds_score' and value_as_number <> round(value_as_number) then 'omop.type.sds_score'
-           end as rule_id
-    from matched
-)
-
-select * from final;
-"""
 
 REASONS = {
     "omop.unmapped_drug": "drug_concept_id is 0 or missing: the drug cannot be identified",
@@ -863,7 +437,7 @@ def _signature_of_raw_tables(con: duckdb.DuckDBPyConnection) -> set[str | None]:
     return comments
 
 
-def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, progress=None) -> OmopSummary:
+def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config) -> OmopSummary:
     """Map the OMOP CDM at ``source`` into ``raw_*`` (see the module docstring and docs/omop.md)."""
     source = Path(source)
     ensure_audit_tables(con)
@@ -892,8 +466,6 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, prog
         # clinical tables (and any column outside the CDM), before anything is written
         refuse_cdm_identifiers(con, {t.name: (Path(t.source_file).name if t.file_format != "duckdb" else f"{source.name}:{t.name}",
                                               t.relation) for t in read})
-        if progress:
-            progress("mapping the CDM")
         summary.ingredients = _map_ingredients(con, config)
         missing = [d for d in (x.strip().lower() for x in config.drugs.ingredients) if d and d not in summary.ingredients]
         if missing:
@@ -906,22 +478,20 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, prog
                                  "diagnoses come from ICD-10 source codes only")
         if not summary.concept_sets["follow_up_concepts"]:
             summary.notes.append("no follow-up assessment concept (SDS, withdrawal, dependence) in this vocabulary: zero follow_ups")
-        negative_names = "(" + ", ".join(sql_literal(n) for n in concept_sets["follow_up_concepts"].get("negative_value_names", ["no"])) + ")"
-        mg_units = "(" + ", ".join(str(u) for u in MG_PER_UNIT) + ")"
+        negative_names = _in_list(concept_sets["follow_up_concepts"].get("negative_value_names", ["no"]))
 
         def mg_factor(column: str) -> str:
             return "case " + " ".join(f"when {column} = {u} then {f!r}" for u, f in MG_PER_UNIT.items()) + " end"
 
         con.execute("begin transaction")
         try:
-            con.execute(SQL_DRUG_EXPOSURE.format(
-                mg_units=mg_units, mg_factor_amount=mg_factor("amount_unit_concept_id"),
-                mg_factor_numerator=mg_factor("numerator_unit_concept_id"), milliliter=MILLILITER,
-                max_days=MAX_DAYS_SUPPLY,
-            ))
-            con.execute(SQL_PERSONS.format(sex=gender_sex_sql("persons.gender_concept_id")))
-            con.execute(SQL_CONDITIONS)
-            con.execute(SQL_FOLLOW_UPS.format(negative_names=negative_names))
+            run_sql_file(con, SQL_DIR / "drug_exposures.sql",
+                         mg_units=_in_list(MG_PER_UNIT), mg_factor_amount=mg_factor("amount_unit_concept_id"),
+                         mg_factor_numerator=mg_factor("numerator_unit_concept_id"), milliliter=MILLILITER,
+                         max_days=MAX_DAYS_SUPPLY)
+            run_sql_file(con, SQL_DIR / "persons.sql", sex=gender_sex_sql("persons.gender_concept_id"))
+            run_sql_file(con, SQL_DIR / "conditions.sql", code_systems=_in_list(CODE_SYSTEMS))
+            run_sql_file(con, SQL_DIR / "follow_ups.sql", negative_names=negative_names)
             _write_raw_tables(con, load_id, signature)
             counts = _write_audit(con, load_id, read, signature)
             con.execute("commit")
@@ -936,7 +506,7 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, prog
                 con.execute(f"drop view if exists _omop_{view}")
             except duckdb.Error:
                 pass
-        for temp in ("_omop_ingredients", "_omop_drug_rows", "_omop_prescriptions", "_omop_person_rows",
+        for temp in ("_omop_ingredients", "_omop_drug_rows", "_omop_prescriptions", "_omop_periods", "_omop_person_rows",
                      "_omop_period_rows", "_omop_death_rows", "_omop_condition_set", "_omop_condition_rows",
                      "_omop_follow_up_set", "_omop_follow_up_rows", "_omop_quarantine"):
             try:
@@ -952,41 +522,7 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config, prog
 
 def _write_raw_tables(con: duckdb.DuckDBPyConnection, load_id: str, signature: str) -> None:
     """Replace raw_* with the mapped rows, typed exactly as the native ingest types them."""
-    lid = sql_literal(load_id)
-    con.execute(
-        f"""create or replace table raw_persons as
-            select cast(person_id as varchar) as person_id, birth_year::bigint as birth_year, sex,
-                   NULL::varchar as region, observation_start, observation_end, death_date,
-                   person_id::bigint as _source_row, {lid} as _load_id
-            from _omop_person_rows where rule_id is null order by person_id"""
-    )
-    con.execute(
-        f"""create or replace table raw_prescriptions as
-            select prescription_id, person_id, dispensed_on, drug, strength_mg::double as strength_mg,
-                   quantity::double as quantity, days_supply, daily_dose_mg::double as daily_dose_mg, indication,
-                   prescriber_id, pharmacy_id, _source_row::bigint as _source_row, {lid} as _load_id
-            from _omop_prescriptions order by _source_row, dispensed_on, prescription_id"""
-    )
-    con.execute(
-        f"""create or replace table raw_diagnoses as
-            select cast(condition_occurrence_id as varchar) as diagnosis_id, cast(person_id as varchar) as person_id,
-                   condition_start_date as recorded_on, code, code_system,
-                   condition_occurrence_id::bigint as _source_row, {lid} as _load_id
-            from _omop_condition_rows where rule_id is null order by condition_occurrence_id"""
-    )
-    con.execute(
-        f"""create or replace table raw_follow_ups as
-            select cdm_table || ':' || record_id as follow_up_id, cast(person_id as varchar) as person_id,
-                   assessed_on,
-                   case when component = 'sds_score' then value_as_number::bigint end as sds_score,
-                   case when component = 'withdrawal_symptoms' then not negative_value end as withdrawal_symptoms,
-                   case when component = 'dependence_assessed' then not negative_value end as dependence_assessed,
-                   case when component = 'misuse' then not negative_value end as misuse,
-                   source_row::bigint as _source_row, {lid} as _load_id
-            from _omop_follow_up_rows where rule_id is null order by source_row"""
-    )
-    for name in RAW_TABLES:
-        con.execute(f"comment on table raw_{name} is {sql_literal(signature)}")
+    run_sql_file(con, SQL_DIR / "raw_tables.sql", load_id=sql_literal(load_id), snapshot=sql_literal(signature))
 
 
 # CDM table -> (temp table of its selected rows, record id column, source row column)

@@ -41,7 +41,7 @@ import pandas as pd
 from pipeline import __version__
 from pipeline.errors import PipelineError, PrivacyError, StageOrderError
 from pipeline.network import meta
-from pipeline.privacy.disclosure import estimate_step
+from pipeline.privacy.disclosure import estimate_step, published_number
 
 PACKAGE_FORMAT = "benzo-outcomes site package"
 PACKAGE_VERSION = "1.0"
@@ -118,18 +118,8 @@ def interval_kind(method: str, kind: str) -> str | None:
     return None
 
 
-def _number(value: Any) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _count(value: Any) -> int | None:
-    number = _number(value)
+    number = published_number(value)
     return None if number is None else int(round(number))
 
 
@@ -160,12 +150,12 @@ def pooling_rows(estimates: pd.DataFrame, confidence: float, rounding_base: int 
             continue
         kind = POOLED_ANALYSES[row["analysis"]]
         suppressed = str(row.get("suppressed")).strip().lower() in ("true", "1", "1.0")
-        estimate, low, high = _number(row["estimate"]), _number(row["ci_low"]), _number(row["ci_high"])
+        estimate, low, high = published_number(row["estimate"]), published_number(row["ci_low"]), published_number(row["ci_high"])
         if suppressed or estimate is None:
             se, basis, theta = None, "", None
             note = "withheld by disclosure control" if suppressed else "no estimate published"
         else:
-            step = estimate_step(_number(row.get("n")), rounding_base)  # disclosure control's rounding
+            step = estimate_step(published_number(row.get("n")), rounding_base)  # disclosure control's rounding
             se, basis = meta.se_from_interval(estimate, low, high, confidence, interval_kind(method, kind) or "unknown",
                                               rounding_step=step)
             note = "" if se is not None else basis

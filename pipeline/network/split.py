@@ -9,7 +9,7 @@ Persons whose region no site lists (or is empty) go to the site marked ``*``,
 and so do rows whose person is in no ``persons`` row; without a ``*`` site they
 are left out and counted.
 
-    python -m pipeline.network.split --source data/demo --out data/network \\
+    benzo-outcomes split --source data/demo --out data/network \\
         --site north=North,Highlands --site south=South,Coast --site east=East,Central \\
         --site west=West,*  --site islands=Islands
 
@@ -21,10 +21,8 @@ are left out and counted.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
 import duckdb
@@ -159,26 +157,3 @@ def split_extract(source: Path, out: Path, sites: tuple[tuple[str, tuple[str, ..
         summary["sites"][name]["regions"] = list(regions)
     (out / "sites.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.network.split", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", type=Path, default=Path("data/demo"), help="native extract folder to split")
-    parser.add_argument("--out", type=Path, default=Path("data/network"), help="folder to write one sub-folder per site to")
-    parser.add_argument("--site", action="append", default=[], help="name=RegionA,RegionB (repeatable; '*' = the rest); default: the demo's five sites")
-    args = parser.parse_args(argv)
-    try:
-        sites = tuple(parse_site(s) for s in args.site) or DEMO_SITES
-        summary = split_extract(args.source, args.out, sites)
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    for name, counts in summary["sites"].items():
-        print(f"{name}: {counts.get('persons', 0):,} persons rows -> {args.out / name}")
-    for table, rows in summary["left_out_rows"].items():
-        print(f"note: {rows:,} {table} rows have no site (region not listed and no '*' site)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -92,14 +92,21 @@ def is_small(value: Any, min_cell_count: int) -> bool:
         return False
 
 
-def _number(value: Any) -> float | None:
-    if value is None or value is pd.NA:
+def published_number(value: Any) -> float | None:
+    """A published cell read as a number: None when it is empty, suppressed, text,
+    a boolean, NaN or infinite (the one reading disclosure control, the release
+    checker, the network packages and the attacker tests share).
+
+    >>> [published_number(v) for v in (13, "13", 0.25, None, "", "-", True, float("nan"), float("inf"))]
+    [13.0, 13.0, 0.25, None, None, None, None, None, None]
+    """
+    if value is None or value is pd.NA or isinstance(value, bool):
         return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(number) else number
+    return number if math.isfinite(number) else None
 
 
 # --------------------------------------------------------------------------
@@ -257,10 +264,10 @@ def suppress(
     k = min_cell_count_of(min_cell_count)
     n_col, events_col = (tuple(count_cols) + (None, None))[:2]
     out = table.copy().reset_index(drop=True)
-    n_values = out[n_col].map(_number) if n_col in out else pd.Series([None] * len(out), dtype=object)
-    e_values = out[events_col].map(_number) if events_col in out else pd.Series([None] * len(out), dtype=object)
+    n_values = out[n_col].map(published_number) if n_col in out else pd.Series([None] * len(out), dtype=object)
+    e_values = out[events_col].map(published_number) if events_col in out else pd.Series([None] * len(out), dtype=object)
     levels = out["level"].astype("string").str.strip().str.lower() if "level" in out else pd.Series([""] * len(out))
-    times = out["time_days"].map(_number) if "time_days" in out else pd.Series([None] * len(out), dtype=object)
+    times = out["time_days"].map(published_number) if "time_days" in out else pd.Series([None] * len(out), dtype=object)
 
     n_list, e_list, level_list, time_list = n_values.tolist(), e_values.tolist(), levels.tolist(), times.tolist()
     rows = [
@@ -419,7 +426,7 @@ def suppress_counts(
         _suppress_attrition(out, count_cols[0], total_cols[0], total_cols[1], k, hide, hidden)
     else:
         for col in count_cols:
-            values = [_number(v) for v in out[col]]
+            values = [published_number(v) for v in out[col]]
             cells = [_Row(i, v, None, False, False) for i, v in enumerate(values)]
             for cell in cells:
                 if is_small(cell.n, k):
@@ -445,14 +452,14 @@ def _suppress_attrition(out, excluded_col, before_col, after_col, k, hide, hidde
     steps = len(out)
     if steps == 0:
         return
-    excluded = [_number(v) for v in out[excluded_col]]
-    befores = [_number(v) for v in out[before_col]]
-    afters = [_number(v) for v in out[after_col]]
+    excluded = [published_number(v) for v in out[excluded_col]]
+    befores = [published_number(v) for v in out[before_col]]
+    afters = [published_number(v) for v in out[after_col]]
     start = befores[0]
     if is_small(start, k):
         for i in range(steps):
             for col in (before_col, excluded_col, after_col):
-                if _number(out.at[i, col]):
+                if published_number(out.at[i, col]):
                     hide(col, i, f"primary: starting population 1..{k - 1}")
         return
     # Cells partitioning the start: each step's excluded, then the final after.
@@ -558,7 +565,7 @@ def round_count(value: Any, min_cell_count: int, base: int) -> int | None:
     ...
     ValueError: count 1..10 reached rounding unsuppressed
     """
-    number = _number(value)
+    number = published_number(value)
     if number is None:
         return None
     if number < 0:
@@ -580,7 +587,7 @@ def count_band(published: Any, min_cell_count: int, base: int) -> tuple[int, int
     >>> count_band(13, 11, 5), count_band(0, 11, 5), count_band(None, 11, 5)
     ((11, 15), (0, 0), None)
     """
-    number = _number(published)
+    number = published_number(published)
     if number is None:
         return None
     if number == 0:
@@ -595,7 +602,7 @@ def is_published_count(value: Any, min_cell_count: int, base: int) -> bool:
     >>> [is_published_count(v, 11, 5) for v in (None, 0, 13, 18, 10, 11, 14, 12.5)]
     [True, True, True, True, False, False, False, False]
     """
-    number = _number(value)
+    number = published_number(value)
     if number is None or number == 0:
         return True
     if number != math.floor(number) or number < min_cell_count:
@@ -612,7 +619,7 @@ def estimate_step(n_published: Any, base: int) -> float | None:
     >>> estimate_step(10_898, 5), estimate_step(303, 5), estimate_step(23, 5), estimate_step(100, 1)
     (0.0005, 0.02, 0.5, None)
     """
-    n = _number(n_published)
+    n = published_number(n_published)
     if base <= 1 or n is None or n <= 0:
         return None
     need = base / n
@@ -625,7 +632,7 @@ def round_to_step(value: Any, step: float | None) -> float | None:
     >>> round_to_step(0.38302, 0.0005), round_to_step(None, 0.1), round_to_step(0.123, None)
     (0.383, None, 0.123)
     """
-    number = _number(value)
+    number = published_number(value)
     if number is None:
         return None
     if step is None or not math.isfinite(number):
@@ -684,7 +691,7 @@ def round_estimates(table: pd.DataFrame, min_cell_count: Any = 11, base: Any = 5
     if out.empty:
         return out
     columns = [c for c in ("n", "events", "estimate", "ci_low", "ci_high") if c in out]
-    values = {c: [_number(v) for v in out[c].tolist()] for c in columns}
+    values = {c: [published_number(v) for v in out[c].tolist()] for c in columns}
     rows = len(out)
     n_raw = values.get("n", [None] * rows)
     e_raw = values.get("events", [None] * rows)
@@ -698,7 +705,7 @@ def round_estimates(table: pd.DataFrame, min_cell_count: Any = 11, base: Any = 5
     curve_n: dict[tuple, float] = {}
     curve_key = [None] * rows
     if "time_days" in out:
-        times = [_number(v) for v in out["time_days"].tolist()]
+        times = [published_number(v) for v in out["time_days"].tolist()]
         keys = [tuple("" if pd.isna(x) else str(x) for x in row)
                 for row in out.reindex(columns=["analysis", "variable", "level", "method"]).itertuples(index=False)]
         for i in range(rows):

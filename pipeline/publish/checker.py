@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -57,6 +56,7 @@ from pipeline.privacy.disclosure import (
     is_count_column,
     is_published_count,
     is_small,
+    published_number as _number,
 )
 from pipeline.results.contract import SUPPRESSED  # omopgenerics' mark of a suppressed estimate_value
 
@@ -101,16 +101,6 @@ def _count_rule(value: Any, k: int, b: int) -> str | None:
     if is_small(value, k):
         return f"count below k (1..{k - 1})"
     return f"count not rounded (base {b}, bands from {k})"
-
-
-def _number(value: Any) -> float | None:
-    if value is None or value is pd.NA or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
 
 
 # ---------------------------------------------------------------- tables
