@@ -5,13 +5,11 @@
 --      {{ fixed_window_days }} days after the last day of supply, the same length for
 --      every duration; defined only when the treatment ended while observed
 --      (end_reason 'supply': not ended by death or observation end).
--- A window's outcome is ASSESSED when it holds a follow-up with at least one
--- outcome field recorded (sds_score, withdrawal_symptoms, dependence_assessed)
--- or a dependence / withdrawal / remission code (ref_outcome_code). Any other
--- diagnosis (e.g. the indication coded at the first dispensing) and a visit
--- with every outcome field empty assess nothing: that outcome is unknown, not negative.
---   {{ sds_cutoff }} {{ distinct_prescribers }} {{ distinct_pharmacies }}
---   {{ misuse_window_days }} {{ early_refill_fraction }} {{ early_refills }}
+-- A window's outcome is ASSESSED when it holds a record that assesses it, and
+-- dependent when it holds dependence evidence (both defined once in 04a,
+-- outcome_records); with no assessing record the outcome is unknown, not negative.
+-- Misuse signals from the window's dispensings (04b, outcome_dispensings).
+--   {{ distinct_prescribers }} {{ distinct_pharmacies }} {{ early_refills }}
 
 create or replace table outcomes as
 with windows as (
@@ -29,34 +27,6 @@ with windows as (
     inner join stg_persons as persons on persons.person_id = cohort.person_id
 ),
 
-evidence as (
-    -- every follow-up and diagnosis of a cohort person, as one kind of record:
-    -- assesses (the outcome was assessed), each positive component, misuse
-    select
-        fu.person_id,
-        fu.assessed_on as recorded_on,
-        fu.sds_score is not null or fu.withdrawal_symptoms is not null or fu.dependence_assessed is not null
-            as assesses,
-        false as dep_icd,
-        coalesce(fu.withdrawal_symptoms, false) as dep_withdrawal,
-        coalesce(fu.dependence_assessed, false) as dep_assessed,
-        coalesce(fu.sds_score >= {{ sds_cutoff }}, false) as dep_sds,
-        coalesce(fu.misuse, false) as documented_misuse,
-        false as icd_misuse
-    from stg_follow_ups as fu
-    where fu.person_id in (select person_id from windows)
-    union all
-    select
-        dx.person_id,
-        dx.recorded_on,
-        dx.is_outcome as assesses,
-        dx.is_outcome as dep_icd,
-        false, false, false, false,
-        coalesce(dx.role = 'misuse', false) as icd_misuse
-    from stg_diagnosis_roles as dx
-    where dx.person_id in (select person_id from windows)
-),
-
 window_evidence as (
     select
         windows.person_id,
@@ -67,13 +37,13 @@ window_evidence as (
         bool_or(evidence.dep_withdrawal) as dep_withdrawal,
         bool_or(evidence.dep_assessed) as dep_assessed,
         bool_or(evidence.dep_sds) as dep_sds,
-        min(evidence.recorded_on) filter (where evidence.dep_icd or evidence.dep_withdrawal
-                                          or evidence.dep_assessed or evidence.dep_sds) as first_dependence_on,
+        min(evidence.recorded_on) filter (where evidence.dependence_evidence) as first_dependence_on,
         bool_or(evidence.documented_misuse) as documented_misuse,
         bool_or(evidence.icd_misuse) as icd_misuse
     from windows
-    inner join evidence
+    inner join outcome_records as evidence
         on evidence.person_id = windows.person_id
+        and evidence.ingredient = windows.ingredient
         and evidence.recorded_on between windows.window_start and windows.window_end
     group by windows.person_id, windows.ingredient
 ),
@@ -84,70 +54,30 @@ fixed_window_evidence as (
         windows.ingredient,
         count(*) as records,
         bool_or(evidence.assesses) as assessed,
-        bool_or(evidence.dep_icd or evidence.dep_withdrawal or evidence.dep_assessed or evidence.dep_sds)
-            as dependence
+        bool_or(evidence.dependence_evidence) as dependence
     from windows
-    inner join evidence
+    inner join outcome_records as evidence
         on evidence.person_id = windows.person_id
+        and evidence.ingredient = windows.ingredient
         and evidence.recorded_on between windows.fixed_window_start and windows.fixed_window_end
     where windows.fixed_window_defined
     group by windows.person_id, windows.ingredient
 ),
 
-window_dispensings as (
-    -- every benzodiazepine dispensing (ATC class or equivalence table) of a
-    -- cohort person; early refill judged against the previous dispensing of
-    -- the same drug, whether or not that one is in the window
+prescription_signals as (
     select
         windows.person_id,
         windows.ingredient,
-        windows.window_start,
-        windows.window_end,
-        rx.drug,
-        rx.dispensed_on,
-        rx.prescriber_id,
-        rx.pharmacy_id,
-        rx.daily_dose_mg,
-        ref.labelled_max_daily_mg,
-        rx.dispensed_on - lag(rx.dispensed_on) over same_drug as days_since_previous,
-        lag(rx.days_supply) over same_drug as previous_days_supply
+        coalesce(max(rx.recent_prescribers), 0) >= {{ distinct_prescribers }} as rx_many_prescribers,
+        coalesce(max(rx.recent_pharmacies), 0) >= {{ distinct_pharmacies }} as rx_many_pharmacies,
+        count(*) filter (where rx.early_refill) >= {{ early_refills }} as rx_early_refills,
+        coalesce(bool_or(rx.high_dose), false) as rx_high_dose
     from windows
-    inner join stg_prescriptions as rx on rx.person_id = windows.person_id
-    inner join ref_benzodiazepine as ref on ref.drug = rx.drug and ref.is_benzodiazepine
-    window same_drug as (
-        partition by windows.person_id, windows.ingredient, rx.drug
-        order by rx.dispensed_on, rx.prescription_id
-    )
-),
-
-in_window as (
-    select
-        *,
-        -- distinct prescribers / pharmacies in the {{ misuse_window_days }} days ending on this dispensing
-        count(distinct prescriber_id) over recent as recent_prescribers,
-        count(distinct pharmacy_id) over recent as recent_pharmacies
-    from window_dispensings
-    where dispensed_on between window_start and window_end
-    window recent as (
-        partition by person_id, ingredient
-        order by dispensed_on
-        range between to_days({{ misuse_window_days }} - 1) preceding and current row
-    )
-),
-
-prescription_signals as (
-    select
-        person_id,
-        ingredient,
-        coalesce(max(recent_prescribers), 0) >= {{ distinct_prescribers }} as rx_many_prescribers,
-        coalesce(max(recent_pharmacies), 0) >= {{ distinct_pharmacies }} as rx_many_pharmacies,
-        -- early: a later-day refill before this share of the previous supply elapsed
-        count(*) filter (where days_since_previous > 0
-                         and days_since_previous < {{ early_refill_fraction }} * previous_days_supply)
-            >= {{ early_refills }} as rx_early_refills,
-        coalesce(bool_or(daily_dose_mg > labelled_max_daily_mg), false) as rx_high_dose
-    from in_window
-    group by person_id, ingredient
+    inner join outcome_dispensings as rx
+        on rx.person_id = windows.person_id
+        and rx.ingredient = windows.ingredient
+        and rx.dispensed_on between windows.window_start and windows.window_end
+    group by windows.person_id, windows.ingredient
 ),
 
 joined as (
