@@ -167,6 +167,27 @@ def test_demo_sensitivity_rows_equal_the_reference(demo):
     assert_same_estimates(expected, actual)
 
 
+def test_sensitivity_stage_replaces_only_its_rows(demo):
+    """The stage after estimate: its 36 rows replace the previous ones (a second run adds none);
+    the in-sample sensitivity rows of the estimate stage (truncated weights, drop ongoing) stay."""
+    from pipeline.estimate.sensitivity import run as sensitivity_run
+
+    con, cfg = demo["con"], demo["config"]
+    in_sample = ("select count(*) from estimates where variable like 'weights_truncated%' "
+                 "or variable like 'drop_ongoing%'")
+    estimate_run.run(con, cfg)
+    before = con.execute("select count(*) from estimates").fetchall()[0][0]
+    kept = con.execute(in_sample).fetchall()[0][0]
+    assert kept == 2 + 2 * 2 + 2  # (a) truncated (primary), drop_ongoing (primary, complete case), (b) truncated
+    assert sensitivity_run(con, cfg)["rows"] == 36
+    assert sensitivity_run(con, cfg)["rows"] == 36
+    assert con.execute("select count(*) from estimates").fetchall()[0][0] == before + 36
+    assert con.execute(in_sample).fetchall()[0][0] == kept
+    levels = con.execute("select distinct level from estimates where variable = 'sds_cutoff|gt_4_weeks' "
+                         "order by level").fetchall()
+    assert levels == [("6",), ("7",), ("8",)]
+
+
 def test_demo_sensitivity_with_other_settings_equals_the_reference(demo):
     """Other varied values, a second persistence window off the default, stockpiling, another
     headline split and other misuse thresholds: still the rebuild's results."""
