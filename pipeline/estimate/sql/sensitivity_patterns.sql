@@ -100,72 +100,116 @@ early_refills_reached as (
     where early_refill_number = {{ early_refills }}
 ),
 
-windows as (
+episode_variants as (
+    -- what the persistence window decides: the first episode's end (censored as in 03a),
+    -- duration, bands and headline group
+    select
+        first_episodes.person_id,
+        first_episodes.ingredient,
+        first_episodes.persistence_window_days,
+        ended.episode_end,
+        ended.duration_days,
+        band.duration_band,
+        case when ended.duration_days <= {{ headline_split_days }} then 'le_4_weeks' else 'gt_4_weeks' end
+            as headline_group,
+        dose_bands.dose_band
+    from first_episodes
+    inner join cohort
+        on cohort.person_id = first_episodes.person_id and cohort.ingredient = first_episodes.ingredient
+    inner join stg_persons as persons on persons.person_id = first_episodes.person_id
+    cross join lateral (
+        select
+            least(first_episodes.supply_end, persons.observation_end, persons.death_date) as episode_end,
+            (least(first_episodes.supply_end, persons.observation_end, persons.death_date)
+                - cohort.episode_start + 1)::integer as duration_days
+    ) as ended
+    asof left join ref_duration_band as band
+        on ended.duration_days >= band.lower_days
+    left join dose_bands
+        on (dose_bands.lower_mg is null or first_episodes.mean_daily_dose_dde_mg >= dose_bands.lower_mg)
+        and (dose_bands.upper_mg is null or first_episodes.mean_daily_dose_dde_mg < dose_bands.upper_mg)
+),
+
+person_firsts as (
+    -- per cohort person: what no variant changes, and the first day of each kind of evidence
     select
         cohort.person_id,
         cohort.ingredient,
-        variants.variant,
-        variants.sds_cutoff,
         cohort.episode_start,
         cohort.age_band,
         cohort.sex,
         cohort.indication,
         persons.death_date,
-        first_episodes.mean_daily_dose_dde_mg,
-        least(first_episodes.supply_end, persons.observation_end, persons.death_date) as episode_end,
-        least(first_episodes.supply_end, persons.observation_end, persons.death_date)
-            + variants.window_after_end_days as window_end
+        record_firsts.first_assessed_on,
+        record_firsts.first_evidence_without_sds_on,
+        dispensing_firsts.first_many_prescribers_on,
+        dispensing_firsts.first_many_pharmacies_on,
+        dispensing_firsts.first_high_dose_on,
+        early_refills_reached.early_refills_reached_on
     from cohort
     inner join stg_persons as persons on persons.person_id = cohort.person_id
+    left join record_firsts
+        on record_firsts.person_id = cohort.person_id and record_firsts.ingredient = cohort.ingredient
+    left join dispensing_firsts
+        on dispensing_firsts.person_id = cohort.person_id and dispensing_firsts.ingredient = cohort.ingredient
+    left join early_refills_reached
+        on early_refills_reached.person_id = cohort.person_id
+        and early_refills_reached.ingredient = cohort.ingredient
+),
+
+windows as (
+    select
+        person_firsts.*,
+        variants.variant,
+        variants.sds_cutoff,
+        episode_variants.duration_days,
+        episode_variants.duration_band,
+        episode_variants.headline_group,
+        episode_variants.dose_band,
+        episode_variants.episode_end + variants.window_after_end_days as window_end
+    from person_firsts
     cross join variants
-    inner join first_episodes
-        on first_episodes.person_id = cohort.person_id
-        and first_episodes.ingredient = cohort.ingredient
-        and first_episodes.persistence_window_days = variants.persistence_window_days
+    inner join episode_variants
+        on episode_variants.person_id = person_firsts.person_id
+        and episode_variants.ingredient = person_firsts.ingredient
+        and episode_variants.persistence_window_days = variants.persistence_window_days
 ),
 
 person_variants as (
     select
         windows.variant,
-        (windows.episode_end - windows.episode_start + 1)::integer as duration_days,
+        windows.duration_days,
+        windows.duration_band,
+        windows.headline_group,
         windows.age_band,
         windows.sex,
         windows.indication,
-        windows.mean_daily_dose_dde_mg,
-        coalesce(record_firsts.first_assessed_on <= windows.window_end, false) as ascertained,
-        coalesce(record_firsts.first_evidence_without_sds_on <= windows.window_end, false)
+        windows.dose_band,
+        coalesce(windows.first_assessed_on <= windows.window_end, false) as ascertained,
+        coalesce(windows.first_evidence_without_sds_on <= windows.window_end, false)
             or coalesce(sds_firsts.first_sds_on <= windows.window_end, false) as dependence_evidence,
         coalesce(windows.death_date between windows.episode_start and windows.window_end, false) as died_in_window,
-        coalesce(dispensing_firsts.first_many_prescribers_on <= windows.window_end, false) as rx_many_prescribers,
-        coalesce(dispensing_firsts.first_many_pharmacies_on <= windows.window_end, false) as rx_many_pharmacies,
-        coalesce(early_refills_reached.early_refills_reached_on <= windows.window_end, false) as rx_early_refills,
-        coalesce(dispensing_firsts.first_high_dose_on <= windows.window_end, false) as rx_high_dose
+        coalesce(windows.first_many_prescribers_on <= windows.window_end, false) as rx_many_prescribers,
+        coalesce(windows.first_many_pharmacies_on <= windows.window_end, false) as rx_many_pharmacies,
+        coalesce(windows.early_refills_reached_on <= windows.window_end, false) as rx_early_refills,
+        coalesce(windows.first_high_dose_on <= windows.window_end, false) as rx_high_dose
     from windows
-    left join record_firsts
-        on record_firsts.person_id = windows.person_id and record_firsts.ingredient = windows.ingredient
     left join sds_firsts
         on sds_firsts.person_id = windows.person_id and sds_firsts.ingredient = windows.ingredient
         and sds_firsts.sds_cutoff = windows.sds_cutoff
-    left join dispensing_firsts
-        on dispensing_firsts.person_id = windows.person_id and dispensing_firsts.ingredient = windows.ingredient
-    left join early_refills_reached
-        on early_refills_reached.person_id = windows.person_id
-        and early_refills_reached.ingredient = windows.ingredient
 ),
 
-banded as (
+grouped as (
     select
-        person_variants.*,
-        band.duration_band,
-        case when person_variants.duration_days <= {{ headline_split_days }} then 'le_4_weeks' else 'gt_4_weeks' end
-            as headline_group,
-        dose_bands.dose_band
+        variant, duration_days, duration_band, headline_group, age_band, sex, indication, dose_band,
+        rx_many_prescribers, rx_many_pharmacies, rx_early_refills, rx_high_dose, died_in_window,
+        ascertained, ascertained and dependence_evidence as dependent,
+        count(*) as _count
     from person_variants
-    asof left join ref_duration_band as band
-        on person_variants.duration_days >= band.lower_days
-    left join dose_bands
-        on (dose_bands.lower_mg is null or person_variants.mean_daily_dose_dde_mg >= dose_bands.lower_mg)
-        and (dose_bands.upper_mg is null or person_variants.mean_daily_dose_dde_mg < dose_bands.upper_mg)
+    group by
+        variant, duration_days, duration_band, headline_group, age_band, sex, indication, dose_band,
+        rx_many_prescribers, rx_many_pharmacies, rx_early_refills, rx_high_dose, died_in_window,
+        ascertained, ascertained and dependence_evidence
 ),
 
 final as (
@@ -188,7 +232,7 @@ final as (
         false as fixed_window_defined,
         false as misuse,
         ascertained,
-        case when ascertained then cast(dependence_evidence as double) end as dependence,
+        case when ascertained then cast(dependent as double) end as dependence,
         cast(null as double) as dep_icd,
         cast(null as double) as dep_withdrawal,
         cast(null as double) as dep_assessed,
@@ -196,9 +240,8 @@ final as (
         false as ascertained_fixed,
         cast(null as double) as dependence_fixed,
         false as increased,
-        count(*) as _count
-    from banded
-    group by all
+        _count
+    from grouped
 )
 
 select * from final
