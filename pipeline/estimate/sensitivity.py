@@ -27,13 +27,13 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.errors import StageOrderError
-from pipeline.transform import dose_bands, values_rows
+from pipeline.transform import values_rows
 from pipeline.warehouse import render_sql, table_exists
 
 SQL = Path(__file__).resolve().parent / "sql" / "sensitivity_patterns.sql"
 # What the query reads: the transform's tables (python -m pipeline transform).
 INPUT_TABLES = ("cohort", "stg_persons", "dispensing_gaps", "outcome_records", "outcome_dispensings",
-                "ref_duration_band", "analysis_person")
+                "ref_duration_band", "ref_dose_band", "analysis_person")
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,6 @@ def variant_patterns(con: duckdb.DuckDBPyConnection, config: Config, chosen: lis
     sql = render_sql(
         SQL.read_text(encoding="utf-8"),
         variant_rows=values_rows(rows, ("integer", "integer", "integer", "integer")),
-        dose_band_rows=values_rows(dose_bands(config), ("double", "double", "varchar")),
         headline_split_days=int(config.estimate.headline_split_days),
         distinct_prescribers=int(config.misuse.distinct_prescribers),
         distinct_pharmacies=int(config.misuse.distinct_pharmacies),

@@ -12,7 +12,7 @@
 -- (04b): the first day each kind of evidence or signal appears from the
 -- episode start, compared with each variant's window end.
 --   {{ variant_rows }}  (variant, persistence_window_days, window_after_end_days, sds_cutoff)
---   {{ dose_band_rows }} {{ headline_split_days }}
+--   {{ headline_split_days }}
 --   {{ distinct_prescribers }} {{ distinct_pharmacies }} {{ early_refills }}
 -- Columns and normalisation as pipeline.estimate.aggregate.patterns, plus
 -- variant; columns the headline does not use are NULL or false.
@@ -32,11 +32,6 @@ persistence_windows as (
 
 sds_cutoffs as (
     select distinct sds_cutoff from variants
-),
-
-dose_bands as (
-    select cast(lower_mg as double) as lower_mg, cast(upper_mg as double) as upper_mg, dose_band
-    from ({{ dose_band_rows }}) as t(lower_mg, upper_mg, dose_band)
 ),
 
 first_episodes as (
@@ -112,7 +107,7 @@ episode_variants as (
         band.duration_band,
         case when ended.duration_days <= {{ headline_split_days }} then 'le_4_weeks' else 'gt_4_weeks' end
             as headline_group,
-        dose_bands.dose_band
+        dose.dose_band
     from first_episodes
     inner join cohort
         on cohort.person_id = first_episodes.person_id and cohort.ingredient = first_episodes.ingredient
@@ -125,16 +120,16 @@ episode_variants as (
     ) as ended
     asof left join ref_duration_band as band
         on ended.duration_days >= band.lower_days
-    left join dose_bands
-        on (dose_bands.lower_mg is null or first_episodes.mean_daily_dose_dde_mg >= dose_bands.lower_mg)
-        and (dose_bands.upper_mg is null or first_episodes.mean_daily_dose_dde_mg < dose_bands.upper_mg)
+    left join ref_dose_band as dose
+        on (dose.lower_mg is null or first_episodes.mean_daily_dose_dde_mg >= dose.lower_mg)
+        and (dose.upper_mg is null or first_episodes.mean_daily_dose_dde_mg < dose.upper_mg)
 ),
 
 person_firsts as (
     -- per cohort person: what no variant changes, and the first day of each kind of evidence
     select
-        cohort.person_id,
-        cohort.ingredient,
+        person_id,
+        ingredient,
         cohort.episode_start,
         cohort.age_band,
         cohort.sex,
@@ -147,14 +142,10 @@ person_firsts as (
         dispensing_firsts.first_high_dose_on,
         early_refills_reached.early_refills_reached_on
     from cohort
-    inner join stg_persons as persons on persons.person_id = cohort.person_id
-    left join record_firsts
-        on record_firsts.person_id = cohort.person_id and record_firsts.ingredient = cohort.ingredient
-    left join dispensing_firsts
-        on dispensing_firsts.person_id = cohort.person_id and dispensing_firsts.ingredient = cohort.ingredient
-    left join early_refills_reached
-        on early_refills_reached.person_id = cohort.person_id
-        and early_refills_reached.ingredient = cohort.ingredient
+    inner join stg_persons as persons using (person_id)
+    left join record_firsts using (person_id, ingredient)
+    left join dispensing_firsts using (person_id, ingredient)
+    left join early_refills_reached using (person_id, ingredient)
 ),
 
 windows as (

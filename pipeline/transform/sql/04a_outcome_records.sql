@@ -16,12 +16,7 @@
 --               (the sensitivity analyses compare sds_score with other cut-offs)
 
 create or replace table outcome_records as
-with window_starts as (
-    select person_id, ingredient, episode_start as window_start
-    from cohort
-),
-
-records as (
+with records as (
     select
         fu.person_id,
         fu.assessed_on as recorded_on,
@@ -50,8 +45,8 @@ records as (
 
 classified as (
     select
-        window_starts.person_id,
-        window_starts.ingredient,
+        cohort.person_id,
+        cohort.ingredient,
         records.recorded_on,
         records.assesses,
         records.dep_icd,
@@ -62,10 +57,10 @@ classified as (
         records.dep_icd or records.dep_withdrawal or records.dep_assessed as dependence_evidence_without_sds,
         records.documented_misuse,
         records.icd_misuse
-    from window_starts
+    from cohort
     inner join records
-        on records.person_id = window_starts.person_id
-        and records.recorded_on >= window_starts.window_start
+        on records.person_id = cohort.person_id
+        and records.recorded_on >= cohort.episode_start
 ),
 
 final as (

@@ -11,16 +11,11 @@
 --   high_dose     daily dose above the drug's labelled maximum
 
 create or replace table outcome_dispensings as
-with window_starts as (
-    select person_id, ingredient, episode_start as window_start
-    from cohort
-),
-
-benzodiazepine_dispensings as (
+with benzodiazepine_dispensings as (
     select
-        window_starts.person_id,
-        window_starts.ingredient,
-        window_starts.window_start,
+        cohort.person_id,
+        cohort.ingredient,
+        cohort.episode_start as window_start,
         rx.dispensed_on,
         rx.prescriber_id,
         rx.pharmacy_id,
@@ -28,11 +23,11 @@ benzodiazepine_dispensings as (
         ref.labelled_max_daily_mg,
         rx.dispensed_on - lag(rx.dispensed_on) over same_drug as days_since_previous,
         lag(rx.days_supply) over same_drug as previous_days_supply
-    from window_starts
-    inner join stg_prescriptions as rx on rx.person_id = window_starts.person_id
+    from cohort
+    inner join stg_prescriptions as rx on rx.person_id = cohort.person_id
     inner join ref_benzodiazepine as ref on ref.drug = rx.drug and ref.is_benzodiazepine
     window same_drug as (
-        partition by window_starts.person_id, window_starts.ingredient, rx.drug
+        partition by cohort.person_id, cohort.ingredient, rx.drug
         order by rx.dispensed_on, rx.prescription_id
     )
 ),

@@ -27,41 +27,49 @@ with windows as (
     inner join stg_persons as persons on persons.person_id = cohort.person_id
 ),
 
-window_evidence as (
+evidence as (
+    -- each record in window (a), in window (b), or both
     select
         windows.person_id,
         windows.ingredient,
-        count(*) as records,
-        bool_or(evidence.assesses) as assessed,
-        bool_or(evidence.dep_icd) as dep_icd,
-        bool_or(evidence.dep_withdrawal) as dep_withdrawal,
-        bool_or(evidence.dep_assessed) as dep_assessed,
-        bool_or(evidence.dep_sds) as dep_sds,
-        min(evidence.recorded_on) filter (where evidence.dependence_evidence) as first_dependence_on,
-        bool_or(evidence.documented_misuse) as documented_misuse,
-        bool_or(evidence.icd_misuse) as icd_misuse
+        records.recorded_on,
+        records.assesses,
+        records.dep_icd,
+        records.dep_withdrawal,
+        records.dep_assessed,
+        records.dep_sds,
+        records.dependence_evidence,
+        records.documented_misuse,
+        records.icd_misuse,
+        records.recorded_on between windows.window_start and windows.window_end as in_window,
+        windows.fixed_window_defined
+            and records.recorded_on between windows.fixed_window_start and windows.fixed_window_end
+            as in_fixed_window
     from windows
-    inner join outcome_records as evidence
-        on evidence.person_id = windows.person_id
-        and evidence.ingredient = windows.ingredient
-        and evidence.recorded_on between windows.window_start and windows.window_end
-    group by windows.person_id, windows.ingredient
+    inner join outcome_records as records
+        on records.person_id = windows.person_id
+        and records.ingredient = windows.ingredient
 ),
 
-fixed_window_evidence as (
+window_evidence as (
     select
-        windows.person_id,
-        windows.ingredient,
-        count(*) as records,
-        bool_or(evidence.assesses) as assessed,
-        bool_or(evidence.dependence_evidence) as dependence
-    from windows
-    inner join outcome_records as evidence
-        on evidence.person_id = windows.person_id
-        and evidence.ingredient = windows.ingredient
-        and evidence.recorded_on between windows.fixed_window_start and windows.fixed_window_end
-    where windows.fixed_window_defined
-    group by windows.person_id, windows.ingredient
+        person_id,
+        ingredient,
+        count(*) filter (where in_window) as records,
+        bool_or(assesses) filter (where in_window) as assessed,
+        bool_or(dep_icd) filter (where in_window) as dep_icd,
+        bool_or(dep_withdrawal) filter (where in_window) as dep_withdrawal,
+        bool_or(dep_assessed) filter (where in_window) as dep_assessed,
+        bool_or(dep_sds) filter (where in_window) as dep_sds,
+        min(recorded_on) filter (where in_window and dependence_evidence) as first_dependence_on,
+        bool_or(documented_misuse) filter (where in_window) as documented_misuse,
+        bool_or(icd_misuse) filter (where in_window) as icd_misuse,
+        count(*) filter (where in_fixed_window) as fixed_records,
+        bool_or(assesses) filter (where in_fixed_window) as fixed_assessed,
+        bool_or(dependence_evidence) filter (where in_fixed_window) as fixed_dependence
+    from evidence
+    where in_window or in_fixed_window
+    group by person_id, ingredient
 ),
 
 prescription_signals as (
@@ -91,10 +99,10 @@ joined as (
         coalesce(window_evidence.dep_assessed, false) as any_dep_assessed,
         coalesce(window_evidence.dep_sds, false) as any_dep_sds,
         window_evidence.first_dependence_on,
-        windows.fixed_window_defined and coalesce(fixed_window_evidence.assessed, false) as ascertained_fixed,
-        windows.fixed_window_defined and coalesce(fixed_window_evidence.records, 0) > 0
-            and not coalesce(fixed_window_evidence.assessed, false) as only_unassessing_records_fixed,
-        coalesce(fixed_window_evidence.dependence, false) as any_dependence_fixed,
+        windows.fixed_window_defined and coalesce(window_evidence.fixed_assessed, false) as ascertained_fixed,
+        windows.fixed_window_defined and coalesce(window_evidence.fixed_records, 0) > 0
+            and not coalesce(window_evidence.fixed_assessed, false) as only_unassessing_records_fixed,
+        coalesce(window_evidence.fixed_dependence, false) as any_dependence_fixed,
         coalesce(prescription_signals.rx_many_prescribers, false) as rx_many_prescribers,
         coalesce(prescription_signals.rx_many_pharmacies, false) as rx_many_pharmacies,
         coalesce(prescription_signals.rx_early_refills, false) as rx_early_refills,
@@ -104,9 +112,6 @@ joined as (
     from windows
     left join window_evidence
         on window_evidence.person_id = windows.person_id and window_evidence.ingredient = windows.ingredient
-    left join fixed_window_evidence
-        on fixed_window_evidence.person_id = windows.person_id
-        and fixed_window_evidence.ingredient = windows.ingredient
     left join prescription_signals
         on prescription_signals.person_id = windows.person_id and prescription_signals.ingredient = windows.ingredient
 ),
