@@ -123,6 +123,12 @@ bench: $(STAMP) ## Benchmark every stage against DuckDB's bare load (SIZES=1M,10
 simulate: $(STAMP) ## Simulation study: bias and CI coverage of primary vs complete-case estimates
 	$(PY) -m bench.simulate --source demo --sims 400 --persons 5000 --out docs/simulation_demo.csv
 
+# Sensitivity analyses again on the current warehouse (`make` runs them inside the pipeline);
+# the settings' make variables as for `make`, the format (an ingest setting) left out.
+.PHONY: sensitivity
+sensitivity: $(STAMP) ## Sensitivity analyses on the warehouse built by make: the headline with one setting varied at a time
+	@BENZO_FORMAT=; set -- $(SITE_ARGS); echo "$(PY) -m pipeline sensitivity $${*@Q}"; $(PY) -m pipeline sensitivity "$$@"
+
 # Dashboard over the results store (every run's published summarised result).
 .PHONY: serve
 serve: $(STAMP) ## Dashboard over results/ (every run's published results) on 127.0.0.1:8050 (HOST=, PORT= change it)

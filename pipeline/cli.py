@@ -249,14 +249,18 @@ def do_estimate(con, cfg: Config) -> dict:
     from pipeline.warehouse import logged_stage
 
     _require(con, "analysis_person", "transform")
-    from pipeline.transform import rebuild_analysis_person
-
-    def rebuild(varied: Config):
-        return rebuild_analysis_person(con, varied, base=cfg)
-
-    with step("estimate (with sensitivity analyses)"), logged_stage(con, "estimate", cfg):
-        result = estimate_run(con, cfg, rebuild=rebuild)
+    with step("estimate"), logged_stage(con, "estimate", cfg):
+        result = estimate_run(con, cfg)
     return result
+
+
+def do_sensitivity(con, cfg: Config) -> dict:
+    from pipeline.estimate.sensitivity import run as sensitivity_run
+    from pipeline.warehouse import logged_stage
+
+    _require(con, "estimates", "estimate")
+    with step("sensitivity analyses"), logged_stage(con, "sensitivity", cfg):
+        return sensitivity_run(con, cfg)
 
 
 def do_report(con, cfg: Config, reports: Path, estimate_result: Optional[dict], extra: Optional[dict] = None) -> Path:
@@ -326,6 +330,13 @@ def estimate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, wareh
 
 
 @app.command()
+def sensitivity(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
+    """Sensitivity analyses: the headline with one setting varied at a time (rows of table `estimates`)."""
+    cfg = _config(config, set_, None)
+    do_sensitivity(_connect(warehouse, cfg), cfg)
+
+
+@app.command()
 def report(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt,
            reports: Path = ReportsOpt) -> None:
     """Publish reports/index.html and reports/exports/ (disclosure control applied)."""
@@ -346,6 +357,7 @@ def run(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, c
     do_validate(con, cfg, warehouse)
     do_transform(con, cfg)
     result = do_estimate(con, cfg)
+    do_sensitivity(con, cfg)
     is_demo = (Path(source) / "truth.json").exists()  # the generator writes its truth beside the demo only
     index = do_report(con, cfg, reports, result, {"source": Path(source).name, "demo": is_demo, "k_anonymity": risk})
     _print_headline((result or {}).get("headline", {}), "")

@@ -253,6 +253,10 @@ class MisuseConfig(_Section):
 class EstimateConfig(_Section):
     SECTION: ClassVar[str] = "estimate"
     duration_band_lower_days: Annotated[tuple[Days, ...], MinLen(2), MaxLen(50)]
+    # Lower bounds of the age bands (years at episode start) above cohort.min_age_years,
+    # and of the dose bands (diazepam-equivalent mg/day, starting at 0).
+    age_band_lower_years: Annotated[tuple[Annotated[int, Ge(0), Le(120)], ...], MaxLen(20)]
+    dose_band_lower_mg: Annotated[tuple[Annotated[float, Ge(0), Le(10000)], ...], MinLen(1), MaxLen(20)]
     headline_split_days: PositiveDays
     confidence_level: Annotated[float, Gt(0), Lt(1)]
     seed: Seed
@@ -269,6 +273,20 @@ class EstimateConfig(_Section):
             raise ValueError("must start at 0 (the first band holds the shortest episodes)")
         if any(later <= earlier for earlier, later in zip(value, value[1:])):
             raise ValueError("must be strictly increasing lower bounds, e.g. 0,14,28,56,84,182")
+        return value
+
+    @field_validator("age_band_lower_years", "dose_band_lower_mg")
+    @classmethod
+    def _increasing(cls, value: tuple) -> tuple:
+        if any(later <= earlier for earlier, later in zip(value, value[1:])):
+            raise ValueError("must be strictly increasing lower bounds, e.g. 18,35,50,65")
+        return value
+
+    @field_validator("dose_band_lower_mg")
+    @classmethod
+    def _dose_from_zero(cls, value: tuple) -> tuple:
+        if value[0] != 0:
+            raise ValueError("must start at 0 (the first band holds the lowest doses)")
         return value
 
     @field_validator("sensitivity_persistence_window_days", "sensitivity_sds_cutoff",

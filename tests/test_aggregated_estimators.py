@@ -133,21 +133,89 @@ def test_demo_estimates_equal_the_person_level_reference(demo):
     assert len(patterns) < len(person)
 
 
+def rebuild_analysis_person(con: duckdb.DuckDBPyConnection, config: Config, schema: str = "sensitivity_reference"):
+    """The reference for the sensitivity stage: ``analysis_person`` rebuilt under ``config`` by the
+    transform's own SQL files (episodes onwards, staging read from ``main``) in a scratch schema."""
+    from pipeline.transform import sql_files, sql_parameters
+    from pipeline.warehouse import run_sql_file
+
+    cursor = con.cursor()
+    try:
+        cursor.execute(f"create schema if not exists {schema}")
+        cursor.execute(f"set schema = '{schema}'")
+        cursor.execute(f"set search_path = '{schema},main'")
+        for path in sql_files():
+            if path.name >= "02" or path.name.startswith("00"):
+                run_sql_file(cursor, path, **sql_parameters(config))
+        return cursor.execute("select * from analysis_person").df()
+    finally:
+        cursor.execute(f"drop schema if exists {schema} cascade")
+        cursor.close()
+
+
 def test_demo_sensitivity_rows_equal_the_reference(demo):
-    from pipeline.transform import rebuild_analysis_person
-
+    """One query over the transform's tables (no rebuild) gives what rebuilding analysis_person
+    under each varied setting and the person-level estimators give."""
     con, cfg = demo["con"], demo["config"]
-    built: dict[str, pd.DataFrame] = {}
 
-    def rebuild(varied: Config) -> pd.DataFrame:  # each variant built once, shared by both paths
-        key = repr(varied.to_dict())
-        if key not in built:
-            built[key] = rebuild_analysis_person(con, varied, base=cfg)
-        return built[key]
+    def rebuild(varied: Config) -> pd.DataFrame:
+        return rebuild_analysis_person(con, varied)
 
     expected = reference.sensitivity(con, cfg, rebuild)
-    actual = estimate_run.sensitivity(con, cfg, rebuild)
+    actual = estimate_run.sensitivity(con, cfg)
     assert len(actual) == 3 * 3 * 2 * 2
+    assert_same_estimates(expected, actual)
+
+
+def test_sensitivity_stage_replaces_only_its_rows(demo):
+    """The stage after estimate: its 36 rows replace the previous ones (a second run adds none);
+    the in-sample sensitivity rows of the estimate stage (truncated weights, drop ongoing) stay."""
+    from pipeline.estimate.sensitivity import run as sensitivity_run
+
+    con, cfg = demo["con"], demo["config"]
+    in_sample = ("select count(*) from estimates where variable like 'weights_truncated%' "
+                 "or variable like 'drop_ongoing%'")
+    estimate_run.run(con, cfg)
+    before = con.execute("select count(*) from estimates").fetchall()[0][0]
+    kept = con.execute(in_sample).fetchall()[0][0]
+    assert kept == 2 + 2 * 2 + 2  # (a) truncated (primary), drop_ongoing (primary, complete case), (b) truncated
+    assert sensitivity_run(con, cfg)["rows"] == 36
+    assert sensitivity_run(con, cfg)["rows"] == 36
+    assert con.execute("select count(*) from estimates").fetchall()[0][0] == before + 36
+    assert con.execute(in_sample).fetchall()[0][0] == kept
+    levels = con.execute("select distinct level from estimates where variable = 'sds_cutoff|gt_4_weeks' "
+                         "order by level").fetchall()
+    assert levels == [("6",), ("7",), ("8",)]
+
+
+def test_demo_sensitivity_with_other_settings_equals_the_reference(demo):
+    """Other varied values, a second persistence window off the default, stockpiling, another
+    headline split and other misuse thresholds: still the rebuild's results."""
+    con = demo["con"]
+    cfg = demo["config"].replace(
+        estimate={"sensitivity_persistence_window_days": (0, 45), "sensitivity_sds_cutoff": (3, 10),
+                  "sensitivity_window_after_end_days": (0, 365), "headline_split_days": 56},
+        misuse={"early_refills": 1, "distinct_prescribers": 2},
+        episodes={"stockpiling": True},
+    )
+    # the warehouse holds the default settings' tables: build cfg's own in a scratch schema first
+    scratch = con.cursor()
+    try:
+        scratch.execute("create schema if not exists other_settings")
+        scratch.execute("set schema = 'other_settings'")
+        scratch.execute("set search_path = 'other_settings,main'")
+        from pipeline.transform import sql_files, sql_parameters
+        from pipeline.warehouse import run_sql_file
+
+        for path in sql_files():
+            if path.name >= "02" or path.name.startswith("00"):
+                run_sql_file(scratch, path, **sql_parameters(cfg))
+        expected = reference.sensitivity(scratch, cfg, lambda varied: rebuild_analysis_person(scratch, varied, "inner_rebuild"))
+        actual = estimate_run.sensitivity(scratch, cfg)
+    finally:
+        scratch.execute("drop schema if exists other_settings cascade")
+        scratch.close()
+    assert len(actual) == 2 * 3 * 2 * 2
     assert_same_estimates(expected, actual)
 
 

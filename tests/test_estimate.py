@@ -252,30 +252,30 @@ def test_headline_recovers_mar_truth_and_complete_case_is_biased():
     assert result["complete_case"]["gt_4_weeks"]["estimate"] > truth["headline"]["gt_4_weeks"] + 0.01
 
 
-def test_sensitivity_rows_and_reuse_of_current_table(warehouse):
+def test_sensitivity_needs_the_transform_tables_not_a_person_table(warehouse):
+    """The sensitivity variants come from the transform's tables (episodes' gaps, outcome
+    records); a bare analysis_person is not enough, and the error says which stage to run."""
+    from pipeline.estimate.sensitivity import run as sensitivity_run
+
     con, _, _ = warehouse
-    calls = []
+    with pytest.raises(StageOrderError, match=r"dispensing_gaps.*run the transform stage first"):
+        sensitivity_run(con, Config())
 
-    def rebuild(config):
-        calls.append(config)
-        return make_mar_person_table(seed=len(calls) + 100, persons=2000)[0]
 
-    frame = estimate_run.sensitivity(con, Config(), rebuild)
-    assert len(calls) == 6  # the three default values reuse analysis_person
-    assert len(frame) == 3 * 3 * 2 * 2  # settings x values x headline groups x (primary, complete case)
-    assert set(frame["variable"]) == {
-        f"{setting}|{group}"
-        for setting in ("persistence_window_days", "sds_cutoff", "window_after_end_days")
-        for group in ("gt_4_weeks", "le_4_weeks")
-    }
-    assert set(frame.loc[frame["variable"].str.startswith("sds_cutoff"), "level"]) == {"6", "7", "8"}
-    stored = con.execute("select count(*) from estimates where analysis = 'sensitivity' "
-                         "and variable not like 'weights_truncated%' and variable not like 'drop_ongoing%'").fetchall()[0][0]
-    assert stored == len(frame)
-    # the in-sample sensitivity rows (truncated weights, dropped ongoing episodes) survive the rebuild ones
-    kept = con.execute("select count(*) from estimates where variable like 'weights_truncated%'").fetchall()[0][0]
-    assert kept == 2 * 2
-    assert {c.outcome.sds_cutoff for c in calls} >= {6, 8}
+def test_sensitivity_command_before_estimate_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.config import PROJECT_ROOT
+
+    duckdb.connect(str(tmp_path / "w.duckdb")).close()
+    env = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
+    result = subprocess.run([sys.executable, "-m", "pipeline", "sensitivity", "--warehouse", str(tmp_path / "w.duckdb")],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "estimate" in lines[0] and "Traceback" not in result.stderr, result.stderr
 
 
 def test_missing_column_is_one_clear_error():
@@ -371,8 +371,15 @@ def test_separation_and_fit_warnings_are_returned_not_silenced(monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(stats.sm.GLM, "fit", noisy_fit)
-    _, _, notes = stats.fit_binomial_glm(X, np.array([1, 0, 1, 0, 1, 0, 1, 0.0]))
-    assert notes == ("RuntimeWarning: something the fit wants you to know",)
+    # a separated problem goes to statsmodels' IRLS, whose warnings come back
+    _, _, notes = stats.fit_binomial_glm(X, np.array([1, 0, 1, 0, 1, 1, 1, 1.0]))
+    assert "RuntimeWarning: something the fit wants you to know" in notes
+    # a regular one: the same IRLS iterates on the normal equations, the same coefficients, nothing to report
+    y = np.array([1, 0, 1, 0, 1, 0, 0, 1.0])
+    coef, converged, notes = stats.fit_binomial_glm(X, y)
+    assert converged and notes == ()
+    reference = original(stats.sm.GLM(y, X, family=stats.sm.families.Binomial()))
+    np.testing.assert_allclose(coef, reference.params, rtol=0, atol=1e-9)
 
 
 def test_truncated_weights_are_clipped_to_percentiles():

@@ -663,3 +663,41 @@ def test_fixed_window_is_the_days_after_supply_ends_and_needs_an_observed_end():
         ("F5", D("2024-01-31"), D("2024-04-29"), True, False, True, None, False, None),
         ("F6", D("2024-01-21"), D("2024-04-19"), False, False, False, None, True, True),  # ended by observation end
     ]
+
+
+# --------------------------------------------------------------------------- bands and gaps from settings
+
+
+def test_age_and_dose_bands_follow_the_settings():
+    # born 2008: 16 at a 2024 start; 1 mg/day clonazepam = 20 mg/day diazepam-equivalent (RX default)
+    people = [{"person_id": "P1", "birth_year": 2008}, {"person_id": "P2", "birth_year": 1950}]
+    prescriptions = [{"person_id": p, "dispensed_on": "2024-01-01"} for p in ("P1", "P2")]
+    con = warehouse(persons=people, prescriptions=prescriptions)
+    transform.run(con, config(cohort={"min_age_years": 16}, estimate={"dose_band_lower_mg": (0, 7.5, 25)}))
+    assert rows(con, "select person_id, age_band, dose_band from cohort order by person_id") == [
+        ("P1", "16-34", "7.5-24.9"),  # no hard-coded '<18': the first band starts at min_age_years
+        ("P2", "65+", "7.5-24.9"),
+    ]
+    con = warehouse(persons=people, prescriptions=prescriptions)
+    transform.run(con, config(estimate={"age_band_lower_years": (40, 60), "dose_band_lower_mg": (0, 20)}))
+    assert rows(con, "select person_id, age_band, dose_band from cohort order by person_id") == [
+        ("P2", "60+", ">=20"),  # P1 (16) is below min_age_years 18: not in the cohort
+    ]
+
+
+def test_dispensing_gaps_carry_the_gap_and_the_longest_gap_so_far():
+    # 30-day fills: covered to Jan 30; next on Mar 1 (gap 31 days), then Mar 31 (gap 1), Jun 1 (gap 33)
+    con = warehouse(
+        persons=[{"person_id": "P1"}],
+        prescriptions=[{"person_id": "P1", "dispensed_on": d} for d in
+                       ("2024-01-01", "2024-03-01", "2024-03-31", "2024-06-01")],
+    )
+    transform.run(con, config())
+    assert rows(con, "select dispensed_on, gap_days, longest_gap_days from dispensing_gaps order by dispensed_on") == [
+        (D("2024-01-01"), None, None),
+        (D("2024-03-01"), 31, 31),
+        (D("2024-03-31"), 1, 31),
+        (D("2024-06-01"), 33, 33),
+    ]
+    # the episodes under the 30-day window: a new one at each gap > 30
+    assert [e[2] for e in episodes(con)] == [1, 2, 3]

@@ -137,6 +137,34 @@ def _join_on(left: str, right: str) -> str:
     return " and ".join(f"{left}.{_q(c)} is not distinct from {right}.{_q(c)}" for c in WEIGHT_KEY)
 
 
+def _cells(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataFrame, extra: dict[str, str],
+           select: str, where: str = "true", order: str = "all") -> pd.DataFrame:
+    """Persons of ``relation`` counted (``e._n``) per weight pattern and ``extra`` columns (name ->
+    expression over the person row; persons filtered by ``where``, NULL-free rows only where the
+    caller's expressions say so), joined to the weight patterns ``w`` (``weights``, registered for
+    the query): ``select`` over ``e`` and ``w``, grouped by all its plain columns."""
+    base = ", ".join(["cast(duration_days as double) as duration_days"] + _weight_key_select()
+                     + [f"{expression} as {column}" for column, expression in extra.items()])
+    keys = ", ".join([f"p.{_q(c)}" for c in WEIGHT_KEY] + [f"p.{column}" for column in extra])
+    name = _register_weights(con, weights)
+    try:
+        return con.execute(
+            f"""
+            with e as (
+                select {keys}, count(*) as _n
+                from (select {base} from {_q(relation)} where {where}) as p
+                group by all
+            )
+            select {select}
+            from e join {_q(name)} as w on {_join_on('e', 'w')}
+            group by all
+            order by {order}
+            """
+        ).df()
+    finally:
+        con.unregister(name)
+
+
 def event_cells(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataFrame) -> pd.DataFrame:
     """The Aalen-Johansen event table of the assessed persons: one row per (headline_group, time, cause).
 
@@ -151,36 +179,17 @@ def event_cells(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataF
     score_columns = [c for c in weights.columns if c.startswith("_s")]
     dependent = f"({KNOWN} and cast(dependence as double) > 0)"
     died = _flag("died_in_window")
-    base = ", ".join(
-        ["cast(duration_days as double) as duration_days"]
-        + _weight_key_select()
-        + [f"cast(case when {dependent} then days_to_dependence when {died} then days_to_death "
-           f"else days_followed end as double) as _time",
-           f"case when {dependent} then 1 when {died} then 2 else 0 end as _cause"]
+    time = (f"cast(case when {dependent} then days_to_dependence when {died} then days_to_death "
+            f"else days_followed end as double)")
+    sums = "".join(f", sum(e._n * w.{_q(c)}) as {_q(c)}" for c in score_columns)
+    return _cells(
+        con, relation, weights,
+        extra={"_time": time, "_cause": f"case when {dependent} then 1 when {died} then 2 else 0 end"},
+        where=f"{KNOWN} and {time} is not null",
+        select=("e.headline_group, e._time as time, e._cause as cause, sum(e._n) as count, "
+                f"sum(e._n * w._w) as weight_sum, sum(e._n * w._w * w._w) as weight_square{sums}"),
+        order="e.headline_group nulls first, time, cause",
     )
-    keys = ", ".join(f"p.{_q(c)}" for c in WEIGHT_KEY)
-    sums = ", ".join(f"sum(e._n * w.{_q(c)}) as {_q(c)}" for c in score_columns)
-    name = _register_weights(con, weights)
-    try:
-        frame = con.execute(
-            f"""
-            with e as (
-                select {keys}, p._time, p._cause, count(*) as _n
-                from (select {base} from {_q(relation)} where {KNOWN}) as p
-                where p._time is not null
-                group by all
-            )
-            select e.headline_group, e._time as time, e._cause as cause, sum(e._n) as count,
-                   sum(e._n * w._w) as weight_sum, sum(e._n * w._w * w._w) as weight_square
-                   {', ' + sums if sums else ''}
-            from e join {_q(name)} as w on {_join_on('e', 'w')}
-            group by all
-            order by e.headline_group nulls first, time, cause
-            """
-        ).df()
-    finally:
-        con.unregister(name)
-    return frame
 
 
 def ratio_counts(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataFrame | None) -> pd.DataFrame:
@@ -245,37 +254,19 @@ def group_sums(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataFr
         return None
     breakdowns = {"episode_start": "episode_start" in present, "region": "region" in present}
     score_columns = [c for c in weights.columns if c.startswith("_s")]
-    base = ", ".join(
-        ["cast(duration_days as double) as duration_days"]
-        + _weight_key_select()
-        + [f"{year} as _year", f"{region} as _region", f"{KNOWN} as _known",
-           f"case when {KNOWN} then cast(dependence as double) else 0 end as _y"]
+    a_sums = "".join(f", sum(e._n * e._known::int * w.{_q(c)}) as a{c[2:]}" for c in score_columns)
+    b_sums = "".join(f", sum(e._n * e._known::int * e._y * w.{_q(c)}) as b{c[2:]}" for c in score_columns)
+    frame = _cells(
+        con, relation, weights,
+        extra={"_year": year, "_region": region, "_known": KNOWN,
+               "_y": f"case when {KNOWN} then cast(dependence as double) else 0 end"},
+        select=("e._year as episode_start, e._region as region, e.headline_group, "
+                "sum(e._n) as count, sum(e._n * e._known::int) as n_assessed, "
+                "sum(e._n * e._known::int * e._y) as events, "
+                "sum(e._n * e._known::int * w._w) as w, sum(e._n * e._known::int * w._w * w._w) as w2, "
+                "sum(e._n * e._known::int * w._w * e._y) as wy, "
+                f"sum(e._n * e._known::int * w._w * w._w * e._y * e._y) as w2yy{a_sums}{b_sums}"),
+        order="all nulls first",
     )
-    keys = ", ".join(f"p.{_q(c)}" for c in WEIGHT_KEY)
-    a_sums = ", ".join(f"sum(e._n * e._known::int * w.{_q(c)}) as a{c[2:]}" for c in score_columns)
-    b_sums = ", ".join(f"sum(e._n * e._known::int * e._y * w.{_q(c)}) as b{c[2:]}" for c in score_columns)
-    name = _register_weights(con, weights)
-    try:
-        frame = con.execute(
-            f"""
-            with e as (
-                select {keys}, p._year, p._region, p._known, p._y, count(*) as _n
-                from (select {base} from {_q(relation)}) as p
-                group by all
-            )
-            select e._year as episode_start, e._region as region, e.headline_group,
-                   sum(e._n) as count, sum(e._n * e._known::int) as n_assessed,
-                   sum(e._n * e._known::int * e._y) as events,
-                   sum(e._n * e._known::int * w._w) as w, sum(e._n * e._known::int * w._w * w._w) as w2,
-                   sum(e._n * e._known::int * w._w * e._y) as wy,
-                   sum(e._n * e._known::int * w._w * w._w * e._y * e._y) as w2yy
-                   {', ' + a_sums if a_sums else ''} {', ' + b_sums if b_sums else ''}
-            from e join {_q(name)} as w on {_join_on('e', 'w')}
-            group by all
-            order by all nulls first
-            """
-        ).df()
-    finally:
-        con.unregister(name)
     frame.attrs["breakdowns"] = breakdowns  # which of the two columns the person table has
     return frame

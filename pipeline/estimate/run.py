@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
-
 import duckdb
 import numpy as np
 import pandas as pd
@@ -105,9 +103,6 @@ REQUIRED_COLUMNS = (
 )
 ESTIMATE_COLUMNS = ("analysis", "variable", "level", "time_days", "n", "n_assessed", "events", "estimate", "ci_low",
                     "ci_high", "method")
-
-Rebuild = Callable[[Config], pd.DataFrame]
-
 
 # --------------------------------------------------------------------------- input
 
@@ -863,8 +858,9 @@ def _write(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, replace_settings
         con.unregister("_estimates_frame")
 
 
-def run(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild | None = None) -> dict:
-    """Aggregate ``analysis_person`` in DuckDB, replace ``estimates``; with ``rebuild`` also add the sensitivity rows.
+def run(con: duckdb.DuckDBPyConnection, config: Config, with_sensitivity: bool = False) -> dict:
+    """Aggregate ``analysis_person`` in DuckDB, replace ``estimates``; with ``with_sensitivity`` also add the
+    sensitivity rows (else the sensitivity stage, ``pipeline.estimate.sensitivity.run``, adds them).
 
     Returns DESIGN.md's headline.json dict (not yet disclosure-controlled)
     both spread at the top level (``headline``, ``complete_case``, ``config``)
@@ -875,8 +871,8 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild | None 
     frame, extras, current = _estimate(con, _require_person(con), config)
     _write(con, frame)
     rows = len(frame)
-    if rebuild is not None:
-        rows += len(sensitivity(con, config, rebuild, current=current))
+    if with_sensitivity:
+        rows += len(sensitivity(con, config, current=current))
     # headline.json's keys at the top level too: result["headline"]["gt_4_weeks"] is the primary entry
     for message in extras["warnings"]:
         _log_warning(con, config, message)
@@ -904,32 +900,34 @@ SENSITIVITY_SETTINGS = (
 )
 
 
-def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild, current: pd.DataFrame | None = None) -> pd.DataFrame:
+def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, current: pd.DataFrame | None = None) -> pd.DataFrame:
     """Headline estimates with one setting varied at a time; rows replace analysis ``sensitivity``.
 
-    ``rebuild(config) -> analysis_person DataFrame`` is supplied by the
-    transform stage and must not overwrite warehouse tables; each rebuilt table
-    is aggregated to patterns at once. The value equal to the current setting
-    reuses ``current`` (the pattern table of ``analysis_person``, or the person
-    table itself). Rows: variable ``"<setting>|<headline group>"``, level = the value.
+    The variants' pattern tables come from one DuckDB query over the transform's tables
+    (``pipeline.estimate.sensitivity``); the value equal to the current setting reuses
+    ``current`` (the pattern table of ``analysis_person``, or the person table itself).
+    Rows: variable ``"<setting>|<headline group>"``, level = the value.
     """
+    from pipeline.estimate import sensitivity as variants_sql
+
+    variants_sql.require_inputs(con)
     current = _read_patterns(con) if current is None else patterns_of_frame(current)
+    variants = variants_sql.variants(config)
+    varied = iter(variants_sql.variant_patterns(con, config, [v for v in variants if not v.current]))
     rows = []
-    for section, key, values_key in SENSITIVITY_SETTINGS:
-        for value in getattr(config.estimate, values_key):
-            varied = config.replace(**{section: {key: value}})
-            person = current if getattr(getattr(config, section), key) == value else patterns_of_frame(rebuild(varied))
-            person = prepare(person, varied)
-            if not person["_outcome_known"].any():
-                model, violations = _unassessed_model(person), []
-            else:
-                keep, violations = positivity(person)
-                person = person[keep].reset_index(drop=True)
-                model = fit_weights(person, varied)
-            headline = headline_rows(person, model, varied, label=restriction_label(violations))[0]
-            for row in headline:
-                if row["level"] in HEADLINE_GROUPS:
-                    rows.append({**row, "analysis": "sensitivity", "variable": f"{key}|{row['level']}", "level": str(value)})
+    for variant in variants:
+        person = prepare(current if variant.current else next(varied), variant.config)
+        if not person["_outcome_known"].any():
+            model, violations = _unassessed_model(person), []
+        else:
+            keep, violations = positivity(person)
+            person = person[keep].reset_index(drop=True)
+            model = fit_weights(person, variant.config)
+        headline = headline_rows(person, model, variant.config, label=restriction_label(violations))[0]
+        for row in headline:
+            if row["level"] in HEADLINE_GROUPS:
+                rows.append({**row, "analysis": "sensitivity", "variable": f"{variant.key}|{row['level']}",
+                             "level": str(variant.value)})
     frame = to_frame(rows)
     _write(con, frame, replace_settings=tuple(key for _, key, _ in SENSITIVITY_SETTINGS))
     return frame

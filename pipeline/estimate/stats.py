@@ -309,9 +309,14 @@ class AscertainmentModel:
         return int(round(self.frequency[self.ascertained].sum()))
 
     def residual_moment(self) -> np.ndarray:
-        """``sum_i X_i X_i' (R_i - p_i)^2`` over the persons (the meat of the correction terms)."""
-        residual = self.ascertained.astype(float) - self.probability
-        return (self.design * (self.frequency * residual * residual)[:, None]).T @ self.design
+        """``sum_i X_i X_i' (R_i - p_i)^2`` over the persons (the meat of the correction terms);
+        computed once per model (every stacked variance of the stage asks for it)."""
+        cached = self.__dict__.get("_residual_moment")
+        if cached is None:
+            residual = self.ascertained.astype(float) - self.probability
+            cached = (self.design * (self.frequency * residual * residual)[:, None]).T @ self.design
+            object.__setattr__(self, "_residual_moment", cached)
+        return cached
 
     def correction(self, cross: np.ndarray) -> np.ndarray:
         """Per-row (per-person) term ``A_tb H X_i (R_i - p_i)`` for one or more estimates.
@@ -322,6 +327,55 @@ class AscertainmentModel:
         projected = self.design @ (self.inverse_information @ np.atleast_2d(cross).T)
         out = projected * residual[:, None]
         return out[:, 0] if np.ndim(cross) == 1 else out
+
+
+def _irls_logit(X: np.ndarray, y: np.ndarray, weight: np.ndarray, max_iterations: int = 100,
+                tolerance: float = 1e-8) -> np.ndarray | None:
+    """Logit coefficients by statsmodels' own IRLS iterations (``GLM.fit``: start at mu = (y + 1/2) / 2,
+    stop when the deviance changes by at most ``tolerance``), each weighted least-squares step
+    solved by the k x k normal equations instead of a least-squares solve over every row --
+    the same iterates, so the same coefficients (to rounding). ``weight`` = frequency x variance
+    weight per row. None when the fit does not settle cleanly (no convergence, a singular or
+    ill-conditioned information matrix, floating-point trouble, a fitted probability within
+    1e-6 of 0 or 1): the caller then runs statsmodels itself, whose warnings it reports.
+
+    >>> X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
+    >>> np.round(_irls_logit(X, np.array([0, 1, 1, 0, 0, 1.0]), np.ones(6)), 3).tolist()
+    [0.693, -1.386]
+    >>> _irls_logit(X, np.array([0, 1, 1, 1, 1, 1.0]), np.ones(6)) is None   # separated
+    True
+    """
+    used = weight > 0  # rows without weight add nothing to either fit
+    X, y, weight = X[used], y[used], weight[used]
+    if not len(y):
+        return None
+
+    def deviance(eta: np.ndarray) -> float:
+        return float(-2.0 * (weight * (y * eta - np.logaddexp(0.0, eta))).sum())
+
+    try:
+        with np.errstate(all="raise"), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            mu = (y + 0.5) / 2.0
+            eta = np.log(mu / (1.0 - mu))
+            previous = float(-2.0 * (weight * (y * np.log(mu) + (1.0 - y) * np.log(1.0 - mu))).sum())
+            for _ in range(max_iterations):
+                variance = mu * (1.0 - mu)
+                working = weight * variance
+                response = eta + (y - mu) / variance
+                information = (X * working[:, None]).T @ X
+                beta = scipy.linalg.solve(information, X.T @ (working * response), assume_a="pos")
+                eta = X @ beta
+                mu = scipy.special.expit(eta)
+                current = deviance(eta)
+                if abs(current - previous) <= tolerance:
+                    if np.any((mu < 1e-6) | (mu > 1.0 - 1e-6)):
+                        return None
+                    return beta
+                previous = current
+    except (ArithmeticError, np.linalg.LinAlgError, scipy.linalg.LinAlgError, Warning):
+        return None
+    return None
 
 
 def fit_binomial_glm(
@@ -335,7 +389,9 @@ def fit_binomial_glm(
     person-level fit -- with a design of a few thousand rows instead of one row
     per person (the person-level design is what used the memory at scale).
     Warnings (e.g. perfect separation) are not silenced: they are returned,
-    deduplicated, for the caller to log and show.
+    deduplicated, for the caller to log and show. A regular problem is solved
+    by statsmodels' IRLS iterations on the normal equations (``_irls_logit``); anything else
+    (separation, no convergence) by statsmodels' IRLS as before.
 
     >>> X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
     >>> coef, converged, notes = fit_binomial_glm(X, np.array([0, 1, 1, 0, 0, 1.0]))
@@ -351,6 +407,9 @@ def fit_binomial_glm(
     first = np.zeros(len(counts), dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes))[::-1]
     distinct = stacked[first]
+    coef = _irls_logit(distinct[:, :-2], distinct[:, -2], counts * distinct[:, -1])
+    if coef is not None:
+        return coef, True, ()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = sm.GLM(
@@ -537,6 +596,24 @@ def _wilson_effective(estimate: float, variance: float, fallback_n: float, confi
 # --------------------------------------------------------------------------- Aalen-Johansen
 
 
+def _rows_and_weights(values: np.ndarray, frequency: np.ndarray, include, model: AscertainmentModel | None,
+                      weight=None) -> tuple[np.ndarray, np.ndarray]:
+    """The rows an estimator uses and their weights, as ``aalen_johansen`` and ``logistic_odds_ratios``
+    both need them: a known value, persons in the row, inside ``include``; with ``model`` only
+    ascertained persons, weighted by ``model.weight``; else by ``weight`` (default 1).
+
+    >>> mask, w = _rows_and_weights(np.array([1.0, np.nan, 0.0, 1.0]), np.ones(4), [True, True, True, False], None)
+    >>> mask.tolist(), w.tolist()
+    ([True, False, True, False], [1.0, 1.0, 1.0, 1.0])
+    """
+    mask = ~np.isnan(values) & (frequency > 0)
+    if include is not None:
+        mask &= np.asarray(include, dtype=bool)
+    if model is not None:
+        return mask & model.ascertained, model.weight
+    return mask, (np.ones(len(values)) if weight is None else as_float(weight))
+
+
 def aalen_johansen(
     time,
     cause,
@@ -583,16 +660,7 @@ def aalen_johansen(
     c_all = np.nan_to_num(as_float(cause), nan=0.0).astype(int)
     n_all = len(t_all)
     frequency = model.frequency if model is not None else frequencies(count, n_all)
-    mask = ~np.isnan(t_all) & (frequency > 0)
-    if include is not None:
-        mask &= np.asarray(include, dtype=bool)
-    if model is not None:
-        mask &= model.ascertained
-        w_all = model.weight
-    elif weight is not None:
-        w_all = as_float(weight)
-    else:
-        w_all = np.ones(n_all)
+    mask, w_all = _rows_and_weights(t_all, frequency, include, model, weight)
     mask &= w_all > 0
     f, w = frequency[mask], w_all[mask]
     correction = None
@@ -768,14 +836,7 @@ def logistic_odds_ratios(
     y_all = as_float(outcome)
     Z = np.asarray(design, dtype=float)
     c = model.frequency if model is not None else frequencies(count, len(y_all))
-    mask = ~np.isnan(y_all) & (c > 0)
-    if include is not None:
-        mask &= np.asarray(include, dtype=bool)
-    if model is not None:
-        mask &= model.ascertained
-        w_all = model.weight
-    else:
-        w_all = np.ones(len(y_all))
+    mask, w_all = _rows_and_weights(y_all, c, include, model)
     y = np.where(mask, np.nan_to_num(y_all), 0.0)
     w = np.where(mask, w_all, 0.0)
     keep_columns = np.flatnonzero(Z[mask].std(axis=0) > 0)

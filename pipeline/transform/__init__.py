@@ -34,9 +34,12 @@ OUTPUT_TABLES = (
     "stg_diagnoses",
     "stg_follow_ups",
     "stg_diagnosis_roles",
+    "dispensing_gaps",
     "episodes",
     "cohort_attrition",
     "cohort",
+    "outcome_records",
+    "outcome_dispensings",
     "outcomes",
     "analysis_person",
 )
@@ -97,6 +100,60 @@ def benzodiazepine_class() -> list[tuple[str, str]]:
     return sorted(rows.items())
 
 
+def _number(value: float) -> str:
+    """A band bound as a label writes it: 5.0 -> '5', 7.5 -> '7.5'."""
+    return f"{value:g}"
+
+
+def age_bands(config: Config) -> list[tuple[int | None, int | None, str]]:
+    """(lower or None, upper or None, label) of the age bands: the first starts at
+    ``cohort.min_age_years`` (open below: nobody younger is in the cohort), the others at
+    ``estimate.age_band_lower_years`` above it, the last open above.
+
+    >>> from pipeline.config import Config
+    >>> [label for _, _, label in age_bands(Config())]
+    ['18-34', '35-49', '50-64', '65+']
+    >>> age_bands(Config().replace(cohort={"min_age_years": 16}))[0]
+    (None, 35, '16-34')
+    >>> [label for _, _, label in age_bands(Config().replace(cohort={"min_age_years": 40}))]
+    ['40-49', '50-64', '65+']
+    """
+    minimum = int(config.cohort.min_age_years)
+    lows = [minimum] + [int(low) for low in config.estimate.age_band_lower_years if low > minimum]
+    bands = []
+    for i, low in enumerate(lows):
+        high = lows[i + 1] if i + 1 < len(lows) else None
+        label = f"{low}+" if high is None else f"{low}-{high - 1}"
+        bands.append((None if i == 0 else low, high, label))
+    return bands
+
+
+def dose_bands(config: Config) -> list[tuple[float | None, float | None, str]]:
+    """(lower or None, upper or None, label) of the dose bands (diazepam-equivalent mg/day)
+    of ``estimate.dose_band_lower_mg`` (the first open below, the last open above).
+
+    >>> from pipeline.config import Config
+    >>> [label for _, _, label in dose_bands(Config())]
+    ['<5', '5-9.9', '10-19.9', '>=20']
+    >>> dose_bands(Config().replace(estimate={"dose_band_lower_mg": (0, 7.5)}))
+    [(None, 7.5, '<7.5'), (7.5, None, '>=7.5')]
+    """
+    lows = [float(low) for low in config.estimate.dose_band_lower_mg]
+    if len(lows) == 1:
+        return [(None, None, "any")]
+    bands = []
+    for i, low in enumerate(lows):
+        high = lows[i + 1] if i + 1 < len(lows) else None
+        if i == 0:
+            label = f"<{_number(high)}"
+        elif high is None:
+            label = f">={_number(low)}"
+        else:
+            label = f"{_number(low)}-{_number(round(high - 0.1, 6))}"
+        bands.append((None if i == 0 else low, high, label))
+    return bands
+
+
 def sql_parameters(config: Config) -> dict[str, Any]:
     """Every configuration value the SQL files use, as placeholder -> value."""
     drugs, estimate = config.drugs, config.estimate
@@ -113,6 +170,8 @@ def sql_parameters(config: Config) -> dict[str, Any]:
             sorted((d.lower(), float(mg)) for d, mg in drugs.labelled_max_daily_mg.items()), ("varchar", "double")
         ),
         "duration_band_rows": values_rows(bands, ("integer", "integer", "varchar")),
+        "age_band_rows": values_rows(age_bands(config), ("integer", "integer", "varchar")),
+        "dose_band_rows": values_rows(dose_bands(config), ("double", "double", "varchar")),
         "benzodiazepine_class_rows": values_rows(benzodiazepine_class(), ("varchar", "varchar")),
         "outcome_code_rows": values_rows(outcome_codes(), ("varchar", "varchar", "varchar")),
         "ingredients": [d.strip().lower() for d in drugs.ingredients],
@@ -159,53 +218,3 @@ def run(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, int]:
         )
     )
     return summary
-
-
-build = run  # name used in docs/ARCHITECTURE.md
-
-
-def first_changed_step(config: Config, base: Config) -> str:
-    """The first SQL step whose inputs differ between two configurations.
-
-    >>> base = Config()
-    >>> first_changed_step(base.replace(outcome={"sds_cutoff": 6}), base)
-    '04'
-    >>> first_changed_step(base.replace(episodes={"persistence_window_days": 60}), base)
-    '02'
-    >>> first_changed_step(base.replace(drugs={"ingredients": ("diazepam",)}), base)
-    '00'
-    """
-    if (config.drugs, config.estimate) != (base.drugs, base.estimate):
-        return "00"  # reference tables and staging (diazepam equivalents, bands)
-    if config.episodes != base.episodes:
-        return "02"
-    if config.cohort != base.cohort:
-        return "03"
-    return "04"
-
-
-def rebuild_analysis_person(
-    con: duckdb.DuckDBPyConnection, config: Config, base: Config, schema: str = "sensitivity"
-) -> pd.DataFrame:
-    """``analysis_person`` under other settings (the sensitivity analyses), main tables untouched.
-
-    The SQL runs on a cursor whose default schema is a scratch schema, searched
-    before ``main``: tables it creates land in the scratch schema, tables it only
-    reads (raw_*, audit_quarantine) come from ``main``. When only outcome settings
-    differ from ``base``, staging, episodes and the cohort are reused from ``main``
-    and only the outcome steps run (see ``first_changed_step``). The scratch schema
-    is dropped afterwards.
-    """
-    files = [p for p in sql_files() if p.name >= first_changed_step(config, base)]
-    cursor = con.cursor()
-    try:
-        cursor.execute(f"create schema if not exists {schema}")
-        cursor.execute(f"set schema = '{schema}'")
-        cursor.execute(f"set search_path = '{schema},main'")
-        params = sql_parameters(config)
-        for path in files:
-            run_sql_file(cursor, path, **params)
-        return cursor.execute("select * from analysis_person").df()
-    finally:
-        cursor.execute(f"drop schema if exists {schema} cascade")
-        cursor.close()

@@ -1,0 +1,239 @@
+-- Sensitivity analyses: the headline's covariate patterns of every variant
+-- (one setting varied at a time), from the transform's tables in one query --
+-- no rebuild of analysis_person. The cohort does not depend on the varied
+-- settings (its criteria use the first dispensing, the person and the washout,
+-- never the episode's end), so each variant is the same persons with
+--  - persistence window: the first episode's end and dose under that window,
+--    from dispensing_gaps (02a): the first episode is the dispensings before
+--    the first gap longer than the window (longest_gap_days <= window);
+--  - window after end: the outcome window's end;
+--  - SDS cut-off: which SDS scores count as dependence evidence.
+-- Outcomes from ONE pass over outcome_records (04a) and outcome_dispensings
+-- (04b): the first day each kind of evidence or signal appears from the
+-- episode start, compared with each variant's window end.
+--   {{ variant_rows }}  (variant, persistence_window_days, window_after_end_days, sds_cutoff)
+--   {{ headline_split_days }}
+--   {{ distinct_prescribers }} {{ distinct_pharmacies }} {{ early_refills }}
+-- Columns and normalisation as pipeline.estimate.aggregate.patterns, plus
+-- variant; columns the headline does not use are NULL or false.
+
+with variants as (
+    select
+        cast(variant as integer) as variant,
+        cast(persistence_window_days as integer) as persistence_window_days,
+        cast(window_after_end_days as integer) as window_after_end_days,
+        cast(sds_cutoff as integer) as sds_cutoff
+    from ({{ variant_rows }}) as t(variant, persistence_window_days, window_after_end_days, sds_cutoff)
+),
+
+persistence_windows as (
+    select distinct persistence_window_days from variants
+),
+
+sds_cutoffs as (
+    select distinct sds_cutoff from variants
+),
+
+first_episodes as (
+    -- the first episode of each cohort person under each persistence window
+    select
+        gaps.person_id,
+        gaps.ingredient,
+        windows.persistence_window_days,
+        max(gaps.covered_end) as supply_end,
+        sum(gaps.daily_dose_dde_mg * gaps.days_supply)
+            / sum(case when gaps.daily_dose_dde_mg is not null then gaps.days_supply end) as mean_daily_dose_dde_mg
+    from dispensing_gaps as gaps
+    inner join cohort on cohort.person_id = gaps.person_id and cohort.ingredient = gaps.ingredient
+    cross join persistence_windows as windows
+    where gaps.longest_gap_days is null or gaps.longest_gap_days <= windows.persistence_window_days
+    group by gaps.person_id, gaps.ingredient, windows.persistence_window_days
+),
+
+record_firsts as (
+    select
+        person_id,
+        ingredient,
+        min(recorded_on) filter (where assesses) as first_assessed_on,
+        min(recorded_on) filter (where dependence_evidence_without_sds) as first_evidence_without_sds_on
+    from outcome_records
+    group by person_id, ingredient
+),
+
+sds_firsts as (
+    select records.person_id, records.ingredient, cutoffs.sds_cutoff, min(records.recorded_on) as first_sds_on
+    from outcome_records as records
+    inner join sds_cutoffs as cutoffs on records.sds_score >= cutoffs.sds_cutoff
+    group by records.person_id, records.ingredient, cutoffs.sds_cutoff
+),
+
+numbered_early_refills as (
+    select
+        person_id,
+        ingredient,
+        dispensed_on,
+        row_number() over (partition by person_id, ingredient order by dispensed_on) as early_refill_number
+    from outcome_dispensings
+    where early_refill
+),
+
+dispensing_firsts as (
+    select
+        person_id,
+        ingredient,
+        min(dispensed_on) filter (where recent_prescribers >= {{ distinct_prescribers }}) as first_many_prescribers_on,
+        min(dispensed_on) filter (where recent_pharmacies >= {{ distinct_pharmacies }}) as first_many_pharmacies_on,
+        min(dispensed_on) filter (where high_dose) as first_high_dose_on
+    from outcome_dispensings
+    group by person_id, ingredient
+),
+
+early_refills_reached as (
+    -- the day the count of early refills reaches the threshold
+    select person_id, ingredient, dispensed_on as early_refills_reached_on
+    from numbered_early_refills
+    where early_refill_number = {{ early_refills }}
+),
+
+episode_variants as (
+    -- what the persistence window decides: the first episode's end (censored as in 03a),
+    -- duration, bands and headline group
+    select
+        first_episodes.person_id,
+        first_episodes.ingredient,
+        first_episodes.persistence_window_days,
+        ended.episode_end,
+        ended.duration_days,
+        band.duration_band,
+        case when ended.duration_days <= {{ headline_split_days }} then 'le_4_weeks' else 'gt_4_weeks' end
+            as headline_group,
+        dose.dose_band
+    from first_episodes
+    inner join cohort
+        on cohort.person_id = first_episodes.person_id and cohort.ingredient = first_episodes.ingredient
+    inner join stg_persons as persons on persons.person_id = first_episodes.person_id
+    cross join lateral (
+        select
+            least(first_episodes.supply_end, persons.observation_end, persons.death_date) as episode_end,
+            (least(first_episodes.supply_end, persons.observation_end, persons.death_date)
+                - cohort.episode_start + 1)::integer as duration_days
+    ) as ended
+    asof left join ref_duration_band as band
+        on ended.duration_days >= band.lower_days
+    left join ref_dose_band as dose
+        on (dose.lower_mg is null or first_episodes.mean_daily_dose_dde_mg >= dose.lower_mg)
+        and (dose.upper_mg is null or first_episodes.mean_daily_dose_dde_mg < dose.upper_mg)
+),
+
+person_firsts as (
+    -- per cohort person: what no variant changes, and the first day of each kind of evidence
+    select
+        person_id,
+        ingredient,
+        cohort.episode_start,
+        cohort.age_band,
+        cohort.sex,
+        cohort.indication,
+        persons.death_date,
+        record_firsts.first_assessed_on,
+        record_firsts.first_evidence_without_sds_on,
+        dispensing_firsts.first_many_prescribers_on,
+        dispensing_firsts.first_many_pharmacies_on,
+        dispensing_firsts.first_high_dose_on,
+        early_refills_reached.early_refills_reached_on
+    from cohort
+    inner join stg_persons as persons using (person_id)
+    left join record_firsts using (person_id, ingredient)
+    left join dispensing_firsts using (person_id, ingredient)
+    left join early_refills_reached using (person_id, ingredient)
+),
+
+windows as (
+    select
+        person_firsts.*,
+        variants.variant,
+        variants.sds_cutoff,
+        episode_variants.duration_days,
+        episode_variants.duration_band,
+        episode_variants.headline_group,
+        episode_variants.dose_band,
+        episode_variants.episode_end + variants.window_after_end_days as window_end
+    from person_firsts
+    cross join variants
+    inner join episode_variants
+        on episode_variants.person_id = person_firsts.person_id
+        and episode_variants.ingredient = person_firsts.ingredient
+        and episode_variants.persistence_window_days = variants.persistence_window_days
+),
+
+person_variants as (
+    select
+        windows.variant,
+        windows.duration_days,
+        windows.duration_band,
+        windows.headline_group,
+        windows.age_band,
+        windows.sex,
+        windows.indication,
+        windows.dose_band,
+        coalesce(windows.first_assessed_on <= windows.window_end, false) as ascertained,
+        coalesce(windows.first_evidence_without_sds_on <= windows.window_end, false)
+            or coalesce(sds_firsts.first_sds_on <= windows.window_end, false) as dependence_evidence,
+        coalesce(windows.death_date between windows.episode_start and windows.window_end, false) as died_in_window,
+        coalesce(windows.first_many_prescribers_on <= windows.window_end, false) as rx_many_prescribers,
+        coalesce(windows.first_many_pharmacies_on <= windows.window_end, false) as rx_many_pharmacies,
+        coalesce(windows.early_refills_reached_on <= windows.window_end, false) as rx_early_refills,
+        coalesce(windows.first_high_dose_on <= windows.window_end, false) as rx_high_dose
+    from windows
+    left join sds_firsts
+        on sds_firsts.person_id = windows.person_id and sds_firsts.ingredient = windows.ingredient
+        and sds_firsts.sds_cutoff = windows.sds_cutoff
+),
+
+grouped as (
+    select
+        variant, duration_days, duration_band, headline_group, age_band, sex, indication, dose_band,
+        rx_many_prescribers, rx_many_pharmacies, rx_early_refills, rx_high_dose, died_in_window,
+        ascertained, ascertained and dependence_evidence as dependent,
+        count(*) as _count
+    from person_variants
+    group by
+        variant, duration_days, duration_band, headline_group, age_band, sex, indication, dose_band,
+        rx_many_prescribers, rx_many_pharmacies, rx_early_refills, rx_high_dose, died_in_window,
+        ascertained, ascertained and dependence_evidence
+),
+
+final as (
+    select
+        variant,
+        cast(duration_days as double) as duration_days,
+        cast(duration_band as varchar) as duration_band,
+        headline_group,
+        cast(age_band as varchar) as age_band,
+        cast(sex as varchar) as sex,
+        cast(indication as varchar) as indication,
+        cast(dose_band as varchar) as dose_band,
+        cast(null as varchar) as ending,
+        rx_many_prescribers,
+        rx_many_pharmacies,
+        rx_early_refills,
+        rx_high_dose,
+        rx_many_prescribers or rx_many_pharmacies or rx_early_refills or rx_high_dose as rx_misuse_signal,
+        died_in_window,
+        false as fixed_window_defined,
+        false as misuse,
+        ascertained,
+        case when ascertained then cast(dependent as double) end as dependence,
+        cast(null as double) as dep_icd,
+        cast(null as double) as dep_withdrawal,
+        cast(null as double) as dep_assessed,
+        cast(null as double) as dep_sds,
+        false as ascertained_fixed,
+        cast(null as double) as dependence_fixed,
+        false as increased,
+        _count
+    from grouped
+)
+
+select * from final
+order by all nulls first
