@@ -47,6 +47,7 @@ from pipeline.config import Config
 from pipeline.errors import PipelineError, StageOrderError
 from pipeline.estimate import aggregate, stats
 from pipeline.estimate.columns import COLUMN_NAMES, ESTIMANDS as ESTIMAND_NAMES, estimate_type, population_of_group
+from pipeline.estimate.anchors import MARRIOTT_TYRER, RICKELS
 from pipeline.estimate.columns import estimand_of, select_list
 from pipeline.warehouse import table_exists
 
@@ -92,10 +93,10 @@ STRATUM_LABELS = {
 }
 DOSE_RESPONSE_CATEGORICAL = ("duration_band", "dose_band", "age_band", "sex", "indication")
 CIF_GRID_DAYS = 7  # curve reported weekly (exact values of the step function on those days)
-MARRIOTT_TYRER_DAYS = 28  # "4 weeks or longer"
-MARRIOTT_TYRER_VALUE = 1 / 3  # "almost one-third"
-RICKELS_DAYS = 240  # 8 months
-RICKELS_VALUES = {"lt_240_days": 0.05, "ge_240_days": 0.43}
+# The anchors' figures live once in pipeline/estimate/anchors.py (the report reads them there too).
+MARRIOTT_TYRER_DAYS, MARRIOTT_TYRER_VALUE = MARRIOTT_TYRER.days, MARRIOTT_TYRER.value
+RICKELS_DAYS = RICKELS.days
+RICKELS_VALUES = {f"lt_{RICKELS.days}_days": RICKELS.short_value, f"ge_{RICKELS.days}_days": RICKELS.long_value}
 
 REQUIRED_COLUMNS = (
     "duration_days", "duration_band", "headline_group", "age_band", "sex", "indication", "dose_band", "ending",
@@ -553,16 +554,19 @@ def anchor_rows(person, model, config) -> tuple[list[dict], dict]:
     conf = config.estimate.confidence_level
     duration = stats.as_float(person["duration_days"])
     ended = person["ending"].astype("str").isin(["taper", "abrupt"]).to_numpy()
+    weeks, months, days = MARRIOTT_TYRER.days // 7, RICKELS.months, RICKELS.days
     specs = [
-        ("marriott_tyrer_1993", ">=28 days", duration >= MARRIOTT_TYRER_DAYS, "_dependence", MARRIOTT_TYRER_VALUE,
-         "Marriott & Tyrer (1993) reported dependence in 'almost one-third' of patients on regular prescriptions for 4 weeks or longer",
-         "of persons treated for 4 weeks or longer developed physical dependence within the outcome window"),
-        ("rickels_1983", "<240 days, ended", (duration < RICKELS_DAYS) & ended, "_dep_withdrawal", RICKELS_VALUES["lt_240_days"],
-         "Rickels et al. (1983) reported withdrawal in 5% after < 8 months of diazepam",
-         "of persons whose episode ended after less than 8 months (240 days) had withdrawal symptoms recorded"),
-        ("rickels_1983", ">=240 days, ended", (duration >= RICKELS_DAYS) & ended, "_dep_withdrawal", RICKELS_VALUES["ge_240_days"],
-         "Rickels et al. (1983) reported withdrawal in 43% after >= 8 months of diazepam",
-         "of persons whose episode ended after 8 months (240 days) or more had withdrawal symptoms recorded"),
+        (MARRIOTT_TYRER.key, f">={MARRIOTT_TYRER.days} days", duration >= MARRIOTT_TYRER.days, "_dependence",
+         MARRIOTT_TYRER.value,
+         f"Marriott & Tyrer (1993) reported dependence in '{MARRIOTT_TYRER.value_words}' of patients on regular "
+         f"prescriptions for {weeks} weeks or longer",
+         f"of persons treated for {weeks} weeks or longer developed physical dependence within the outcome window"),
+        (RICKELS.key, f"<{days} days, ended", (duration < days) & ended, "_dep_withdrawal", RICKELS.short_value,
+         f"Rickels et al. (1983) reported withdrawal in {RICKELS.short_value:.0%} after < {months} months of diazepam",
+         f"of persons whose episode ended after less than {months} months ({days} days) had withdrawal symptoms recorded"),
+        (RICKELS.key, f">={days} days, ended", (duration >= days) & ended, "_dep_withdrawal", RICKELS.long_value,
+         f"Rickels et al. (1983) reported withdrawal in {RICKELS.long_value:.0%} after >= {months} months of diazepam",
+         f"of persons whose episode ended after {months} months ({days} days) or more had withdrawal symptoms recorded"),
     ]
     rows, anchors = [], {}
     for key, level, group, outcome, value, published, ours in specs:

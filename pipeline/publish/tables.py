@@ -377,3 +377,45 @@ def collect(con: duckdb.DuckDBPyConnection, config: Config, estimate_result: dic
         rounding_base=b,
         notes=notes,
     )
+
+
+POLICY = ("counts from 1 to min_cell_count - 1 suppressed (with every count that would give one back), then every "
+          "published count rounded to the middle of its band of rounding_base values (bands start at "
+          "min_cell_count; 0 stays 0); proportions recomputed from the rounded counts, other estimates rounded so "
+          "that estimate x n is uncertain by at least rounding_base persons (docs/privacy.md)")
+
+
+def release_manifest(manifest: dict[str, Any], min_cell_count: int, rounding_base: int) -> dict[str, Any]:
+    """The manifest as published: input row counts rounded, k-anonymity counts suppressed and
+    rounded with their share recomputed from the published counts, the disclosure settings stated.
+
+    >>> m = release_manifest({"inputs": [{"table": "persons", "rows_read": 20_001}],
+    ...                       "k_anonymity": {"k": 11, "persons": 20_000, "persons_in_groups_below_k": 3961,
+    ...                                       "groups_below_k": 900}}, 11, 5)
+    >>> m["inputs"][0]["rows_read"], m["k_anonymity"]["persons_in_groups_below_k"]
+    (20003, 3963)
+    >>> m["k_anonymity"]["share_of_persons_in_groups_below_k"], m["disclosure"]["rounding_base"]
+    (0.1982, 5)
+    """
+    from pipeline.privacy.disclosure import publish_count
+
+    out = dict(manifest)
+    out["inputs"] = [
+        {**item, **({"rows_read": publish_count(item["rows_read"], min_cell_count, rounding_base)}
+                    if "rows_read" in item else {})}
+        for item in manifest.get("inputs") or []
+    ]
+    risk = manifest.get("k_anonymity")
+    if isinstance(risk, dict):
+        published = {key: risk[key] for key in ("quasi_identifiers", "k") if key in risk}
+        persons = publish_count(risk.get("persons"), min_cell_count, rounding_base)
+        in_small = publish_count(risk.get("persons_in_groups_below_k"), min_cell_count, rounding_base)
+        published["persons"] = persons
+        published["persons_in_groups_below_k"] = in_small
+        published["groups_below_k"] = publish_count(risk.get("groups_below_k"), min_cell_count, rounding_base)
+        # From the published counts only: share x published persons gives back the published count.
+        published["share_of_persons_in_groups_below_k"] = (
+            round(in_small / persons, 4) if persons and in_small is not None else None)
+        out["k_anonymity"] = published
+    out["disclosure"] = {"min_cell_count": min_cell_count, "rounding_base": rounding_base, "policy": POLICY}
+    return out
