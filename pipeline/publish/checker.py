@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -52,6 +51,7 @@ from typing import Any, Iterator
 import pandas as pd
 
 from pipeline.errors import PrivacyError
+from pipeline.privacy.disclosure import _number as disclosure_number
 from pipeline.privacy.disclosure import (
     WEIGHTED_COUNT_VARIABLES,
     is_count_column,
@@ -104,13 +104,8 @@ def _count_rule(value: Any, k: int, b: int) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    if value is None or value is pd.NA or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
+    """A published number, as disclosure control reads one; a boolean is a flag, not a count."""
+    return None if isinstance(value, bool) else disclosure_number(value)
 
 
 # ---------------------------------------------------------------- tables

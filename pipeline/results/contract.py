@@ -58,7 +58,7 @@ COLUMN_MEANING = {
                    "the row is about the whole cohort",
     "strata_level": "the levels of strata_name, in the same order (e.g. 'gt_4_weeks &&& F'); 'overall' for none",
     "variable_name": "what is measured: dependence, withdrawal, a component (dep_icd, dep_withdrawal, dep_assessed, "
-                     "dep_sds), treatment_gt_4_weeks, dose_increase, dose_escalation_ratio, ascertainment_weight, "
+                     "dep_sds), treated_gt_split, dose_increase, dose_escalation_ratio, ascertainment_weight, "
                      "a model term (dose_response), number_subjects / excluded_subjects (attrition)",
     "variable_level": "the level of a model term (dose_response); empty otherwise",
     "estimate_name": "which number: see the estimate names below",
