@@ -351,3 +351,43 @@ def incidence_chart(rows: pd.DataFrame, names: Names, title: str, subtitle: str,
 def _rgba(hex_colour: str, alpha: float) -> str:
     r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
+
+
+def trend_chart(rows: pd.DataFrame, names: Names, title: str, subtitle: str) -> go.Figure:
+    """Series over an ordered variable (calendar years) as lines with interval whiskers: one row of
+    points per series, so a long run of years stays one chart high. A withheld point is a gap."""
+    fig = go.Figure()
+    levels = published_level_order(str(rows["variable"].iloc[0]), list(rows["level"].astype(str)), [])
+    tops = [1.0]
+    for series_key in series_of(rows):
+        key = Names.series_key(series_key[1], series_key[2])
+        part = series_rows(rows, series_key).copy()
+        part["_label"] = [names.level(v, lv) for v, lv in zip(part["variable"], part["level"])]
+        by_level = {str(r["level"]): r for _, r in shown(part).iterrows()}
+        colour, symbol = SERIES_STYLE.get(key, (PRIMARY_COLOUR, "circle"))
+        est = [None if lv not in by_level else 100 * float(by_level[lv]["estimate"]) for lv in levels]
+        low = [None if lv not in by_level or _missing(by_level[lv]["ci_low"]) else 100 * float(by_level[lv]["ci_low"])
+               for lv in levels]
+        high = [None if lv not in by_level or _missing(by_level[lv]["ci_high"]) else 100 * float(by_level[lv]["ci_high"])
+                for lv in levels]
+        tops += [h for h in high if h is not None] + [e for e in est if e is not None]
+        hover = _hover(pd.DataFrame([by_level[lv] for lv in levels if lv in by_level]), True, names)
+        hover_at = dict(zip([lv for lv in levels if lv in by_level], hover))
+        fig.add_trace(go.Scatter(
+            x=list(range(len(levels))), y=est, mode="lines+markers", connectgaps=False, cliponaxis=False,
+            line={"color": colour, "width": 2}, marker={"color": colour, "size": 8, "symbol": symbol},
+            error_y={"type": "data", "symmetric": False, "color": colour, "thickness": 1.4, "width": 3,
+                     "array": [None if e is None or h is None else h - e for e, h in zip(est, high)],
+                     "arrayminus": [None if e is None or lo is None else e - lo for e, lo in zip(est, low)]},
+            name=names.series(series_key[1], series_key[2]), hovertext=[hover_at.get(lv) for lv in levels],
+            hoverinfo="text",
+        ))
+    withheld = sorted({str(lv) for lv in rows.loc[rows["suppressed"].astype(bool), "level"]}, key=levels.index)
+    for level in withheld:
+        fig.add_annotation(x=levels.index(level), y=0, yref="paper", yanchor="bottom", showarrow=False,
+                           textangle=-90, text="withheld", font={"size": 10, "color": GREY})
+    # positions with the levels as tick labels: the axis reads them in the order given, never as numbers
+    fig.update_xaxes(tickvals=list(range(len(levels))), ticktext=[names.level(rows["variable"].iloc[0], lv) for lv in levels],
+                     range=[-0.5, len(levels) - 0.5], title_text=names.variable(rows["variable"].iloc[0]))
+    fig.update_yaxes(title_text="% of new users", range=[0, max(tops) * 1.1], showgrid=True, gridcolor="#e5e5e5")
+    return _layout(fig, title, subtitle, height=430, legend_rows=1)

@@ -37,7 +37,7 @@ from pipeline.estimate.anchors import MARRIOTT_TYRER, RICKELS
 from pipeline.estimate.columns import estimator_kind
 from pipeline.publish.charts import (  # noqa: F401  (LOG_TICKS: the dose-response axis, read by tests)
     FONT, LOG_TICKS, PLOT_CONFIG, SERIES_ORDER, dot_chart, duration_chart, incidence_chart, series_of, series_rows,
-    shown,
+    shown, trend_chart,
 )
 from pipeline.publish.format import ci_text, count, esc, missing as _missing, number, pct  # noqa: F401
 from pipeline.publish.labels import SERIES, Names
@@ -488,9 +488,11 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
         rows = rows[rows["population"] == "all"] if not rows.empty else rows
         if rows.empty:
             continue
-        fig = dot_chart(rows, names=names, title=f"By {name}: share of new users treated {names.longer}, and dependence",
-                        subtitle="All new users; dependence weighted for ascertainment.",
-                        axis_title="% of new users", is_percent=True, levels=_levels(rows, bands), min_cell_count=k)
+        title = f"By {name}: share of new users treated {names.longer}, and dependence"
+        subtitle = "All new users; dependence weighted for ascertainment."
+        fig = (trend_chart(rows, names, title, subtitle) if analysis == "by_calendar_year" else
+               dot_chart(rows, names=names, title=title, subtitle=subtitle, axis_title="% of new users",
+                         is_percent=True, levels=_levels(rows, bands), min_cell_count=k))
         parts.append({"name": name, "chart": page.chart(analysis, fig)})
     if parts:
         page.section("trends", "Trends and geography", "trends.html.j2", parts=parts, longer=names.longer)
@@ -546,7 +548,7 @@ def _sensitivity_summary(rows: pd.DataFrame, names: Names) -> list[dict[str, Any
         return []
     primary = shown(rows[_kind(rows) == "primary"])
     out = []
-    for (variable, population), part in primary.groupby(["variable", "population"], sort=False):
+    for (variable, population), part in primary.groupby(["variable", "population"], sort=True):
         part = part.iloc[sorted(range(len(part)), key=lambda i: _level_key(part.iloc[i]["level"]))]
         out.append({"label": names.variable(variable, population),
                     "points": [{"level": names.level(variable, r["level"]), "estimate": pct(r["estimate"])}
