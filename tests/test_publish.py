@@ -362,3 +362,46 @@ def test_static_figures_skip_without_a_browser(tmp_path, monkeypatch, caplog):
     with caplog.at_level("INFO"):
         assert figures.write_static_figures({"x": None}, tmp_path / "figures") == []
     assert "no Chrome/Chromium" in caplog.text and not (tmp_path / "figures").exists()
+
+
+def test_nothing_published_depends_on_the_method_text(tmp_path):
+    """Rows are chosen by their explicit columns: with every ``method`` text replaced by an opaque token
+    (one token per text, so disclosure control's groups stay the same), the exports, headline.json and
+    the summarised result are the same but for the method text itself."""
+    honest = _publish(tmp_path / "honest").parent / "exports"
+    frame = estimates_frame()
+    tokens = {text: f"method {i}" for i, text in enumerate(dict.fromkeys(frame["method"]))}
+    frame["method"] = frame["method"].map(tokens)  # no "primary: ", no "complete case", no "reference level"
+    noisy = _publish(tmp_path / "noisy", build_warehouse(connect(":memory:"), estimates=frame)).parent / "exports"
+
+    def without_method(path):
+        table = pd.read_csv(path, keep_default_na=False)
+        return table.drop(columns=["method"]).sort_values(list(table.columns.drop("method"))).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(without_method(honest / "estimates.csv"), without_method(noisy / "estimates.csv"))
+    headlines = [json.loads((exports / "headline.json").read_text()) for exports in (honest, noisy)]
+    for headline in headlines:
+        for block, groups in headline.items():
+            for entry in groups.values() if block != "config" else ():
+                entry.pop("method")
+    assert headlines[0] == headlines[1]
+    summarised = [pd.read_csv(exports / "summarised_result.csv", dtype="string", keep_default_na=False)
+                  for exports in (honest, noisy)]
+    pd.testing.assert_frame_equal(summarised[0], summarised[1])
+
+
+def test_an_estimates_table_without_the_explicit_columns_is_one_clear_error(tmp_path):
+    from pipeline.errors import StageOrderError
+
+    con = build_warehouse(connect(":memory:"))
+    con.execute("create or replace table estimates as select analysis, variable, level, time_days, n, n_assessed, "
+                "events, estimate, ci_low, ci_high, method from estimates")  # as an older estimate stage wrote it
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "index.html").write_text("old report")
+    with pytest.raises(StageOrderError) as refused:
+        _publish(tmp_path, con)
+    message = str(refused.value)
+    assert "estimates lacks column(s) estimand, estimator, population, estimate_name, estimate_type" in message
+    assert "rerun it (python -m pipeline estimate)" in message and "\n" not in message
+    assert (reports / "index.html").read_text() == "old report"
