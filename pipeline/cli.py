@@ -213,7 +213,7 @@ def do_privacy_report(con, cfg: Config) -> dict:
             f"[yellow]warning[/] k-anonymity over (birth_year, sex, region): smallest group {risk['smallest_group']}, "
             f"{risk['persons_in_small_groups']:,} persons in groups below k={k}"
         )
-    # Exact counts for the publish stage, which suppresses and rounds them (publish.manifest.release_manifest).
+    # Exact counts for the publish stage, which suppresses and rounds them (publish.tables.release_manifest).
     return {
         "quasi_identifiers": "birth_year, sex, region",
         "k": k,

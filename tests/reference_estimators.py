@@ -16,9 +16,8 @@ Conventions of ``estimates`` (see docs/estimation.md for the full list):
   ``"complete_case: "`` (ascertained persons only, unweighted); other
   prefixes (``anchor: ``, ``tolerance: ``, ``weights: ``) are descriptive.
   Filter with ``method.str.startswith(PRIMARY)``.
-- ``variable`` may carry a population qualifier after ``|``:
-  ``"sex|gt_4_weeks"`` = strata of sex among persons treated > 4 weeks,
-  ``"sex|all"`` = in the whole cohort.
+- the population of a row is production's explicit ``population`` column (not compared
+  here; ``variable`` is the bare variable, as production writes it).
 - ``n`` of a primary row = all persons in the group (ascertained or not);
   ``n_assessed`` = those whose outcome was assessed; ``events`` = observed
   events among the assessed (unweighted): ``events / n_assessed`` is the
@@ -510,7 +509,7 @@ def trend_rows(person, model, config) -> list[dict]:
             share = stats.complete_case_proportion(np.where(group, longer, np.nan), confidence=conf)
             rows.append(_row(analysis, column, level, share, METHOD_EXPOSURE))
             for population, among in (("all", np.ones(len(person), dtype=bool)), ("gt_4_weeks", longer)):
-                rows += _proportion_rows(analysis, f"{column}|{population}", level, person, model, group & among,
+                rows += _proportion_rows(analysis, column, level, person, model, group & among,
                                          confidence=conf)[0]
     return rows
 
@@ -677,7 +676,7 @@ def in_sample_sensitivity_rows(person, model, config, estimand: str, label: str)
     clipped = truncated(model, config)
     for row in headline_rows(person, clipped, config, label=label)[0]:
         if row["level"] in HEADLINE_GROUPS and row["method"].startswith(PRIMARY):
-            rows.append({**row, "analysis": "sensitivity", "variable": f"weights_truncated{suffix}|{row['level']}",
+            rows.append({**row, "analysis": "sensitivity", "variable": f"weights_truncated{suffix}",
                          "level": f"p{low:g}-p{high:g}",
                          "method": row["method"] + f"; weights truncated at their {low:g}th/{high:g}th percentiles"})
     if estimand == "a":
@@ -691,7 +690,7 @@ def in_sample_sensitivity_rows(person, model, config, estimand: str, label: str)
             refit = fit_weights(kept, config)
             for row in headline_rows(kept, refit, config, label=label + restriction_label(violations))[0]:
                 if row["level"] in HEADLINE_GROUPS:
-                    rows.append({**row, "analysis": "sensitivity", "variable": f"drop_ongoing|{row['level']}",
+                    rows.append({**row, "analysis": "sensitivity", "variable": "drop_ongoing",
                                  "level": "episodes ended by observation end excluded"})
     return rows
 
@@ -720,7 +719,7 @@ def _write(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, replace_settings
         else:
             con.execute("delete from estimates where analysis = 'sensitivity' and list_contains(?, split_part(variable, '|', 1))",
                         [list(replace_settings)])
-            con.execute("insert into estimates " + select)
+            con.execute("insert into estimates by name " + select)  # production's explicit columns stay NULL
     finally:
         con.unregister("_estimates_frame")
 
@@ -787,7 +786,7 @@ def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild
             headline = headline_rows(person, model, varied, label=restriction_label(violations))[0]
             for row in headline:
                 if row["level"] in HEADLINE_GROUPS:
-                    rows.append({**row, "analysis": "sensitivity", "variable": f"{key}|{row['level']}", "level": str(value)})
+                    rows.append({**row, "analysis": "sensitivity", "variable": key, "level": str(value)})
     frame = to_frame(rows)
     _write(con, frame, replace_settings=tuple(key for _, key, _ in SENSITIVITY_SETTINGS))
     return frame

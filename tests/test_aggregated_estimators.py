@@ -183,7 +183,7 @@ def test_sensitivity_stage_replaces_only_its_rows(demo):
     assert sensitivity_run(con, cfg)["rows"] == 36
     assert con.execute("select count(*) from estimates").fetchall()[0][0] == before + 36
     assert con.execute(in_sample).fetchall()[0][0] == kept
-    levels = con.execute("select distinct level from estimates where variable = 'sds_cutoff|gt_4_weeks' "
+    levels = con.execute("select distinct level from estimates where variable = 'sds_cutoff' and population = 'gt_split' "
                          "order by level").fetchall()
     assert levels == [("6",), ("7",), ("8",)]
 

@@ -185,6 +185,8 @@ def _add_estimates(kb: Knowledge, frame: pd.DataFrame, src: str) -> None:
     rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
     n_var, e_var = {}, {}
     for i, r in enumerate(rows):
+        if r.get("population") not in (None, "all"):  # the same variable within another population
+            r = {**r, "variable": f"{r['variable']}|{r['population']}"}
         key = (r["analysis"], r["variable"], r["level"], r.get("time_days"), r["method"])
         name = f"{src}[{r['analysis']}|{r['variable']}|{r['level']}|t={r.get('time_days')}|{str(r['method'])[:20]}]"
         primary = _primary_of(r.get("suppression_reason"))

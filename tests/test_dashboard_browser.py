@@ -189,7 +189,7 @@ def test_dashboard_shows_the_exported_figures_for_both_runs(runs, server, tmp_pa
             # Year: the selection card gives the exported share treated > 4 weeks and the dependence.
             choose(page, "year", "2015")
             share = value(demo, "by_calendar_year", "descriptive", "calendar_year", "2015", "proportion",
-                          variable_name="treatment_gt_4_weeks")
+                          variable_name="treated_gt_split")
             wait_text(page, "#selected-calendar_year-exposure", percent(share))
             wait_text(page, "#selected-calendar_year-dependence",
                       percent(value(demo, "by_calendar_year", "primary", "calendar_year", "2015", "proportion")))
@@ -198,7 +198,7 @@ def test_dashboard_shows_the_exported_figures_for_both_runs(runs, server, tmp_pa
                 exposure = {t["name"]: t for t in graph_data(page, "trend-graph")}["treated more than 4 weeks"]
                 return len(exposure["x"]) >= 10 and all(
                     same(shown, value(demo, "by_calendar_year", "descriptive", "calendar_year", year, "proportion",
-                                      variable_name="treatment_gt_4_weeks"))
+                                      variable_name="treated_gt_split"))
                     for year, shown in zip(exposure["x"], exposure["y"]))
 
             eventually(trend_match, "trend of the share treated > 4 weeks = exports")

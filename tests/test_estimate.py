@@ -208,17 +208,26 @@ def test_estimates_table_conventions(warehouse):
         "dose_response", "tolerance", "withdrawal_by_ending", "weights", "anchors", "diagnostics", "sensitivity",
         "headline_fixed_window", "by_duration_band_fixed_window", "weights_fixed_window",
     }
-    assert set(estimates.loc[estimates["analysis"] == "sensitivity", "variable"]) == {
-        f"{name}|{group}" for name in ("weights_truncated", "weights_truncated_fixed_window", "drop_ongoing")
-        for group in ("gt_4_weeks", "le_4_weeks")
+    sensitivity = estimates[estimates["analysis"] == "sensitivity"]
+    assert set(zip(sensitivity["variable"], sensitivity["population"], sensitivity["estimand"])) == {
+        (name, population, estimand)
+        for name, estimand in (("weights_truncated", "episode_window"), ("weights_truncated_fixed_window", "fixed_window"),
+                               ("drop_ongoing", "episode_window"))
+        for population in ("gt_split", "le_split")
     }
+    # every row names its estimand, estimator, population and quantity from the one contract
+    from pipeline.estimate import columns
+    assert set(estimates["estimand"]) == set(columns.ESTIMANDS.values())
+    assert set(estimates["estimator"]) <= set(columns.ESTIMATORS)
+    assert set(estimates["population"]) <= set(columns.POPULATIONS)
+    assert all(columns.estimate_type(name) == kind for name, kind in zip(estimates["estimate_name"], estimates["estimate_type"]))
     curve_methods = estimates.loc[estimates["analysis"] == "cumulative_incidence", "method"]
     assert curve_methods.str.contains("censored when the outcome window closes").all()
     weights = estimates[estimates["analysis"] == "weights"]
     assert {"p1", "p5", "p25", "p50", "p75", "p95", "p99", "ess"} <= set(weights["variable"])
-    primary = estimates[estimates["method"].str.startswith("primary: IPW (Hajek)")]
+    primary = estimates[estimates["estimator"] == "hajek_ipw"]
     assert (primary["n_assessed"] <= primary["n"]).all() and (primary["events"] <= primary["n_assessed"]).all()
-    proportions = estimates[estimates["method"].str.startswith(("primary: IPW (Hajek)", "complete_case: Wilson"))]
+    proportions = estimates[estimates["estimator"].isin(("hajek_ipw", "complete_case"))]
     assert ((proportions["ci_low"] <= proportions["estimate"]) & (proportions["estimate"] <= proportions["ci_high"])).all()
     bands = estimates[estimates["analysis"] == "by_duration_band"]
     assert list(pd.unique(bands["level"])) == Config().estimate.band_labels()

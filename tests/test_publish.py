@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from test_publish_fixtures import ATTRITION, PRIMARY, build_warehouse, estimates_frame, sample_manifest
+from test_publish_fixtures import ATTRITION, build_warehouse, estimates_frame, sample_manifest
 
 import pipeline.publish as publish
 from pipeline.config import load_config
@@ -76,28 +76,76 @@ def test_csv_and_parquet_hold_the_same_rows_with_stable_columns(reports):
         assert list(csv.columns) == list(parquet.columns) == [c[0] for c in exports_module.DICTIONARY[table]]
         assert len(csv) == len(parquet) > 0
         assert (csv["schema_version"] == (reports / "exports" / "schema_version.txt").read_text().strip()).all()
-    dictionary = pd.read_csv(reports / "exports" / "data_dictionary.csv")
-    assert dictionary["meaning"].notna().all()
     estimates = pd.read_csv(reports / "exports" / "estimates.csv")
-    assert list(estimates.columns) == ["schema_version", "analysis", "variable", "level", "time_days", "n", "events",
-                                       "estimate", "ci_low", "ci_high", "method", "suppressed", "suppression_reason"]
+    assert list(estimates.columns) == [
+        "schema_version", "analysis", "estimand", "estimator", "population", "variable", "level", "time_days", "n",
+        "events", "estimate_name", "estimate_type", "estimate", "ci_low", "ci_high", "method", "suppressed",
+        "suppression_reason"]
+
+
+def test_the_one_data_dictionary_describes_exactly_what_was_exported(reports):
+    """Generated from the contracts; compared here with the files a real run exported."""
+    exports = reports / "exports"
+    dictionary = pd.read_csv(exports / "data_dictionary.csv", keep_default_na=False)
+    assert (dictionary["meaning"].str.len() > 0).all()
+    assert not list(exports.glob("*dictionary*"))[2:]  # one dictionary (csv + md), not one per export
+    assert (exports / "data_dictionary.md").read_text().count("|") > 100
+
+    def described(file: str, kind: str = "column") -> list[str]:
+        return dictionary.loc[(dictionary["file"] == file) & (dictionary["kind"] == kind), "name"].tolist()
+
+    for table in TABLES:
+        assert described(f"{table}.csv / {table}.parquet") == list(pd.read_csv(exports / f"{table}.csv").columns)
+    summarised = pd.read_csv(exports / "summarised_result.csv", dtype="string", keep_default_na=False)
+    assert described("summarised_result.csv / .parquet") == list(summarised.columns)
+    assert set(summarised["estimate_name"]) <= set(described("summarised_result.csv / .parquet", "estimate_name"))
+    settings = pd.read_csv(exports / "settings.csv", dtype="string")
+    patterns = [re.escape(name).replace(re.escape("<table>"), r"\w+").replace(re.escape("<section>_<setting>"), r"\w+")
+                for name in described("settings.csv")]
+    assert all(any(re.fullmatch(p, column) for p in patterns) for column in settings.columns)
+    # every value of the estimates' explicit columns is described, and each name keeps its one type
+    estimates = pd.read_csv(exports / "estimates.csv", keep_default_na=False)
+    for kind in ("analysis", "estimand", "estimator", "population", "estimate_name", "estimate_type"):
+        missing = set(estimates[kind]) - set(described("estimates.csv / estimates.parquet", kind))
+        assert not missing, (kind, missing)
+    types = dictionary[(dictionary["kind"] == "estimate_name")
+                       & (dictionary["file"] == "estimates.csv / estimates.parquet")].set_index("name")["type"]
+    pairs = estimates[["estimate_name", "estimate_type"]].drop_duplicates()
+    assert all(types[name] == kind for name, kind in pairs.itertuples(index=False))
+    headline = json.loads((exports / "headline.json").read_text())
+    keys = {f"{block}.{group}.{key}" for block, groups in headline.items() if block != "config"
+            for group, entry in groups.items() for key in entry} | {"config"}
+    assert keys == set(described("headline.json", "key"))
+
+
+def _is_published_count(value: int, k: int = 11, base: int = 5) -> bool:
+    """0, or the middle of its band of ``base`` values, bands starting at k (docs/privacy.md)."""
+    return value == 0 or (value >= k and (value - k) % base == (base - 1) // 2)
 
 
 def test_headline_json_has_designs_shape_and_matches_the_reports_sentence(reports):
     headline = json.loads((reports / "exports" / "headline.json").read_text())
-    assert set(headline) == {"headline", "complete_case", "config"}
-    for block in ("headline", "complete_case"):
+    assert set(headline) == {"headline", "complete_case", "config", "fixed_window_headline",
+                             "fixed_window_complete_case"}
+    for block in ("headline", "complete_case", "fixed_window_headline", "fixed_window_complete_case"):
         assert set(headline[block]) == {"gt_4_weeks", "le_4_weeks"}
         for entry in headline[block].values():
             assert set(entry) == {"estimate", "ci_low", "ci_high", "n", "n_assessed", "events", "method"}
+    # headline.json is the estimates' headline rows, chosen by their explicit columns, as published
+    estimates = pd.read_csv(reports / "exports" / "estimates.csv")
+    for block, estimator in (("headline", "hajek_ipw"), ("complete_case", "complete_case")):
+        for group in ("gt_4_weeks", "le_4_weeks"):
+            row = estimates[(estimates["analysis"] == "headline") & (estimates["estimator"] == estimator)
+                            & (estimates["level"] == group)].iloc[0]
+            entry = headline[block][group]
+            assert (entry["n"], entry["events"], entry["method"]) == (row["n"], row["events"], row["method"])
+            assert entry["estimate"] == pytest.approx(row["estimate"], abs=1e-12)
+            assert _is_published_count(entry["n"]) and _is_published_count(entry["events"])
     gt = headline["headline"]["gt_4_weeks"]
-    # counts rounded to the middle of their band of 5 (4206-4210 -> 4208); the weighted estimate to a
-    # step of 0.002 (the smallest with step x n >= 5)
-    assert gt == {"estimate": pytest.approx(1263 / 4210 + 0.012, abs=0.001), "ci_low": pytest.approx(gt["ci_low"]),
-                  "ci_high": pytest.approx(gt["ci_high"]), "n": 4208, "n_assessed": 4208, "events": 1263,
-                  "method": PRIMARY}
-    assert round(gt["estimate"] / 0.002, 6).is_integer()
-    assert headline["complete_case"]["gt_4_weeks"]["estimate"] == pytest.approx(1263 / 4208)  # from the rounded counts
+    assert gt["method"].startswith("primary: IPW (Hajek)")  # human text, shown as it is
+    cc = headline["complete_case"]["gt_4_weeks"]
+    assert cc["estimate"] == pytest.approx(cc["events"] / cc["n"])  # from the rounded counts
+    assert gt["n_assessed"] == cc["n"]
     assert headline["config"] == load_config().to_dict()
 
     page = (reports / "index.html").read_text()
@@ -108,6 +156,8 @@ def test_headline_json_has_designs_shape_and_matches_the_reports_sentence(report
         assert ci_text(entry["ci_low"], entry["ci_high"], 0.95) in sentence
         assert f"{entry['n']:,}" in sentence
     assert "Marriott" in page and "almost one-third" in page and "Rickels" in page and "43%" in page
+    # the results were generated when the live manifest says, not when the page was built
+    assert "results generated 2026-11-22T03:05:00+00:00" in page
 
 
 def test_report_is_offline_one_local_plotly_and_no_cdn(reports):
@@ -121,43 +171,56 @@ def test_report_is_offline_one_local_plotly_and_no_cdn(reports):
 
 def test_suppressed_cells_publish_nothing_anywhere(reports):
     estimates = pd.read_csv(reports / "exports" / "estimates.csv")
-    sex_x = estimates[(estimates["variable"] == "sex|all") & (estimates["level"] == "X")].iloc[0]
-    assert bool(sex_x["suppressed"]) and sex_x[["events", "estimate", "ci_low", "ci_high"]].isna().all()
     small = estimates[estimates["suppressed"]]
-    assert set(small["level"]) >= {"X", "muscle_spasm"}
-    # zero events is a result, published as such
-    diazepam = estimates[estimates["level"] == "diazepam"].iloc[0]
-    assert not diazepam["suppressed"] and diazepam["events"] == 0 and diazepam["estimate"] == 0
+    assert len(small) and small[["events", "estimate", "ci_low", "ci_high"]].isna().all().all()
+    sex = estimates[(estimates["analysis"] == "by_stratum") & (estimates["variable"] == "sex")]
+    withheld_sex = sex[sex["suppressed"]]
+    assert len(withheld_sex)  # a real extract of 4,000 has rare sexes: the check has teeth
+    # zero events is a result, published as such (the curves start at day 0 with none)
+    start = estimates[(estimates["analysis"] == "cumulative_incidence") & (estimates["time_days"] == 0)]
+    assert len(start) and (~start["suppressed"] & (start["events"] == 0) & (start["estimate"] == 0)).any()
     quality = pd.read_csv(reports / "exports" / "data_quality.csv")
     code_rule = quality[(quality["source"] == "validation") & (quality["check_id"] == "diagnoses.code.format")].iloc[0]
     assert bool(code_rule["suppressed"]) and pd.isna(code_rule["count"]) and pd.isna(code_rule["share"])
     loaded = quality[(quality["source"] == "load") & (quality["table_name"] == "diagnoses")].set_index("check_id")
     assert pd.isna(loaded.loc["rows_quarantined", "count"]) and pd.isna(loaded.loc["rows_loaded", "count"])
     page = (reports / "index.html").read_text()
-    assert "another sex (X)<br>" not in page  # no hover text for the withheld cell
+    from pipeline.publish.labels import Names
+
+    for level in withheld_sex["level"]:
+        assert f"{Names().level('sex', level)}<br>" not in page  # no hover text for the withheld cell
     assert "withheld (disclosure control)" in page
 
 
 def test_suppressed_cells_have_no_chart_point(tmp_path):
+    from pipeline.publish.labels import Names
     from pipeline.publish.report import build_report
     from pipeline.publish.tables import collect
 
     config = load_config()
     published = collect(build_warehouse(connect(":memory:")), config, None)
     _, figures = build_report(published, config, sample_manifest(), tmp_path)
+    estimates = published.estimates
+    published_sex = estimates[(estimates["analysis"] == "by_stratum") & (estimates["variable"] == "sex")
+                              & (estimates["estimator"] == "hajek_ipw")]
+    withheld = published_sex.loc[published_sex["suppressed"].astype(bool), "level"].tolist()
+    assert withheld
     sex = figures["stratum_sex"]
     hover = [text for trace in sex.data for text in (trace.hovertext or ()) if text]
-    assert hover and not any("another sex" in text for text in hover)
-    published_sex = published.estimates[published.estimates["variable"] == "sex|all"]
+    hidden = {Names().level("sex", level) for level in withheld}
+    assert hover and not any(text.split("<br>")[0] in hidden for text in hover)
     points = sum(len([x for x in trace.x if x is not None]) for trace in sex.data if trace.x is not None)
     assert points == (~published_sex["suppressed"]).sum() < len(published_sex)
     curve = figures["cumulative_incidence"]
-    line = [t for t in curve.data if t.name == "up to 4 weeks"][0]
-    withheld = published.estimates[
-        (published.estimates["analysis"] == "cumulative_incidence") & (published.estimates["level"] == "le_4_weeks")
-        & published.estimates["suppressed"].astype(bool)
-    ]["time_days"].astype(int).tolist()
-    assert withheld and not set(withheld) & set(line.x)  # withheld points are not drawn (the step holds the last one)
+    curves = estimates[(estimates["analysis"] == "cumulative_incidence") & (estimates["estimator"] == "aalen_johansen_ipw")]
+    checked = 0
+    for group, part in curves.groupby("level"):
+        line = [t for t in curve.data if t.name == Names().level("headline_group", group) and t.mode == "lines"
+                and t.hovertext][0]
+        withheld_days = part.loc[part["suppressed"].astype(bool), "time_days"].astype(int).tolist()
+        assert not set(withheld_days) & set(line.x)  # withheld points are not drawn (the step holds the last one)
+        checked += len(withheld_days)
+    assert checked  # a real curve is coarsened somewhere: the check has teeth
 
 
 def test_atomic_swap_keeps_the_old_set_when_the_build_fails(tmp_path, monkeypatch):
@@ -254,7 +317,7 @@ def test_attrition_never_gives_back_a_small_exclusion(tmp_path):
 
 def test_missing_analyses_say_so_and_headline_can_come_from_the_estimate_result(tmp_path):
     frame = estimates_frame()
-    frame = frame[frame["analysis"] == "by_duration_band"]
+    frame = frame[frame["analysis"] == "by_duration_band"]  # no headline rows: the estimate result gives it
     result = {"headline": {"gt_4_weeks": {"estimate": 0.3, "ci_low": 0.28, "ci_high": 0.32, "n": 4000,
                                           "events": 1200, "method": "IPW"},
                            "le_4_weeks": {"estimate": 0.06, "ci_low": 0.05, "ci_high": 0.07, "n": 5000,
@@ -299,3 +362,46 @@ def test_static_figures_skip_without_a_browser(tmp_path, monkeypatch, caplog):
     with caplog.at_level("INFO"):
         assert figures.write_static_figures({"x": None}, tmp_path / "figures") == []
     assert "no Chrome/Chromium" in caplog.text and not (tmp_path / "figures").exists()
+
+
+def test_nothing_published_depends_on_the_method_text(tmp_path):
+    """Rows are chosen by their explicit columns: with every ``method`` text replaced by an opaque token
+    (one token per text, so disclosure control's groups stay the same), the exports, headline.json and
+    the summarised result are the same but for the method text itself."""
+    honest = _publish(tmp_path / "honest").parent / "exports"
+    frame = estimates_frame()
+    tokens = {text: f"method {i}" for i, text in enumerate(dict.fromkeys(frame["method"]))}
+    frame["method"] = frame["method"].map(tokens)  # no "primary: ", no "complete case", no "reference level"
+    noisy = _publish(tmp_path / "noisy", build_warehouse(connect(":memory:"), estimates=frame)).parent / "exports"
+
+    def without_method(path):
+        table = pd.read_csv(path, keep_default_na=False)
+        return table.drop(columns=["method"]).sort_values(list(table.columns.drop("method"))).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(without_method(honest / "estimates.csv"), without_method(noisy / "estimates.csv"))
+    headlines = [json.loads((exports / "headline.json").read_text()) for exports in (honest, noisy)]
+    for headline in headlines:
+        for block, groups in headline.items():
+            for entry in groups.values() if block != "config" else ():
+                entry.pop("method")
+    assert headlines[0] == headlines[1]
+    summarised = [pd.read_csv(exports / "summarised_result.csv", dtype="string", keep_default_na=False)
+                  for exports in (honest, noisy)]
+    pd.testing.assert_frame_equal(summarised[0], summarised[1])
+
+
+def test_an_estimates_table_without_the_explicit_columns_is_one_clear_error(tmp_path):
+    from pipeline.errors import StageOrderError
+
+    con = build_warehouse(connect(":memory:"))
+    con.execute("create or replace table estimates as select analysis, variable, level, time_days, n, n_assessed, "
+                "events, estimate, ci_low, ci_high, method from estimates")  # as an older estimate stage wrote it
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "index.html").write_text("old report")
+    with pytest.raises(StageOrderError) as refused:
+        _publish(tmp_path, con)
+    message = str(refused.value)
+    assert "estimates lacks column(s) estimand, estimator, population, estimate_name, estimate_type" in message
+    assert "rerun it (python -m pipeline estimate)" in message and "\n" not in message
+    assert (reports / "index.html").read_text() == "old report"

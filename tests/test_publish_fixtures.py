@@ -1,110 +1,70 @@
-"""Shared fixtures for the publish tests: a small, realistic warehouse.
+"""Shared fixtures for the publish tests: a warehouse holding REAL estimator output.
 
-The warehouse holds what the estimate, transform, ingest and validation stages
-write (``estimates``, ``cohort_attrition``, ``audit_*``), with a few cells that
-must be suppressed (sex X, a rare indication, a validation rule failing on 3
-rows) and one ingredient with zero events (a result, not an error).
-
-Method strings, variables with a ``|`` population qualifier and level names
-follow ``pipeline/estimate/run.py``.
+``real_run()`` runs the pipeline once per test session on a small demo extract
+(``python -m pipeline demo`` then ``run``, as a user would) and keeps its
+warehouse and reports; ``estimates_frame()`` is that run's ``estimates`` table,
+every column as the estimate stage wrote it. The publish tests build on these
+rows, never on rows written by hand in the shape one hopes production has.
+``build_warehouse`` adds the tables around them (attrition, load and
+validation audits) with a few cells that must be suppressed (an exclusion of 4,
+a validation rule failing on 3 rows).
 """
 
 from __future__ import annotations
 
-import math
+import atexit
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from pipeline.config import PROJECT_ROOT
+from pipeline.estimate.columns import select_list
 from pipeline.warehouse import ensure_audit_tables
 
 SEED = 20261122
-PRIMARY = "primary: IPW (Hajek), Wilson CI at sandwich effective n"
-COMPLETE = "complete_case: Wilson"
+PERSONS = 4000  # small enough for ~30 s; large enough that most cells are published and some are not
 
 
-# ---------------------------------------------------------------- fixture tables
+def _cli(*args: str) -> None:
+    env = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
+    result = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
-def wilson(events: int, n: int, z: float = 1.959964) -> tuple[float, float, float]:
-    """Wilson score interval (the proportions' interval in DESIGN.md)."""
-    if n == 0:
-        return (math.nan, math.nan, math.nan)
-    p = events / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (p, max(0.0, centre - half), min(1.0, centre + half))
+@functools.cache
+def real_run() -> dict[str, Path]:
+    """One real pipeline run on a demo extract of ``PERSONS`` (seed ``SEED``), shared by the session:
+    ``{"root", "extract", "warehouse", "reports"}``."""
+    root = Path(tempfile.mkdtemp(prefix="benzo-real-run-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    print(f"real run: demo extract of {PERSONS} persons, seed {SEED}, in {root}")
+    _cli("demo", "--out", str(root / "extract"), "--persons", str(PERSONS), "--seed", str(SEED))
+    _cli("run", "--source", str(root / "extract"), "--warehouse", str(root / "warehouse.duckdb"),
+         "--reports", str(root / "reports"))
+    return {"root": root, "extract": root / "extract", "warehouse": root / "warehouse.duckdb",
+            "reports": root / "reports"}
 
 
-def _rows(analysis: str, variable: str, cells: list[tuple[str, int, int]], method: str = PRIMARY,
-          shift: float = 0.0) -> list[dict]:
-    rows = []
-    for level, n, events in cells:
-        p, low, high = wilson(events, n)
-        rows.append({"analysis": analysis, "variable": variable, "level": level, "time_days": None, "n": n,
-                     "events": events, "estimate": None if math.isnan(p) else min(1.0, p + shift),
-                     "ci_low": None if math.isnan(low) else min(1.0, low + shift),
-                     "ci_high": None if math.isnan(high) else min(1.0, high + shift), "method": method})
-    return rows
+@functools.cache
+def _real_estimates() -> pd.DataFrame:
+    con = duckdb.connect(str(real_run()["warehouse"]), read_only=True)
+    try:
+        return con.execute("select * from estimates").df()
+    finally:
+        con.close()
 
 
 def estimates_frame() -> pd.DataFrame:
-    rows: list[dict] = []
-    headline = [("gt_4_weeks", 4210, 1263), ("le_4_weeks", 5102, 306)]
-    rows += _rows("headline", "headline_group", headline, PRIMARY, shift=0.012)
-    rows += _rows("headline_complete_case", "headline_group", headline, COMPLETE)
-    bands = [("<14", 2890, 87), ("14-27", 2212, 155), ("28-55", 1530, 352), ("56-83", 905, 262),
-             ("84-181", 1000, 380), (">=182", 775, 341)]
-    rows += _rows("by_duration_band", "duration_band", bands, PRIMARY, shift=0.01)
-    rows += _rows("by_duration_band", "duration_band", bands, COMPLETE)
-    strata = {
-        "misuse|all": [("misuse", 640, 301), ("supervised", 8672, 1268)],
-        "indication": [("anxiety", 3900, 640), ("panic", 2100, 500), ("seizure", 1300, 160),
-                       ("insomnia", 1700, 230), ("muscle_spasm", 40, 3), ("unknown", 272, 36)],
-        "dose_band": [("<5", 3100, 300), ("5-9", 3400, 560), ("10-19", 2200, 520), (">=20", 612, 189)],
-        "age_band": [("18-24", 700, 140), ("25-44", 3300, 600), ("45-64", 3500, 560), ("65+", 1812, 269)],
-        "sex|all": [("F", 5900, 1010), ("M", 3405, 557), ("X", 7, 2)],
-        "ingredient": [("clonazepam", 9162, 1569), ("diazepam", 150, 0)],
-    }
-    for variable, cells in strata.items():
-        rows += _rows("by_stratum", variable, cells, PRIMARY)
-    rows += _rows("components", "component", [("dep_icd", 9312, 610), ("dep_withdrawal", 9312, 1020),
-                                              ("dep_assessed", 9312, 700), ("dep_sds", 9312, 480)], COMPLETE)
-    for group, n, final in (("gt_4_weeks", 4210, 1263), ("le_4_weeks", 5102, 306)):
-        for step, day in enumerate(range(0, 300, 30)):
-            events = round(final * (1 - math.exp(-day / 90)))
-            if group == "le_4_weeks" and day == 30:
-                events = 7  # a small count at one time point: withheld, the curve breaks there
-            p, low, high = wilson(events, n)
-            rows.append({"analysis": "cumulative_incidence", "variable": "headline_group", "level": group,
-                         "time_days": day, "n": n, "events": events, "estimate": p, "ci_low": low,
-                         "ci_high": high, "method": "primary: IPW Aalen-Johansen (death competing), log-log CI"})
-    model = "primary: IPW logistic regression, odds ratio, stacked sandwich CI"
-    for variable, level, n, events, odds, low, high in (
-        ("duration_band", "<14", 2890, 87, 1.0, None, None),
-        ("duration_band", "28-55", 1530, 352, 8.1, 6.2, 10.6),
-        ("duration_band", ">=182", 775, 341, 21.0, 15.8, 27.9),
-        ("dose_band", "10-19", 2200, 520, 1.6, 1.3, 1.9),
-        ("misuse", "true", 640, 301, 2.4, 1.9, 3.0),
-        ("sex", "M", 3405, 557, 0.96, 0.84, 1.1),
-        ("age_band", "65+", 1812, 269, 0.8, 0.66, 0.97),
-    ):
-        rows.append({"analysis": "dose_response", "variable": variable, "level": level, "time_days": None, "n": n,
-                     "events": events, "estimate": odds, "ci_low": low, "ci_high": high, "method": model})
-    rows += _rows("tolerance", "duration_band", [("<14", 2890, 58), ("28-55", 1530, 140), (">=182", 775, 205)],
-                  "tolerance: share with dose escalation, Wilson")
-    rows += _rows("withdrawal_by_ending", "ending|ascertained", [("taper", 1900, 260), ("abrupt", 2600, 720)], PRIMARY)
-    for level, value in (("mean", 1.0), ("max", 6.3), ("effective_sample_size", 7020.0)):
-        rows.append({"analysis": "weights", "variable": "ipw", "level": level, "time_days": None, "n": None,
-                     "events": None, "estimate": value, "ci_low": None, "ci_high": None, "method": "weights: stabilised IPW"})
-    rows += _rows("anchors", "anchor", [("ge_4_weeks", 4210, 1263), ("lt_8_months", 8537, 1228),
-                                        ("ge_8_months", 775, 341)], PRIMARY)
-    for variable, values in (("persistence_window_days", ("10", "30", "60")), ("sds_cutoff", ("6", "7", "8"))):
-        for i, value in enumerate(values):
-            rows += _rows("sensitivity", variable, [(value, 4210 - 150 * (1 - i), 1263 - 60 * (1 - i))], PRIMARY)
-    frame = pd.DataFrame(rows)
-    frame["time_days"] = frame["time_days"].astype("Int64")
-    return frame
+    """The real run's ``estimates`` table (a copy: tests may filter or alter it)."""
+    return _real_estimates().copy()
 
 
 ATTRITION = [
@@ -117,14 +77,12 @@ ATTRITION = [
 
 def build_warehouse(con: duckdb.DuckDBPyConnection, estimates: pd.DataFrame | None = None,
                     attrition: list[tuple] | None = None) -> duckdb.DuckDBPyConnection:
-    """Write the fixture tables into ``con`` (a fresh in-memory warehouse)."""
+    """Write the fixture tables into ``con`` (a fresh in-memory warehouse): the real run's estimates
+    (or ``estimates``, e.g. a filtered copy of them) and the audit and attrition tables."""
     ensure_audit_tables(con)
     estimates = estimates_frame() if estimates is None else estimates
     con.register("estimates_fixture", estimates)
-    con.execute("""create or replace table estimates as select analysis::varchar as analysis,
-        variable::varchar as variable, level::varchar as level, time_days::integer as time_days, n::bigint as n,
-        events::bigint as events, estimate::double as estimate, ci_low::double as ci_low,
-        ci_high::double as ci_high, method::varchar as method from estimates_fixture""")
+    con.execute(f"create or replace table estimates as select {select_list()} from estimates_fixture")
     con.unregister("estimates_fixture")
     con.execute("create or replace table cohort_attrition (step integer, reason varchar, persons_before bigint, "
                 "excluded bigint, persons_after bigint)")
@@ -165,7 +123,7 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, estimates: pd.DataFrame | No
 def sample_manifest() -> dict:
     return {
         "run_id": "fixture-run",
-        "generated_at": "2026-11-22T03:05:00+00:00",
+        "created_at": "2026-11-22T03:05:00+00:00",
         "inputs": [{"table_name": t, "source_file": f"{t}.csv", "sha256": f"{i:064x}", "rows_read": r}
                    for i, (t, r) in enumerate((("persons", 20000), ("prescriptions", 183455)))],
         "packages": {"duckdb": "2.0.0", "pandas": "3.1.1", "plotly": "7.1.0"},

@@ -9,45 +9,31 @@ and are the one exception.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import duckdb
 import pytest
 
-from pipeline.config import PROJECT_ROOT, load_config
+from pipeline.config import load_config
 from pipeline.publish import labels
 from pipeline.publish.report import build_report
 from pipeline.publish.tables import collect
-
-PERSONS, SEED = 4000, 20261122  # small enough for ~30 s; large enough that most cells are published
-
-
-def _cli(*args: str) -> None:
-    env = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
-    result = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=PROJECT_ROOT, capture_output=True,
-                            text=True, env=env, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+from test_publish_fixtures import real_run as real_run_paths
 
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("report_labels")
-    _cli("demo", "--out", str(root / "extract"), "--persons", str(PERSONS), "--seed", str(SEED))
-    _cli("run", "--source", str(root / "extract"), "--warehouse", str(root / "warehouse.duckdb"),
-         "--reports", str(root / "reports"))
-    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
-    estimates = con.execute("select analysis, variable, level, method from estimates").df()
+def real_run():
+    """The session's real pipeline run (test_publish_fixtures.real_run: a demo extract through `pipeline run`)."""
+    run = real_run_paths()
+    con = duckdb.connect(str(run["warehouse"]), read_only=True)
+    estimates = con.execute("select analysis, population, variable, level, method from estimates").df()
     config = load_config()
     published = collect(con, config, None)
-    _, figures = build_report(published, config, {"demo": True}, root / "rebuilt")
+    _, figures = build_report(published, config, {"demo": True}, run["root"] / "rebuilt")
     con.close()
-    yield {"html": (root / "reports" / "index.html").read_text(encoding="utf-8"), "estimates": estimates,
-           "figures": figures, "published": published}
+    yield {"html": (run["reports"] / "index.html").read_text(encoding="utf-8"), "estimates": estimates,
+           "figures": figures, "published": published, "config": config}
 
 
 class _VisibleText(HTMLParser):
@@ -92,8 +78,8 @@ def _internal_tokens(estimates) -> set[str]:
 
 
 def test_the_display_name_table_covers_every_name_of_a_real_run(real_run):
-    rows = real_run["estimates"][["analysis", "variable", "level"]].itertuples(index=False)
-    assert labels.missing_labels(rows) == []
+    rows = real_run["estimates"][["analysis", "population", "variable", "level"]].itertuples(index=False)
+    assert labels.Names().missing(rows) == []
 
 
 def test_no_internal_identifier_in_the_visible_text_or_the_charts(real_run):
@@ -109,9 +95,26 @@ def test_no_internal_identifier_in_the_visible_text_or_the_charts(real_run):
 
 
 def test_a_missing_label_is_humanised_and_reported():
-    assert labels.variable_label("brand_new_variable|gt_4_weeks") == "brand new variable (treated more than 4 weeks)"
-    assert labels.level_label("sex", "not_recorded") == "not recorded"
-    assert labels.missing_labels([("brand_new", "sex", "F")]) == ["brand_new"]
+    names = labels.Names()
+    assert names.variable("brand_new_variable", "gt_split") == "brand new variable (treated more than 4 weeks)"
+    assert names.level("sex", "not_recorded") == "not recorded"
+    assert names.missing([("brand_new", "all", "sex", "F")]) == ["brand_new"]
+
+
+def test_labels_follow_the_headline_split_setting(real_run, tmp_path):
+    """headline_split_days = 30: every label of the split says 30 days, none says 4 weeks (the
+    Marriott & Tyrer anchor keeps its own "4 weeks or longer": that is the paper's population)."""
+    config = real_run["config"].replace(estimate={"headline_split_days": 30})
+    index, figures = build_report(real_run["published"], config, {}, tmp_path)
+    parser = _VisibleText()
+    parser.feed(index.read_text(encoding="utf-8"))
+    visible = " ".join(parser.parts)
+    charts = " ".join(s for fig in figures.values() for s in _figure_strings(fig.to_plotly_json()))
+    for text in (visible, charts):
+        assert "more than 30 days" in text or "up to 30 days" in text
+        assert "more than 4 weeks" not in text and "up to 4 weeks" not in text
+    assert "Treated more than 30 days" in visible
+    assert "4 weeks or longer" in visible  # the anchor's own figure, not a setting
 
 
 def test_tolerance_ratio_is_never_a_percentage(real_run):

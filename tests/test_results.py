@@ -133,9 +133,10 @@ def test_every_estimate_name_is_in_the_contract_with_its_type(runs):
         rows, _ = exports(runs, name)
         for estimate_name, kind in rows[["estimate_name", "estimate_type"]].drop_duplicates().itertuples(index=False):
             assert estimate_type(estimate_name) == kind
-        dictionary = pd.read_csv(runs / f"exports_{name}" / "summarised_result_dictionary.csv")
-        assert set(rows["estimate_name"]) <= set(dictionary["name"])
-        assert set(COLUMNS) <= set(dictionary["name"])
+        dictionary = pd.read_csv(runs / f"exports_{name}" / "data_dictionary.csv")  # the one data dictionary
+        summarised = dictionary[dictionary["file"] == "summarised_result.csv / .parquet"]
+        assert set(rows["estimate_name"]) <= set(summarised.loc[summarised["kind"] == "estimate_name", "name"])
+        assert list(summarised.loc[summarised["kind"] == "column", "name"]) == list(COLUMNS)
 
 
 def test_settings_name_the_source_the_extract_hashes_and_every_setting(runs):
@@ -159,8 +160,7 @@ def test_the_summarised_result_matches_the_published_estimates(runs):
         rows, settings = exports(runs, name)
         rows = with_settings(rows, settings)
         estimates = pd.read_csv(runs / f"exports_{name}" / "estimates.csv")
-        bands = estimates[(estimates["analysis"] == "by_duration_band")
-                          & estimates["method"].str.startswith("primary: ")]
+        bands = estimates[(estimates["analysis"] == "by_duration_band") & (estimates["estimator"] == "hajek_ipw")]
         for band in bands.itertuples():
             part = rows[(rows["result_type"] == "by_duration_band") & (rows["estimator"] == "primary")
                         & (rows["strata_level"] == band.level)]
@@ -174,7 +174,7 @@ def test_trends_by_year_and_region_are_published_under_disclosure_control(runs):
         rows = with_settings(rows, settings)
         assert not small_count_findings(rows, K)
         for result_type, variable in (("by_calendar_year", "calendar_year"), ("by_region", "region")):
-            exposure = rows[(rows["result_type"] == result_type) & (rows["variable_name"] == "treatment_gt_4_weeks")]
+            exposure = rows[(rows["result_type"] == result_type) & (rows["variable_name"] == "treated_gt_split")]
             assert set(exposure["strata_name"]) == {variable}
             assert exposure["strata_level"].nunique() >= 5
             dependence = rows[(rows["result_type"] == result_type) & (rows["variable_name"] == "dependence")]

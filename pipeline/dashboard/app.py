@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html
 
 from pipeline.dashboard import data
-from pipeline.dashboard.data import ALL, GROUP_LABELS, HEADLINE_GROUPS
+from pipeline.dashboard.data import ALL, HEADLINE_GROUPS, group_label
 
 COLOURS = {"primary": "#1f5f8b", "complete_case": "#8c8c8c", "exposure": "#b5651d", "compare": "#5a9e6f"}
 STRATA = ("sex", "age_band", "indication", "dose_band", "misuse", "rx_misuse_signal")
@@ -146,7 +146,8 @@ def create_app(results_dir: Path | str) -> Dash:
                 _dropdown("estimator", "Estimator", [
                     {"label": "primary (weighted for ascertainment)", "value": "primary"},
                     {"label": "complete case (assessed persons only)", "value": "complete_case"}], "primary"),
-                _dropdown("stratum", "Stratum (within > 4 weeks)", [{"label": s, "value": s} for s in STRATA], "sex"),
+                _dropdown("stratum", "Stratum (among those treated longer than the headline split)",
+                          [{"label": s, "value": s} for s in STRATA], "sex"),
                 _dropdown("year", "Calendar year of treatment start", initial[4], ALL),
                 _dropdown("region", "Region", initial[6], ALL),
                 _dropdown("compare-run", "Compare with run", run_options, previous),
@@ -192,6 +193,8 @@ def create_app(results_dir: Path | str) -> Dash:
     def _update(run_id, drug, estimand, estimator, stratum, year, region, compare_run):
         current = data.load(results_dir)
         common = {"estimator": estimator, "estimand": estimand, "drug": drug}
+        names = data.names_of(current, run_id)
+        longer = f"treated {names.longer}"
 
         def pick(run, result_type, by, strata, **extra):
             return data.wide(data.select(current, run, result_type, strata=strata, **{**common, **extra}), by)
@@ -202,7 +205,7 @@ def create_app(results_dir: Path | str) -> Dash:
             row = headline.loc[group] if group in headline.index else None
             value = row["proportion"] if row is not None else float("nan")
             cards.append(html.Div(className="card", id=f"headline-{group}", children=[
-                html.Div(f"Dependence, treated {GROUP_LABELS[group]}"),
+                html.Div(f"Dependence, treated {group_label(names, group)}"),
                 html.Div(percent(value), className="value", id=f"headline-{group}-value"),
                 html.Div(interval(row["lower"], row["upper"]) if row is not None else "", className="ci"),
                 html.Div(f"n = {count(row['n']) if row is not None else 'none'}", className="n",
@@ -215,14 +218,14 @@ def create_app(results_dir: Path | str) -> Dash:
             if not chosen or chosen == ALL:
                 continue
             exposure = pick(run_id, result_type, variable, {variable: chosen}, estimator="descriptive",
-                            variable_name="treatment_gt_4_weeks")
+                            variable_name="treated_gt_split")
             dependence = pick(run_id, result_type, variable, {variable: chosen})
             share = exposure["proportion"].iloc[0] if len(exposure) else float("nan")
             dep = dependence["proportion"].iloc[0] if len(dependence) else float("nan")
             selection.append(html.Div(className="card", id=f"selected-{variable}", children=[
                 html.Div(f"{variable.replace('_', ' ')} {chosen}"),
                 html.Div(percent(share), className="value", id=f"selected-{variable}-exposure"),
-                html.Div("of new users treated more than 4 weeks", className="ci"),
+                html.Div(f"of new users {longer}", className="ci"),
                 html.Div(["dependence ", html.Span(percent(dep), id=f"selected-{variable}-dependence")], className="n"),
             ]))
 
@@ -230,15 +233,15 @@ def create_app(results_dir: Path | str) -> Dash:
         _bars(bands, pick(run_id, "by_duration_band", "duration_band", {"duration_band": None}),
               data.store_label(estimator), COLOURS.get(estimator, COLOURS["primary"]))
 
-        strata = _figure(f"Dependence by {stratum} (treated more than 4 weeks)")
+        strata = _figure(f"Dependence by {stratum} ({longer})")
         _bars(strata, pick(run_id, "by_stratum", stratum, {"headline_group": "gt_4_weeks", stratum: None}),
               data.store_label(estimator), COLOURS.get(estimator, COLOURS["primary"]))
 
         trend = _figure("Trends by calendar year of treatment start")
         exposure = pick(run_id, "by_calendar_year", "calendar_year", {"calendar_year": None}, estimator="descriptive",
-                        variable_name="treatment_gt_4_weeks")
+                        variable_name="treated_gt_split")
         dependence = pick(run_id, "by_calendar_year", "calendar_year", {"calendar_year": None})
-        for frame, name, colour in ((exposure, "treated more than 4 weeks", COLOURS["exposure"]),
+        for frame, name, colour in ((exposure, longer, COLOURS["exposure"]),
                                     (dependence, "dependence (all new users)", COLOURS["primary"])):
             if not frame.empty:
                 trend.add_scatter(x=list(frame["level"]), y=_numbers(frame["proportion"] * 100), mode="lines+markers",
@@ -252,9 +255,9 @@ def create_app(results_dir: Path | str) -> Dash:
 
         regions = _figure("By region")
         exposure = pick(run_id, "by_region", "region", {"region": None}, estimator="descriptive",
-                        variable_name="treatment_gt_4_weeks")
+                        variable_name="treated_gt_split")
         dependence = pick(run_id, "by_region", "region", {"region": None})
-        _bars(regions, exposure, "treated more than 4 weeks", COLOURS["exposure"])
+        _bars(regions, exposure, longer, COLOURS["exposure"])
         _bars(regions, dependence, "dependence (all new users)", COLOURS["primary"])
         if region and region != ALL:
             for trace in regions.data:
@@ -271,7 +274,7 @@ def create_app(results_dir: Path | str) -> Dash:
         levels = list(dict.fromkeys([*tables["run-a"].index, *tables["run-b"].index]))
         header = html.Tr([html.Th("group")] + [html.Th(current.run_label(run)) for run, _ in runs_shown])
         for i, level in enumerate(levels):
-            cells = [html.Td(GROUP_LABELS.get(level, f"{level} days"))]
+            cells = [html.Td(group_label(names, level))]
             for run, key in runs_shown:
                 table = tables[key]
                 if level in table.index:

@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.publish.labels import Names
 from pipeline.results import store
 from pipeline.results.contract import COLUMNS, OVERALL, SEPARATOR, SUPPRESSED
 
 HEADLINE_GROUPS = ("gt_4_weeks", "le_4_weeks")
-GROUP_LABELS = {"gt_4_weeks": "more than 4 weeks", "le_4_weeks": "up to 4 weeks", OVERALL: "all new users"}
 ALL = "__all__"  # the "no filter" choice of a dropdown
-_SETTING_COLUMNS = ["run_id", "run_time", "cdm_name", "result_type", "estimator", "estimand"]
+SPLIT_SETTING = "estimate_headline_split_days"  # settings.csv: the run's estimate.headline_split_days
+_SETTING_COLUMNS = ["run_id", "run_time", "cdm_name", "result_type", "estimator", "estimand", SPLIT_SETTING]
 
 
 @dataclass
@@ -74,6 +75,25 @@ def _build(tables: dict[str, pd.DataFrame]) -> StoreView:
     runs["label"] = [f"{c} - {t[:16].replace('T', ' ')} ({r})"
                      for c, t, r in zip(runs["cdm_name"], runs["run_time"].astype(str), runs["run_id"])]
     return StoreView(rows=merged, runs=runs)
+
+
+def names_of(view: StoreView, run_id: str | None) -> Names:
+    """The display names of one run, its headline split worded from that run's own setting."""
+    values = view.rows.loc[view.rows["run_id"] == run_id, SPLIT_SETTING].dropna() if run_id else pd.Series()
+    return Names(int(values.iloc[0])) if len(values) else Names()
+
+
+def group_label(names: Names, level: str) -> str:
+    """'gt_4_weeks' -> 'more than 4 weeks' (as the run's setting says); 'overall' -> 'all new users'.
+
+    >>> group_label(Names(30), "gt_4_weeks"), group_label(Names(), "overall"), group_label(Names(), "<14")
+    ('more than 30 days', 'all new users', '<14 days')
+    """
+    if level == OVERALL:
+        return "all new users"
+    if level in HEADLINE_GROUPS:
+        return names.level("headline_group", level)
+    return f"{level} days"
 
 
 def split(names: str, levels: str) -> dict[str, str]:

@@ -5,21 +5,21 @@ The person table is never loaded: DuckDB aggregates it to covariate patterns
 with their counts as frequency weights -- same numbers, memory that grows with
 patterns, not persons (docs/estimation.md, "Sufficient statistics").
 
-Conventions of ``estimates`` (see docs/estimation.md for the full list):
+Conventions of ``estimates`` (columns and vocabularies: ``pipeline.estimate.columns``, the one
+description of the table; docs/estimation.md for the estimators):
 
 - ``analysis``: headline, by_duration_band, by_stratum, components,
   cumulative_incidence, dose_response, tolerance, withdrawal_by_ending,
-  weights, anchors, sensitivity (estimand (a): episode start to episode end
-  + 90 days); headline_fixed_window, by_duration_band_fixed_window,
-  weights_fixed_window (estimand (b): the fixed window after treatment ends);
-  diagnostics (positivity, convergence, records that assess nothing).
-- ``method`` starts with ``"primary: "`` (ascertainment-corrected, IPW) or
-  ``"complete_case: "`` (ascertained persons only, unweighted); other
-  prefixes (``anchor: ``, ``tolerance: ``, ``weights: ``) are descriptive.
-  Filter with ``method.str.startswith(PRIMARY)``.
-- ``variable`` may carry a population qualifier after ``|``:
-  ``"sex|gt_4_weeks"`` = strata of sex among persons treated > 4 weeks,
-  ``"sex|all"`` = in the whole cohort.
+  weights, anchors, sensitivity, by_calendar_year, by_region (estimand (a));
+  headline_fixed_window, by_duration_band_fixed_window, weights_fixed_window
+  (estimand (b)); diagnostics.
+- Every row says what it is in ``estimand``, ``estimator``, ``population``,
+  ``estimate_name`` and ``estimate_type``, set here where the row is built;
+  ``method`` is the same in words, for a reader, and is never parsed. Select
+  primary rows with ``estimator == "hajek_ipw"``, not by method text.
+- ``population`` is who the row's groups are drawn from: ``"sex"`` rows of
+  ``by_stratum`` have population ``gt_split`` (treated longer than
+  ``headline_split_days``), of ``by_stratum_overall`` ``all``.
 - ``n`` of a primary row = all persons in the group (ascertained or not);
   ``n_assessed`` = those whose outcome was assessed; ``events`` = observed
   events among the assessed (unweighted): ``events / n_assessed`` is the
@@ -44,6 +44,9 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.errors import PipelineError, StageOrderError
 from pipeline.estimate import aggregate, stats
+from pipeline.estimate.columns import COLUMN_NAMES, ESTIMANDS as ESTIMAND_NAMES, estimate_type, population_of_group
+from pipeline.estimate.anchors import MARRIOTT_TYRER, RICKELS
+from pipeline.estimate.columns import estimand_of, select_list
 from pipeline.warehouse import table_exists
 
 log = logging.getLogger(__name__)
@@ -88,10 +91,10 @@ STRATUM_LABELS = {
 }
 DOSE_RESPONSE_CATEGORICAL = ("duration_band", "dose_band", "age_band", "sex", "indication")
 CIF_GRID_DAYS = 7  # curve reported weekly (exact values of the step function on those days)
-MARRIOTT_TYRER_DAYS = 28  # "4 weeks or longer"
-MARRIOTT_TYRER_VALUE = 1 / 3  # "almost one-third"
-RICKELS_DAYS = 240  # 8 months
-RICKELS_VALUES = {"lt_240_days": 0.05, "ge_240_days": 0.43}
+# The anchors' figures live once in pipeline/estimate/anchors.py (the report reads them there too).
+MARRIOTT_TYRER_DAYS, MARRIOTT_TYRER_VALUE = MARRIOTT_TYRER.days, MARRIOTT_TYRER.value
+RICKELS_DAYS = RICKELS.days
+RICKELS_VALUES = {f"lt_{RICKELS.days}_days": RICKELS.short_value, f"ge_{RICKELS.days}_days": RICKELS.long_value}
 
 REQUIRED_COLUMNS = (
     "duration_days", "duration_band", "headline_group", "age_band", "sex", "indication", "dose_band", "ending",
@@ -101,8 +104,7 @@ REQUIRED_COLUMNS = (
     "days_followed", *RX_FLAGS, "documented_misuse", "icd_misuse", "misuse",
     "mean_daily_dose_dde_mg", "days_to_first_increase", "dose_escalation_ratio",
 )
-ESTIMATE_COLUMNS = ("analysis", "variable", "level", "time_days", "n", "n_assessed", "events", "estimate", "ci_low",
-                    "ci_high", "method")
+ESTIMATE_COLUMNS = COLUMN_NAMES  # pipeline/estimate/columns.py describes each once
 
 # --------------------------------------------------------------------------- input
 
@@ -247,15 +249,22 @@ def truncated(model: stats.AscertainmentModel, config: Config) -> stats.Ascertai
 # --------------------------------------------------------------------------- rows
 
 
-def _row(analysis, variable, level, result, method, time_days=None, n=None, events=None, n_assessed=None) -> dict:
+def _row(analysis, variable, level, result, method, time_days=None, n=None, events=None, n_assessed=None, *,
+         estimator, estimate_name, population="all", estimand=None) -> dict:
+    """One ``estimates`` row; what it is lives in its explicit columns (pipeline/estimate/columns.py)."""
     return {
         "analysis": analysis,
+        "estimand": ESTIMAND_NAMES[estimand or estimand_of(analysis)],
+        "estimator": estimator,
+        "population": population,
         "variable": variable,
         "level": str(level),
         "time_days": time_days,
         "n": result.get("n") if n is None else n,
         "n_assessed": result.get("n_ascertained") if n_assessed is None else n_assessed,
         "events": result.get("events") if events is None else events,
+        "estimate_name": estimate_name,
+        "estimate_type": estimate_type(estimate_name),
         "estimate": result.get("estimate"),
         "ci_low": result.get("ci_low"),
         "ci_high": result.get("ci_high"),
@@ -264,15 +273,16 @@ def _row(analysis, variable, level, result, method, time_days=None, n=None, even
 
 
 def _proportion_rows(analysis, variable, level, person, model, group, outcome="_dependence", among=None, confidence=0.95,
-                     label=""):
+                     label="", estimate_name="dependence", population="all", estimand=None):
     primary = stats.ipw_proportion(person[outcome], model, group=group, among=among, confidence=confidence)
     include = group if among is None else group & (np.nan_to_num(stats.as_float(among), nan=0.0) > 0)
     complete = stats.complete_case_proportion(person[outcome], include=include, confidence=confidence,
                                               count=_counts(person))
     complete["n_ascertained"] = complete["n"]
+    shape = {"estimate_name": estimate_name, "population": population, "estimand": estimand}
     return [
-        _row(analysis, variable, level, primary, METHOD_PRIMARY + label),
-        _row(analysis, variable, level, complete, METHOD_COMPLETE_CASE + label),
+        _row(analysis, variable, level, primary, METHOD_PRIMARY + label, estimator="hajek_ipw", **shape),
+        _row(analysis, variable, level, complete, METHOD_COMPLETE_CASE + label, estimator="complete_case", **shape),
     ], primary, complete
 
 
@@ -287,19 +297,19 @@ def _levels(values: pd.Series, order=None) -> tuple[np.ndarray, list[str]]:
     return text.to_numpy(dtype=object), ordered
 
 
-def headline_rows(person, model, config, analysis="headline", label="") -> tuple[list[dict], dict]:
+def headline_rows(person, model, config, analysis="headline", label="", estimand=None) -> tuple[list[dict], dict]:
     """Rows of analysis ``headline`` (or ``headline_fixed_window``) and the headline.json dict."""
     conf = config.estimate.confidence_level
     rows, out = [], {"headline": {}, "complete_case": {}, "config": config.to_dict()}
     group_values = person["headline_group"].astype("str").to_numpy(dtype=object)
     for group in HEADLINE_GROUPS:
         new, primary, complete = _proportion_rows(analysis, "headline_group", group, person, model, group_values == group,
-                                                  confidence=conf, label=label)
+                                                  confidence=conf, label=label, estimand=estimand)
         rows += new
         out["headline"][group] = _headline_entry(primary, METHOD_PRIMARY + label)
         out["complete_case"][group] = _headline_entry(complete, METHOD_COMPLETE_CASE + label)
     new, _, _ = _proportion_rows(analysis, "headline_group", "all", person, model, np.ones(len(person), bool),
-                                 confidence=conf, label=label)
+                                 confidence=conf, label=label, estimand=estimand)
     return rows + new, out
 
 
@@ -334,11 +344,11 @@ def headline_from_estimates(estimates: pd.DataFrame, config: Config, analysis: s
     """Rebuild the headline.json dict from the ``estimates`` table (for the publish stage)."""
     rows = estimates[(estimates["analysis"] == analysis) & (estimates["variable"] == "headline_group")]
     out = {"headline": {}, "complete_case": {}, "config": config.to_dict()}
-    for key, prefix in (("headline", PRIMARY), ("complete_case", COMPLETE_CASE)):
+    for key, estimator in (("headline", "hajek_ipw"), ("complete_case", "complete_case")):
         for group in HEADLINE_GROUPS:
-            match = rows[(rows["level"] == group) & rows["method"].str.startswith(prefix)]
+            match = rows[(rows["level"] == group) & (rows["estimator"] == estimator)]
             if len(match) != 1:
-                raise StageOrderError(f"estimates has {len(match)} '{prefix.strip()}' headline rows for {group}; rerun the estimate stage")
+                raise StageOrderError(f"estimates has {len(match)} '{estimator}' headline rows for {group}; rerun the estimate stage")
             out[key][group] = _headline_entry(match.iloc[0].to_dict(), match.iloc[0]["method"])
     return out
 
@@ -355,16 +365,17 @@ def duration_band_rows(person, model, config, analysis="by_duration_band", label
 def stratum_rows(person, model, config) -> list[dict]:
     rows = []
     # by_stratum: within > 4 weeks (the population of the headline question); by_stratum_overall: whole cohort
-    populations = {"by_stratum": person["_gt_4_weeks"].to_numpy() > 0, "by_stratum_overall": np.ones(len(person), dtype=bool)}
+    populations = {"by_stratum": ("gt_split", person["_gt_4_weeks"].to_numpy() > 0),
+                   "by_stratum_overall": ("all", np.ones(len(person), dtype=bool))}
     for column in STRATA:
         values, levels = _levels(person["_misuse_known"] if column == "misuse" else person[column])
         labels = STRATUM_LABELS.get(column, {})
-        for analysis, in_population in populations.items():
+        for analysis, (population, in_population) in populations.items():
             for level in levels:
                 group = in_population & (values == level)
                 rows += _proportion_rows(
                     analysis, column, labels.get(level, level), person, model, group,
-                    confidence=config.estimate.confidence_level,
+                    confidence=config.estimate.confidence_level, population=population,
                 )[0]
     return rows
 
@@ -375,7 +386,8 @@ def component_rows(person, model, config) -> list[dict]:
     groups = {g: group_values == g for g in HEADLINE_GROUPS} | {"all": np.ones(len(person), dtype=bool)}
     for component in COMPONENTS:
         for level, group in groups.items():
-            rows += _proportion_rows("components", component, level, person, model, group, outcome="_" + component, confidence=config.estimate.confidence_level)[0]
+            rows += _proportion_rows("components", component, level, person, model, group, outcome="_" + component,
+                                     confidence=config.estimate.confidence_level, estimate_name=component)[0]
     return rows
 
 
@@ -401,14 +413,16 @@ def cumulative_incidence_rows(cells: pd.DataFrame, model, config) -> list[dict]:
         correction = stats.WeightCorrection(part[score_columns].to_numpy(dtype=float), model.inverse_information, moment)
         primary = {"weight_sum": part["weight_sum"].to_numpy(dtype=float),
                    "weight_square": part["weight_square"].to_numpy(dtype=float), "correction": correction}
-        for method, kwargs in ((METHOD_AJ_PRIMARY, primary), (METHOD_AJ_COMPLETE_CASE, {})):
+        for method, estimator, kwargs in ((METHOD_AJ_PRIMARY, "aalen_johansen_ipw", primary),
+                                          (METHOD_AJ_COMPLETE_CASE, "aalen_johansen", {})):
             curve = stats.aalen_johansen_cells(part["time"].to_numpy(dtype=float), part["cause"].to_numpy(dtype=int),
                                                count=part["count"].to_numpy(dtype=float), times=times,
                                                confidence=conf, **kwargs)
             for record in curve.to_dict("records"):
                 rows.append(
                     _row("cumulative_incidence", "headline_group", level, record, method,
-                         time_days=int(record["time_days"]), n=int(record["at_risk"]), events=int(record["events"]))
+                         time_days=int(record["time_days"]), n=int(record["at_risk"]), events=int(record["events"]),
+                         estimator=estimator, estimate_name="cumulative_incidence")
                 )
     return rows
 
@@ -449,7 +463,9 @@ def dose_response_rows(person, model, config) -> list[dict]:
                 variable, level = "duration_days", "per doubling"
             else:
                 variable, level = term, "true"
-            rows.append(_row("dose_response", variable, level, record, f"{METHOD_OR} ({label} model)"))
+            rows.append(_row("dose_response", variable, level, record, f"{METHOD_OR} ({label} model)",
+                             estimator="logistic_or_ipw" if label == "bands" else "logistic_or_ipw_trend",
+                             estimate_name="odds_ratio"))
         if label == "bands":
             for column in categorical:  # reference rows: OR 1 by definition
                 values, levels = _levels(frame[column])
@@ -458,10 +474,12 @@ def dose_response_rows(person, model, config) -> list[dict]:
                     if level not in used:
                         members = known & (values == level)
                         rows.append(_row("dose_response", column, level, {"estimate": 1.0}, f"{METHOD_OR} (bands model; reference level)",
-                                         n=int(round(count[members].sum())), events=int(round((count * y)[members].sum()))))
+                                         n=int(round(count[members].sum())), events=int(round((count * y)[members].sum())),
+                                         estimator="reference_level", estimate_name="odds_ratio"))
             members = known & (frame["misuse"].to_numpy() == 0)
             rows.append(_row("dose_response", "misuse", "false", {"estimate": 1.0}, f"{METHOD_OR} (bands model; reference level)",
-                             n=int(round(count[members].sum())), events=int(round((count * y)[members].sum()))))
+                             n=int(round(count[members].sum())), events=int(round((count * y)[members].sum())),
+                             estimator="reference_level", estimate_name="odds_ratio"))
     return rows
 
 
@@ -481,10 +499,12 @@ def tolerance_rows(person, config, ratios: pd.DataFrame) -> list[dict]:
     for level in [*levels, "all"]:
         group = np.ones(len(person), bool) if level == "all" else values == level
         share = stats.complete_case_proportion(np.where(group, increased, np.nan), confidence=conf, count=count)
-        rows.append(_row("tolerance", "indication", level, share, "tolerance: share with a dose increase, Wilson CI"))
+        rows.append(_row("tolerance", "indication", level, share, "tolerance: share with a dose increase, Wilson CI",
+                         estimator="wilson", estimate_name="dose_increase"))
         in_level = np.ones(len(ratios), bool) if level == "all" else ratio_values == level
         median = stats.median_interval(ratio[in_level], conf, count=ratio_count[in_level])
-        rows.append(_row("tolerance", "indication", level, median, "tolerance: median dose escalation ratio, order-statistic CI", events=None))
+        rows.append(_row("tolerance", "indication", level, median, "tolerance: median dose escalation ratio, order-statistic CI",
+                         events=None, estimator="median", estimate_name="dose_escalation_ratio"))
     return rows
 
 
@@ -496,9 +516,11 @@ def withdrawal_rows(person, model, config) -> list[dict]:
     for level in levels:
         group = values == level
         rows += _proportion_rows("withdrawal_by_ending", "ending_among_ascertained", level, person, model, group,
-                                 outcome="_dep_withdrawal", confidence=config.estimate.confidence_level)[0]
+                                 outcome="_dep_withdrawal", confidence=config.estimate.confidence_level,
+                                 estimate_name="withdrawal")[0]
         rows += _proportion_rows("withdrawal_by_ending", "ending_among_dependent", level, person, model, group,
-                                 outcome="_dep_withdrawal", among=dependent, confidence=config.estimate.confidence_level)[0]
+                                 outcome="_dep_withdrawal", among=dependent, confidence=config.estimate.confidence_level,
+                                 estimate_name="withdrawal", population="dependent")[0]
     return rows
 
 
@@ -516,7 +538,9 @@ def weight_rows(person, model, analysis="weights", label="") -> tuple[list[dict]
         for stat in WEIGHT_STATS:
             rows.append(_row(analysis, stat, population, {"estimate": summary[stat]},
                              "weights: inverse probability of ascertainment (ess = Kish effective sample size)" + label,
-                             n=int(round(model.frequency[group].sum())), events=summary["n"], n_assessed=summary["n"]))
+                             n=int(round(model.frequency[group].sum())), events=summary["n"], n_assessed=summary["n"],
+                             estimator="weight_summary",
+                             estimate_name="effective_sample_size" if stat == "ess" else "weight"))
     return rows, summaries
 
 
@@ -525,26 +549,32 @@ def anchor_rows(person, model, config) -> tuple[list[dict], dict]:
     conf = config.estimate.confidence_level
     duration = stats.as_float(person["duration_days"])
     ended = person["ending"].astype("str").isin(["taper", "abrupt"]).to_numpy()
+    weeks, months, days = MARRIOTT_TYRER.days // 7, RICKELS.months, RICKELS.days
     specs = [
-        ("marriott_tyrer_1993", ">=28 days", duration >= MARRIOTT_TYRER_DAYS, "_dependence", MARRIOTT_TYRER_VALUE,
-         "Marriott & Tyrer (1993) reported dependence in 'almost one-third' of patients on regular prescriptions for 4 weeks or longer",
-         "of persons treated for 4 weeks or longer developed physical dependence within the outcome window"),
-        ("rickels_1983", "<240 days, ended", (duration < RICKELS_DAYS) & ended, "_dep_withdrawal", RICKELS_VALUES["lt_240_days"],
-         "Rickels et al. (1983) reported withdrawal in 5% after < 8 months of diazepam",
-         "of persons whose episode ended after less than 8 months (240 days) had withdrawal symptoms recorded"),
-        ("rickels_1983", ">=240 days, ended", (duration >= RICKELS_DAYS) & ended, "_dep_withdrawal", RICKELS_VALUES["ge_240_days"],
-         "Rickels et al. (1983) reported withdrawal in 43% after >= 8 months of diazepam",
-         "of persons whose episode ended after 8 months (240 days) or more had withdrawal symptoms recorded"),
+        (MARRIOTT_TYRER.key, f">={MARRIOTT_TYRER.days} days", duration >= MARRIOTT_TYRER.days, "_dependence",
+         MARRIOTT_TYRER.value,
+         f"Marriott & Tyrer (1993) reported dependence in '{MARRIOTT_TYRER.value_words}' of patients on regular "
+         f"prescriptions for {weeks} weeks or longer",
+         f"of persons treated for {weeks} weeks or longer developed physical dependence within the outcome window"),
+        (RICKELS.key, f"<{days} days, ended", (duration < days) & ended, "_dep_withdrawal", RICKELS.short_value,
+         f"Rickels et al. (1983) reported withdrawal in {RICKELS.short_value:.0%} after < {months} months of diazepam",
+         f"of persons whose episode ended after less than {months} months ({days} days) had withdrawal symptoms recorded"),
+        (RICKELS.key, f">={days} days, ended", (duration >= days) & ended, "_dep_withdrawal", RICKELS.long_value,
+         f"Rickels et al. (1983) reported withdrawal in {RICKELS.long_value:.0%} after >= {months} months of diazepam",
+         f"of persons whose episode ended after {months} months ({days} days) or more had withdrawal symptoms recorded"),
     ]
     rows, anchors = [], {}
     for key, level, group, outcome, value, published, ours in specs:
         result = stats.ipw_proportion(person[outcome], model, group=group, confidence=conf)
         estimable = not np.isnan(result["estimate"])
         consistent = bool(estimable and result["ci_low"] <= value <= result["ci_high"])
-        rows.append(_row("anchors", key, level, result, METHOD_PRIMARY))
-        rows.append(_row("anchors", key, level, {"estimate": value}, f"anchor: {published}", n=None, events=None))
+        name = outcome.lstrip("_").replace("dep_withdrawal", "withdrawal")
+        rows.append(_row("anchors", key, level, result, METHOD_PRIMARY, estimator="hajek_ipw", estimate_name=name))
+        rows.append(_row("anchors", key, level, {"estimate": value}, f"anchor: {published}", n=None, events=None,
+                         estimator="published", estimate_name=name))
         rows.append(_row("anchors", key, level, {"estimate": float(consistent) if estimable else None},
-                         "anchor: published figure inside our CI (1 = yes, 0 = no)", n=None, events=None))
+                         "anchor: published figure inside our CI (1 = yes, 0 = no)", n=None, events=None,
+                         estimator="interval_check", estimate_name="published_inside_ci"))
         if estimable:
             sentence = (
                 f"An estimated {result['estimate']:.1%} (95% CI {result['ci_low']:.1%} to {result['ci_high']:.1%}) {ours}. "
@@ -595,8 +625,9 @@ def trend_rows(cells, model, config) -> list[dict]:
         for level in levels:
             group = values == level
             share = stats.complete_case_proportion(np.where(group, longer, np.nan), confidence=conf, count=count)
-            rows.append(_row(analysis, column, level, share, METHOD_EXPOSURE))
-            for population, among in (("all", np.ones(len(cells), dtype=bool)), ("gt_4_weeks", longer)):
+            rows.append(_row(analysis, column, level, share, METHOD_EXPOSURE, estimator="wilson",
+                             estimate_name="treated_gt_split"))
+            for population, among in (("all", np.ones(len(cells), dtype=bool)), ("gt_split", longer)):
                 part = cells[group & among]
                 sums = {k: part[k].sum() for k in ("count", "n_assessed", "events", "w", "w2", "wy", "w2yy")}
                 sums.update(n=sums["count"], a=part[a_columns].sum().to_numpy(dtype=float),
@@ -606,30 +637,38 @@ def trend_rows(cells, model, config) -> list[dict]:
                 low, high = stats.wilson_interval(events, n_assessed, conf)
                 complete = {"estimate": events / n_assessed if n_assessed else float("nan"), "ci_low": low,
                             "ci_high": high, "n": n_assessed, "events": events, "n_ascertained": n_assessed}
-                rows += [_row(analysis, f"{column}|{population}", level, primary, METHOD_PRIMARY),
-                         _row(analysis, f"{column}|{population}", level, complete, METHOD_COMPLETE_CASE)]
+                shape = {"estimate_name": "dependence", "population": population}
+                rows += [_row(analysis, column, level, primary, METHOD_PRIMARY, estimator="hajek_ipw", **shape),
+                         _row(analysis, column, level, complete, METHOD_COMPLETE_CASE, estimator="complete_case", **shape)]
     return rows
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows as the typed ``estimates`` frame."""
     frame = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS))
-    for column in ("analysis", "variable", "level", "method"):
+    for column in ("analysis", "estimand", "estimator", "population", "variable", "level", "estimate_name",
+                   "estimate_type", "method"):
         frame[column] = frame[column].astype("str")
-    for column in ("time_days", "n", "events"):
+    for column in ("time_days", "n", "n_assessed", "events"):
         frame[column] = pd.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v) for v in frame[column]], dtype="Int64")
     for column in ("estimate", "ci_low", "ci_high"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return frame
 
 
+# Estimators computed on the positivity-restricted cohort with (or beside) the weight model.
+RESTRICTED_ESTIMATORS = ("hajek_ipw", "complete_case", "aalen_johansen_ipw", "aalen_johansen", "logistic_or_ipw",
+                         "logistic_or_ipw_trend", "reference_level", "weight_summary")
+
+
 def _labelled(rows: list[dict], label: str) -> list[dict]:
-    """Append the positivity restriction label to every primary / complete-case method not yet carrying it."""
+    """Append the positivity restriction label to the method of every row that used the weight model
+    (primary, complete case on the restricted cohort, weights) and does not yet carry it."""
     if not label:
         return rows
     for row in rows:
         method = row["method"]
-        if method.startswith((PRIMARY, COMPLETE_CASE, "weights: ")) and not method.endswith(label):
+        if row["estimator"] in RESTRICTED_ESTIMATORS and not method.endswith(label):
             row["method"] = method + label
     return rows
 
@@ -686,20 +725,22 @@ def diagnostic_rows(estimand: str, person: pd.DataFrame, kept: pd.DataFrame, mod
     rows = []
     tag = f"estimand_{estimand}"
     count = _counts(person)
+    shape = {"estimator": "diagnostic", "estimand": estimand}
     rows.append(_row("diagnostics", "only_unassessing_records", tag, {"estimate": None},
                      "diagnostics: persons whose only records in the window assess nothing (another diagnosis, "
                      "an empty visit): outcome unknown, not negative (events = such persons, n = persons)",
                      n=int(round(count.sum())), events=unassessing,
-                     n_assessed=int(round(count[person["_outcome_known"].to_numpy(dtype=bool)].sum()))))
+                     n_assessed=int(round(count[person["_outcome_known"].to_numpy(dtype=bool)].sum())),
+                     estimate_name="persons", **shape))
     for violation in violations:
         rows.append(_row("diagnostics", "positivity_violation", f"{tag}|{violation['variable']}: {violation['level']}",
                          {"estimate": None}, "diagnostics: weight-model level without any assessed person; "
                          "excluded from the estimand (n = persons excluded)",
-                         n=violation["persons"], events=0, n_assessed=0))
+                         n=violation["persons"], events=0, n_assessed=0, estimate_name="persons", **shape))
     n_kept = int(round(_counts(kept).sum()))
     rows.append(_row("diagnostics", "weight_model_converged", tag, {"estimate": float(model.converged)},
                      "diagnostics: 1 = the weight model (logistic, IRLS) converged, 0 = it did not",
-                     n=n_kept, events=None, n_assessed=model.n_ascertained))
+                     n=n_kept, events=None, n_assessed=model.n_ascertained, estimate_name="converged", **shape))
     low, high = config.estimate.weight_truncation_percentiles
     bounds = (stats.weighted_percentile(model.weight[model.ascertained], model.frequency[model.ascertained], [low, high])
               if model.ascertained.any() else (None, None))
@@ -708,7 +749,7 @@ def diagnostic_rows(estimand: str, person: pd.DataFrame, kept: pd.DataFrame, mod
                       "ci_high": None if bounds[1] is None else float(bounds[1])},
                      f"diagnostics: weights at the {low:g}th and {high:g}th percentiles (ci_low, ci_high), the "
                      "truncation bounds of the truncated-weight sensitivity analysis",
-                     n=n_kept, events=None, n_assessed=model.n_ascertained))
+                     n=n_kept, events=None, n_assessed=model.n_ascertained, estimate_name="truncation_bounds", **shape))
     return rows
 
 
@@ -802,10 +843,9 @@ def in_sample_sensitivity_rows(person, model, config, estimand: str, label: str)
     suffix = "" if estimand == "a" else FIXED
     low, high = config.estimate.weight_truncation_percentiles
     clipped = truncated(model, config)
-    for row in headline_rows(person, clipped, config, label=label)[0]:
-        if row["level"] in HEADLINE_GROUPS and row["method"].startswith(PRIMARY):
-            rows.append({**row, "analysis": "sensitivity", "variable": f"weights_truncated{suffix}|{row['level']}",
-                         "level": f"p{low:g}-p{high:g}",
+    for row in headline_rows(person, clipped, config, label=label, estimand=estimand)[0]:
+        if row["level"] in HEADLINE_GROUPS and row["estimator"] == "hajek_ipw":
+            rows.append({**sensitivity_row(row, f"weights_truncated{suffix}", f"p{low:g}-p{high:g}"),
                          "method": row["method"] + f"; weights truncated at their {low:g}th/{high:g}th percentiles"})
     if estimand == "a":
         ended = (person["ending"].astype("str") != "ongoing").to_numpy()
@@ -818,9 +858,15 @@ def in_sample_sensitivity_rows(person, model, config, estimand: str, label: str)
             refit = fit_weights(kept, config)
             for row in headline_rows(kept, refit, config, label=label + restriction_label(violations))[0]:
                 if row["level"] in HEADLINE_GROUPS:
-                    rows.append({**row, "analysis": "sensitivity", "variable": f"drop_ongoing|{row['level']}",
-                                 "level": "episodes ended by observation end excluded"})
+                    rows.append(sensitivity_row(row, "drop_ongoing", "episodes ended by observation end excluded"))
     return rows
+
+
+def sensitivity_row(row: dict, setting: str, value) -> dict:
+    """A headline row as a ``sensitivity`` row: ``variable`` = the varied setting, ``level`` = its value,
+    ``population`` = the headline group's (``gt_split`` / ``le_split``)."""
+    return {**row, "analysis": "sensitivity", "variable": setting, "population": population_of_group(row["level"]),
+            "level": str(value)}
 
 
 # --------------------------------------------------------------------------- warehouse
@@ -840,12 +886,7 @@ def _read_patterns(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def _write(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, replace_settings: tuple[str, ...] | None = None) -> None:
     """Replace ``estimates``; with ``replace_settings`` replace only the sensitivity rows of those settings."""
-    select = """
-        select analysis::varchar as analysis, variable::varchar as variable, level::varchar as level,
-               time_days::integer as time_days, n::bigint as n, n_assessed::bigint as n_assessed,
-               events::bigint as events, estimate::double as estimate, ci_low::double as ci_low,
-               ci_high::double as ci_high, method::varchar as method
-        from _estimates_frame"""
+    select = f"select {select_list()} from _estimates_frame"  # columns and types: pipeline/estimate/columns.py
     con.register("_estimates_frame", frame)
     try:
         if replace_settings is None or not table_exists(con, "estimates"):
@@ -906,7 +947,7 @@ def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, current: pd.Data
     The variants' pattern tables come from one DuckDB query over the transform's tables
     (``pipeline.estimate.sensitivity``); the value equal to the current setting reuses
     ``current`` (the pattern table of ``analysis_person``, or the person table itself).
-    Rows: variable ``"<setting>|<headline group>"``, level = the value.
+    Rows: variable = the setting, population = the headline group, level = the value.
     """
     from pipeline.estimate import sensitivity as variants_sql
 
@@ -926,8 +967,7 @@ def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, current: pd.Data
         headline = headline_rows(person, model, variant.config, label=restriction_label(violations))[0]
         for row in headline:
             if row["level"] in HEADLINE_GROUPS:
-                rows.append({**row, "analysis": "sensitivity", "variable": f"{variant.key}|{row['level']}",
-                             "level": str(variant.value)})
+                rows.append(sensitivity_row(row, variant.key, variant.value))
     frame = to_frame(rows)
     _write(con, frame, replace_settings=tuple(key for _, key, _ in SENSITIVITY_SETTINGS))
     return frame

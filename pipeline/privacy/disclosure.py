@@ -12,8 +12,8 @@ written out, with the reasoning, in ``docs/privacy.md``; in short:
   ``events`` is suppressed. A suppressed ``events`` nulls ``estimate``,
   ``ci_low`` and ``ci_high`` (``estimate * n`` gives ``events`` back); a
   suppressed ``n`` nulls the whole row.
-* **Group links**: the cells of a group (same ``analysis, variable, method,
-  time_days``; levels partition the same persons) add up to a total that we
+* **Group links**: the cells of a group (same ``analysis, estimand, population,
+  variable, method, time_days``; levels partition the same persons) add up to a total that we
   assume is published somewhere. For each of ``n``, ``events`` and
   ``n - events``, a group must hide either no cell or at least two, and the
   hidden cells together must not add up to 1..k-1; otherwise the next smallest
@@ -54,7 +54,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-DEFAULT_GROUP_COLS = ("analysis", "variable", "method", "time_days")
+# estimand and population: columns of ``estimates`` (pipeline/estimate/columns.py); absent ones are ignored
+DEFAULT_GROUP_COLS = ("analysis", "estimand", "population", "variable", "method", "time_days")
 DEFAULT_COUNT_COLS = ("n", "events")
 ESTIMATE_COLS = ("estimate", "ci_low", "ci_high")
 # Levels that are the total of their group rather than one of its cells.

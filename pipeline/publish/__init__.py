@@ -22,10 +22,9 @@ from pipeline.privacy.disclosure import min_cell_count_of, rounding_base_of
 from pipeline.publish.atomic import atomic_reports
 from pipeline.publish.checker import require_clean
 from pipeline.publish.exports import write_exports, write_quality
-from pipeline.publish.manifest import release_manifest
 from pipeline.publish.figures import write_static_figures
 from pipeline.publish.report import build_report, write_manifest
-from pipeline.publish.tables import collect
+from pipeline.publish.tables import collect, release_manifest
 from pipeline.warehouse import new_id
 
 log = logging.getLogger(__name__)
@@ -41,8 +40,8 @@ def run(
 ) -> Path:
     """Build ``reports_dir`` anew (index.html, exports/, figures/, manifest.json); return index.html's path.
 
-    ``manifest``: input files and sha256, row counts, package versions, time
-    (see ``pipeline.publish.manifest.collect_manifest``). ``estimate_result``:
+    ``manifest``: the live run manifest (``pipeline.manifest.build_manifest``: input
+    files and sha256, row counts, package versions, ``created_at``). ``estimate_result``:
     the estimate stage's return value; its headline is used only when the
     ``estimates`` table has no headline rows. ``results_dir``: the results store
     the run is appended to once reports/ is in place (default: ``results/``

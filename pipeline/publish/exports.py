@@ -14,8 +14,8 @@ and ``schema_version.txt``. Every file is read by the output checker
 the publication. ``quality/validation.json`` (``write_quality``) is the published
 view of the validation results: rule descriptions and rounded counts, no record.
 
->>> [c[0] for c in DICTIONARY["estimates"]][:4]
-['schema_version', 'analysis', 'variable', 'level']
+>>> [c[0] for c in DICTIONARY["estimates"]][:5]
+['schema_version', 'analysis', 'estimand', 'estimator', 'population']
 >>> _nullable({"type": "integer"})
 {'type': ['integer', 'null']}
 """
@@ -32,9 +32,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import Config
+from pipeline.estimate.columns import COLUMNS, dictionary_rows
 from pipeline.publish.tables import (
     ATTRITION_COLUMNS,
     ESTIMATE_COLUMNS,
+    FIXED_WINDOW_BLOCKS,
+    PUBLISHED_ESTIMATE_COLUMNS,
     HEADLINE_GROUPS,
     HEADLINE_KEYS,
     QUALITY_COLUMNS,
@@ -52,35 +55,27 @@ _REASON = ("suppression_reason", "string", "string", True,
            "(the count could be recovered from other published numbers); empty when not suppressed")
 _VERSION = ("schema_version", "string", "string", False, "version of this export format (see schema_version.txt)")
 
+# Warehouse (DuckDB) type -> (JSON type, Parquet type) of an exported column.
+_SQL_TYPES = {"varchar": ("string", "string"), "integer": ("integer", "int64"), "bigint": ("integer", "int64"),
+              "double": ("number", "double")}
+# Estimate columns every row fills (the rest may be empty: suppressed, not estimable, not applicable).
+_ALWAYS_SET = {"analysis", "estimand", "estimator", "population", "estimate_name", "estimate_type", "method"}
+
+
+def _estimate_columns() -> list[tuple[str, str, str, bool, str]]:
+    """The published estimates columns, generated from the estimates contract (pipeline/estimate/columns.py)."""
+    meanings = {c.name: c for c in COLUMNS}
+    out = []
+    for name in PUBLISHED_ESTIMATE_COLUMNS:
+        column = meanings[name]
+        json_type, parquet_type = _SQL_TYPES[column.sql_type]
+        meaning = column.meaning + (" (empty when suppressed)" if name in ("n", "events", "estimate") else "")
+        out.append((name, json_type, parquet_type, name not in _ALWAYS_SET, meaning))
+    return out
+
+
 DICTIONARY: dict[str, list[tuple[str, str, str, bool, str]]] = {
-    "estimates": [
-        _VERSION,
-        ("analysis", "string", "string", False,
-         "which analysis: headline, headline_complete_case, by_duration_band, by_stratum, components, "
-         "cumulative_incidence, dose_response, tolerance, withdrawal_by_ending, weights, anchors, sensitivity"),
-        ("variable", "string", "string", True,
-         "the grouping variable within the analysis, e.g. headline_group, duration_band, misuse, indication, "
-         "dose_band, age_band, sex, ending, a model term, or a sensitivity setting; a population qualifier may "
-         "follow a '|': 'sex|gt_4_weeks' = by sex among persons treated more than 4 weeks, 'sex|all' = whole cohort"),
-        ("level", "string", "string", True,
-         "the value of `variable` this row describes, e.g. gt_4_weeks, 28-55 (days), anxiety, F"),
-        ("time_days", "integer", "int64", True,
-         "days since the start of the treatment episode (cumulative_incidence rows only; empty otherwise)"),
-        ("n", "integer", "int64", True,
-         "persons in the group (primary rows: all persons, ascertained or not; complete-case rows: ascertained "
-         "persons; cumulative_incidence: number at risk); empty when suppressed"),
-        ("events", "integer", "int64", True, "persons with the outcome (empty when suppressed)"),
-        ("estimate", "number", "double", True,
-         "the estimate: a proportion in [0, 1] (dependence, withdrawal, dose escalation, cumulative incidence) "
-         "or an odds ratio (dose_response); see `method`"),
-        ("ci_low", "number", "double", True, "lower bound of the confidence interval (level in config)"),
-        ("ci_high", "number", "double", True, "upper bound of the confidence interval"),
-        ("method", "string", "string", True,
-         "estimator; starts with 'primary: ' (weighted for ascertainment) or 'complete_case: ' (ascertained "
-         "persons only); other prefixes (anchor, tolerance, weights) are descriptive"),
-        _SUPPRESSED,
-        _REASON,
-    ],
+    "estimates": [_VERSION, *_estimate_columns(), _SUPPRESSED, _REASON],
     "cohort_attrition": [
         _VERSION,
         ("step", "integer", "int64", False, "order of the exclusion step, 1 first"),
@@ -236,40 +231,56 @@ def json_schema(min_cell_count: int) -> dict[str, Any]:
     }
 
 
-def data_dictionary() -> pd.DataFrame:
-    """Every exported column: file, column, type, meaning."""
+def data_dictionary(confidence: float = 0.95) -> pd.DataFrame:
+    """The one data dictionary of exports/: every column of every exported file, and every value of the
+    estimates' explicit columns and of summarised_result's estimate names, each with its meaning.
+
+    Generated from the contracts (``DICTIONARY`` here, built from pipeline/estimate/columns.py for the
+    estimates; pipeline/results/contract.py for summarised_result and settings); a test compares it with
+    the columns a real run exports.
+    """
+    from pipeline.results import contract as summarised
+
     rows = [
-        {"file": f"{table}.csv / {table}.parquet", "column": name, "json_type": json_type,
-         "parquet_type": parquet_type, "nullable": nullable, "meaning": meaning}
+        {"file": f"{table}.csv / {table}.parquet", "kind": "column", "name": name, "type": json_type,
+         "nullable": nullable, "meaning": meaning}
         for table, columns in DICTIONARY.items()
-        for name, json_type, parquet_type, nullable, meaning in columns
+        for name, json_type, _, nullable, meaning in columns
     ]
+    rows += [{"file": "estimates.csv / estimates.parquet", "nullable": False, **row}
+             for row in dictionary_rows() if row["kind"] != "column"]
     rows += [
-        {"file": "headline.json", "column": f"{block}.{group}.{key}", "json_type": _JSON_TYPE[key],
-         "parquet_type": "", "nullable": True,
-         "meaning": f"{_HEADLINE_MEANING[key]} ({'more than' if group == 'gt_4_weeks' else 'up to'} 4 weeks of "
-                    f"treatment; {'primary' if block == 'headline' else 'complete case'})"}
-        for block in ("headline", "complete_case") for group in HEADLINE_GROUPS for key in HEADLINE_KEYS
+        {"file": "headline.json", "kind": "key", "name": f"{block}.{group}.{key}", "type": _JSON_TYPE[key],
+         "nullable": True, "meaning": f"{_HEADLINE_MEANING[key]} (headline group {group}; "
+                                      f"{'primary' if block.endswith('headline') else 'complete case'}"
+                                      f"{', estimand (b)' if block.startswith('fixed_window') else ''})"}
+        for block in ("headline", "complete_case", *FIXED_WINDOW_BLOCKS) for group in HEADLINE_GROUPS
+        for key in HEADLINE_KEYS
     ]
-    rows.append({"file": "headline.json", "column": "config", "json_type": "object", "parquet_type": "",
-                 "nullable": False, "meaning": "every analysis setting used (config/default.toml plus overrides)"})
-    return pd.DataFrame(rows)
+    rows.append({"file": "headline.json", "kind": "key", "name": "config", "type": "object", "nullable": False,
+                 "meaning": "every analysis setting used (config/default.toml plus overrides)"})
+    rows += [{**row, "nullable": row["kind"] != "column" or row["name"] in summarised.NULLABLE_COLUMNS}
+             for row in summarised.data_dictionary(confidence).to_dict("records")]
+    return pd.DataFrame(rows, columns=["file", "kind", "name", "type", "nullable", "meaning"])
 
 
 def _dictionary_markdown(dictionary: pd.DataFrame) -> str:
     lines = [
         "# Export data dictionary",
         "",
-        f"Schema version {SCHEMA_VERSION}. Tables are long and tidy: one row per published number set; "
+        f"Schema version {SCHEMA_VERSION}. Generated from the contracts (pipeline/estimate/columns.py, "
+        "pipeline/publish/exports.py, pipeline/results/contract.py); `data_dictionary.csv` holds the same rows. "
+        "Tables are long and tidy: one row per published number set; "
         "CSV (UTF-8, header row, empty cell = null) and Parquet hold the same rows. "
         "Proportions are in [0, 1]. Suppressed cells are empty and flagged in `suppressed`. Every count is "
         "rounded to the middle of its band of `disclosure.rounding_base` values, bands starting at "
         "`disclosure.min_cell_count` (0 stays 0), so published counts need not add up exactly; a proportion "
         "events / n is computed from the rounded counts (docs/privacy.md).",
     ]
-    for file, rows in dictionary.groupby("file", sort=False):
-        lines += ["", f"## {file}", "", "| column | type | nullable | meaning |", "| --- | --- | --- | --- |"]
-        lines += [f"| `{r.column}` | {r.json_type} | {'yes' if r.nullable else 'no'} | {r.meaning.replace('|', '/')} |"
+    for (file, kind), rows in dictionary.groupby(["file", "kind"], sort=False):
+        heading = "columns" if kind == "column" else f"values of `{kind}`" if kind != "key" else "keys"
+        lines += ["", f"## {file}: {heading}", "", "| name | type | nullable | meaning |", "| --- | --- | --- | --- |"]
+        lines += [f"| `{r.name}` | {r.type} | {'yes' if r.nullable else 'no'} | {str(r.meaning).replace('|', '/')} |"
                   for r in rows.itertuples()]
     return "\n".join(lines) + "\n"
 
@@ -299,7 +310,7 @@ def write_exports(published: Published, config: Config, exports_dir: Path) -> li
     headline_path = exports_dir / "headline.json"
     headline_path.write_text(json.dumps(published.headline, indent=2) + "\n", encoding="utf-8")
 
-    dictionary = data_dictionary()
+    dictionary = data_dictionary(config.estimate.confidence_level)
     dictionary.to_csv(exports_dir / "data_dictionary.csv", index=False)
     (exports_dir / "data_dictionary.md").write_text(_dictionary_markdown(dictionary), encoding="utf-8")
     (exports_dir / "schema.json").write_text(json.dumps(json_schema(k), indent=2) + "\n", encoding="utf-8")

@@ -1,20 +1,27 @@
 """The one display-name table: how every internal name reads in the report.
 
-Analysis ids, variables, levels, population qualifiers, outcome components,
-series and settings are internal names (``rx_misuse_signal``, ``dep_icd``,
-``gt_4_weeks``). Every chart, table and sentence of the report gets its words
-from here, so a label is written once. A name missing from the table is not
-shown raw: it is humanised (underscores become spaces) and logged once as a
-warning naming this file, and ``missing_labels`` lists such names so a test
-can require the table to be complete for a real run.
+Analysis ids, variables, levels, populations, outcome components, series and
+settings are internal names (``rx_misuse_signal``, ``dep_icd``, ``gt_split``).
+Every chart, table and sentence of the report gets its words from ``Names``,
+built once from the run's settings, so a label is written once and follows the
+settings: the headline split reads "4 weeks" at ``headline_split_days = 28`` and
+"30 days" at 30. A name missing from the table is not shown raw: it is humanised
+(underscores become spaces) and logged once as a warning naming this file, and
+``Names.missing`` lists such names so a test can require the table to be
+complete for a real run.
 
->>> variable_label("sex|gt_4_weeks")
-'Sex (treated more than 4 weeks)'
->>> level_label("duration_band", ">=182"), level_label("misuse|gt_4_weeks", "true")
+>>> names = Names(split_days=28)
+>>> names.variable("sex", "gt_split"), Names(split_days=30).variable("sex", "gt_split")
+('Sex (treated more than 4 weeks)', 'Sex (treated more than 30 days)')
+>>> names.level("duration_band", ">=182"), names.level("misuse", "true")
 ('182 days or more', 'misuse (documented or in prescription records)')
->>> level_label("components", "dep_icd"), analysis_label("by_stratum_overall")
+>>> names.level("components", "dep_icd"), names.analysis("by_stratum_overall")
 ('ICD-10 F13.2-F13.4 diagnosis', 'Dependence by group, whole cohort')
->>> method_label("complete_case: Wilson (complete case, unweighted)")
+>>> names.level("headline_group", "le_4_weeks"), names.group("gt_4_weeks")
+('up to 4 weeks', 'Treated more than 4 weeks')
+>>> names.series_key("complete_case", "dependence"), names.series_key("wilson", "treated_gt_split")
+('complete_case', 'exposure')
+>>> names.method("complete_case: Wilson (complete case, unweighted)")
 'complete case: Wilson (complete case, unweighted)'
 """
 
@@ -29,7 +36,6 @@ log = logging.getLogger(__name__)
 ANALYSES = {
     "headline": "Headline", "headline_complete_case": "Headline (complete case)",
     "by_duration_band": "Dependence by treatment duration", "cumulative_incidence": "Dependence over time",
-    "by_stratum": "Dependence by group (treated more than 4 weeks)",
     "by_stratum_overall": "Dependence by group, whole cohort",
     "components": "Parts of the outcome definition", "dose_response": "Adjusted odds ratios",
     "tolerance": "Tolerance (dose escalation)", "withdrawal_by_ending": "Withdrawal by how treatment ended",
@@ -92,16 +98,11 @@ COMPONENTS = {
     "any": "any component (the outcome)",
 }
 
-# Population qualifiers: after ``|`` in a variable, or a level naming a population.
-POPULATIONS = {
-    "gt_4_weeks": "treated more than 4 weeks", "le_4_weeks": "treated up to 4 weeks", "all": "whole cohort",
-    "ascertained": "people with a known outcome", "dependent": "people who became dependent",
-    "ge_4_weeks": "treated 4 weeks or longer", "lt_8_months": "treated under 8 months",
-    "ge_8_months": "treated 8 months or longer",
-}
+# Populations (the ``population`` column; pipeline/estimate/columns.py) that do not depend on a setting;
+# the two sides of the headline split are worded from estimate.headline_split_days (``Names``).
+POPULATIONS = {"all": "whole cohort", "dependent": "people who became dependent"}
 
 LEVELS = {
-    ("headline_group", "le_4_weeks"): "up to 4 weeks", ("headline_group", "gt_4_weeks"): "more than 4 weeks",
     ("headline_group", "all"): "everyone",
     ("only_unassessing_records", "estimand_a"): "estimand (a): episode window",
     ("only_unassessing_records", "estimand_b"): "estimand (b): fixed window after treatment",
@@ -135,8 +136,15 @@ SERIES = {
     "share_increase": "share with a dose increase",
     "anchor": "published figure",
     "anchor_inside": "published figure inside our interval",
-    "exposure": "treated more than 4 weeks (share of new users)",
 }
+
+# Series by estimator (pipeline/estimate/columns.py ESTIMATORS); "wilson" shares by estimate_name.
+SERIES_OF_ESTIMATOR = {
+    "hajek_ipw": "primary", "aalen_johansen_ipw": "primary", "logistic_or_ipw": "primary",
+    "complete_case": "complete_case", "aalen_johansen": "complete_case", "logistic_or_ipw_trend": "trend",
+    "reference_level": "reference", "median": "median_ratio", "published": "anchor", "interval_check": "anchor_inside",
+}
+SERIES_OF_SHARE = {"dose_increase": "share_increase", "treated_gt_split": "exposure"}
 
 _warned: set[str] = set()
 
@@ -148,31 +156,16 @@ def _fallback(name: str) -> str:
     return name.replace("_", " ")
 
 
-def base_variable(variable: Any) -> str:
-    """The variable without its population qualifier ('sex|gt_4_weeks' -> 'sex')."""
-    return str(variable).split("|")[0]
+def split_phrase(days: int) -> str:
+    """The headline split in words: whole weeks as weeks, otherwise days.
 
-
-def population_label(qualifier: str) -> str:
-    return POPULATIONS[qualifier] if qualifier in POPULATIONS else _fallback(qualifier)
-
-
-def variable_label(variable: Any) -> str:
-    """'sex|gt_4_weeks' -> 'Sex (treated more than 4 weeks)'."""
-    base, _, qualifier = str(variable or "").partition("|")
-    if not base:
-        return ""
-    label = VARIABLES.get(base) or (COMPONENTS[base][:1].upper() + COMPONENTS[base][1:] if base in COMPONENTS
-                                    else _fallback(base))
-    return f"{label} ({population_label(qualifier)})" if qualifier else label
-
-
-def short_variable_label(variable: Any) -> str:
-    """The short form for a chart's row label ('ending_among_dependent' -> 'Became dependent')."""
-    base, _, qualifier = str(variable or "").partition("|")
-    if base not in SHORT_VARIABLES:
-        return variable_label(variable)
-    return f"{SHORT_VARIABLES[base]} ({population_label(qualifier)})" if qualifier else SHORT_VARIABLES[base]
+    >>> split_phrase(28), split_phrase(30), split_phrase(7)
+    ('4 weeks', '30 days', '1 week')
+    """
+    if days % 7 == 0:
+        weeks = days // 7
+        return f"{weeks} week{'s' if weeks != 1 else ''}"
+    return f"{days} days"
 
 
 def _band(level: str) -> str | None:
@@ -187,79 +180,107 @@ def _band(level: str) -> str | None:
             "<=": f"{low} days or fewer", None: f"{low} days"}[op]
 
 
-def level_label(variable: Any, level: Any) -> str:
-    """How a level of a variable reads in the report."""
-    variable, level = base_variable(variable), str(level)
-    for key in ((variable, level), (variable, level.lower())):
-        if key in LEVELS:
-            return LEVELS[key]
-    if variable == "duration_band" and _band(level):
-        return _band(level)
-    if level in COMPONENTS:
-        return COMPONENTS[level]
-    if level in POPULATIONS:
-        return POPULATIONS[level]
-    if variable == "misuse" and level.lower() in ("1", "yes"):
-        return LEVELS[("misuse", "true")]
-    if "_" in level:
-        return _fallback(level)
-    return level
+class Names:
+    """The display names of one run: the tables above, with the headline split worded from its setting."""
 
+    def __init__(self, split_days: int = 28) -> None:
+        self.split_days = split_days
+        self.split = split_phrase(split_days)
+        self.longer, self.shorter = f"more than {self.split}", f"up to {self.split}"
+        self.populations = {**POPULATIONS, "gt_split": f"treated {self.longer}", "le_split": f"treated {self.shorter}"}
+        # the headline groups of analysis_person, by the population they are
+        self.groups = {"gt_4_weeks": "gt_split", "le_4_weeks": "le_split"}
+        self.levels = {**LEVELS, ("headline_group", "gt_4_weeks"): self.longer,
+                       ("headline_group", "le_4_weeks"): self.shorter}
+        self.analyses = {**ANALYSES, "by_stratum": f"Dependence by group (treated {self.longer})"}
+        self.series_names = {**SERIES, "exposure": f"treated {self.longer} (share of new users)"}
 
-def analysis_label(analysis: Any) -> str:
-    return ANALYSES[str(analysis)] if str(analysis) in ANALYSES else _fallback(str(analysis))
+    @classmethod
+    def of(cls, config) -> "Names":
+        return cls(config.estimate.headline_split_days)
 
+    def population(self, population: Any) -> str:
+        return self.populations[str(population)] if str(population) in self.populations else _fallback(str(population))
 
-def method_label(method: Any) -> str:
-    """The estimator text with its internal prefix in words ('complete_case: ...' -> 'complete case: ...')."""
-    text = "" if method is None else str(method)
-    return re.sub(r"\b([a-z]+(?:_[a-z0-9]+)+)\b", lambda m: VARIABLES.get(m.group(1), m.group(1).replace("_", " ")),
-                  text)
+    def group(self, group: str) -> str:
+        """'gt_4_weeks' -> 'Treated more than 4 weeks' (a card's or a table's heading)."""
+        text = self.population(self.groups.get(group, group))
+        return text[:1].upper() + text[1:]
 
+    def variable(self, variable: Any, population: Any = None) -> str:
+        """('sex', 'gt_split') -> 'Sex (treated more than 4 weeks)'; no population (or 'all') -> 'Sex'."""
+        base = str(variable or "")
+        if not base:
+            return ""
+        label = VARIABLES.get(base) or (COMPONENTS[base][:1].upper() + COMPONENTS[base][1:] if base in COMPONENTS
+                                        else _fallback(base))
+        return f"{label} ({self.population(population)})" if population not in (None, "all") else label
 
-def series_key(analysis: Any, method: Any) -> str:
-    """Which series a row belongs to, from its analysis and estimator (one place reads method text)."""
-    text = str(method or "").lower().replace("-", " ").replace("_", " ")
-    if "inside our ci" in text or "inside our interval" in text:
-        return "anchor_inside"
-    if text.startswith("anchor"):
-        return "anchor"
-    if text.startswith("exposure"):
-        return "exposure"
-    if "reference level" in text:
-        return "reference"
-    if "trend model" in text:
-        return "trend"
-    if "median dose escalation ratio" in text or "escalation ratio" in text:
-        return "median_ratio"
-    if "share with a dose increase" in text:
-        return "share_increase"
-    if "complete_case" in str(analysis) or text.startswith("complete case") or "complete case" in text:
-        return "complete_case"
-    return "primary"
+    def short_variable(self, variable: Any, population: Any = None) -> str:
+        """The short form for a chart's row label ('ending_among_dependent' -> 'Became dependent')."""
+        base = str(variable or "")
+        if base not in SHORT_VARIABLES:
+            return self.variable(variable, population)
+        return (f"{SHORT_VARIABLES[base]} ({self.population(population)})" if population not in (None, "all")
+                else SHORT_VARIABLES[base])
 
+    def level(self, variable: Any, level: Any) -> str:
+        """How a level of a variable reads in the report."""
+        variable, level = str(variable or ""), str(level)
+        for key in ((variable, level), (variable, level.lower())):
+            if key in self.levels:
+                return self.levels[key]
+        if variable == "duration_band" and _band(level):
+            return _band(level)
+        if level in COMPONENTS:
+            return COMPONENTS[level]
+        if level in self.groups:
+            return self.population(self.groups[level])
+        if level in self.populations:
+            return self.populations[level]
+        if variable == "misuse" and level.lower() in ("1", "yes"):
+            return self.levels[("misuse", "true")]
+        if "_" in level:
+            return _fallback(level)
+        return level
 
-def series_label(analysis: Any, method: Any) -> str:
-    return SERIES[series_key(analysis, method)]
+    def analysis(self, analysis: Any) -> str:
+        return self.analyses[str(analysis)] if str(analysis) in self.analyses else _fallback(str(analysis))
 
+    @staticmethod
+    def method(method: Any) -> str:
+        """The estimator text with its internal prefix in words ('complete_case: ...' -> 'complete case: ...')."""
+        text = "" if method is None else str(method)
+        return re.sub(r"\b([a-z]+(?:_[a-z0-9]+)+)\b",
+                      lambda m: VARIABLES.get(m.group(1), m.group(1).replace("_", " ")), text)
 
-def missing_labels(names: Iterable[tuple[str, str, str]]) -> list[str]:
-    """Internal names of (analysis, variable, level) rows that this table does not label.
+    @staticmethod
+    def series_key(estimator: Any, estimate_name: Any = None) -> str:
+        """Which series a row belongs to, from its explicit columns (never its method text)."""
+        if str(estimator) == "wilson":
+            return SERIES_OF_SHARE.get(str(estimate_name), "primary")
+        return SERIES_OF_ESTIMATOR.get(str(estimator), "primary")
 
-    >>> missing_labels([("by_stratum", "sex|gt_4_weeks", "F"), ("new_thing", "odd_var", "x_y")])
-    ['new_thing', 'odd_var', 'x_y']
-    """
-    missing: list[str] = []
-    for analysis, variable, level in names:
-        if str(analysis) not in ANALYSES:
-            missing.append(str(analysis))
-        base, _, qualifier = str(variable or "").partition("|")
-        if base and base not in VARIABLES and base not in COMPONENTS:
-            missing.append(base)
-        if qualifier and qualifier not in POPULATIONS:
-            missing.append(qualifier)
-        level = str(level)
-        if "_" in level and (base, level) not in LEVELS and (base, level.lower()) not in LEVELS \
-                and level not in COMPONENTS and level not in POPULATIONS:
-            missing.append(level)
-    return list(dict.fromkeys(missing))
+    def series(self, estimator: Any, estimate_name: Any = None) -> str:
+        return self.series_names[self.series_key(estimator, estimate_name)]
+
+    def missing(self, names: Iterable[tuple[str, str, str, str]]) -> list[str]:
+        """Internal names of (analysis, population, variable, level) rows that this table does not label.
+
+        >>> Names().missing([("by_stratum", "gt_split", "sex", "F"), ("new_thing", "all", "odd_var", "x_y")])
+        ['new_thing', 'odd_var', 'x_y']
+        """
+        missing: list[str] = []
+        for analysis, population, variable, level in names:
+            if str(analysis) not in self.analyses:
+                missing.append(str(analysis))
+            if str(population) not in self.populations:
+                missing.append(str(population))
+            base = str(variable or "")
+            if base and base not in VARIABLES and base not in COMPONENTS:
+                missing.append(base)
+            level = str(level)
+            if "_" in level and (base, level) not in self.levels and (base, level.lower()) not in self.levels \
+                    and level not in COMPONENTS and level not in self.populations and level not in self.groups:
+                missing.append(level)
+        return list(dict.fromkeys(missing))

@@ -1,148 +1,104 @@
-"""The offline HTML report, ``reports/index.html``.
+"""The offline HTML report, ``reports/index.html``, rendered from Jinja2 templates.
 
-Plain HTML and CSS, one copy of plotly.js beside the page (``plotly.min.js``),
-no fonts, scripts or styles fetched from anywhere. Every number on the page
-comes from the suppressed tables in ``Published``: a suppressed cell has no
-point, no bar and no hover, only a note that it is withheld.
+One template per section in ``pipeline/publish/templates/`` (``headline.html.j2``,
+``duration.html.j2``, ...), the page around them in ``report.html.j2``. This module
+only chooses rows and computes what each section says; the templates hold the words
+and the markup. Every number comes from the suppressed tables in ``Published``
+(a suppressed cell has no point, no bar and no hover, only a note that it is
+withheld), rows are chosen by their explicit columns (``estimator``, ``population``,
+``estimate_name``, ``estimate_type``; pipeline/estimate/columns.py) and every name
+reads as ``labels.Names`` says, worded from the run's settings. The page is plain
+HTML and CSS with one copy of plotly.js beside it: nothing is fetched.
 
-Each chart sits beside a two-line text summary and carries a title that states
-its finding, so a reader never needs to hover. Colours are Okabe-Ito
-(colour-blind safe); primary estimates are blue, complete-case ones orange.
-
->>> pct(0.3149), pct(None), pct(0.0)
-('31.5%', 'not published', '0.0%')
->>> level_label("duration_band", ">=182"), level_label("misuse|gt_4_weeks", "true")
-('182 days or more', 'misuse (documented or in prescription records)')
->>> variable_label("sex|gt_4_weeks")
-'Sex (treated more than 4 weeks)'
-
+>>> names = Names(28)
 >>> headline_sentence({"estimate": 0.315, "ci_low": 0.29, "ci_high": 0.341, "n": 4210, "events": 1326, "method": "IPW"},
 ...                   {"estimate": 0.062, "ci_low": 0.051, "ci_high": 0.074, "n": 5102, "events": 316, "method": "IPW"},
-...                   "clonazepam", 0.95)
+...                   "clonazepam", 0.95, names)
 'Among 4,210 people whose first clonazepam treatment lasted more than 4 weeks, an estimated 31.5% (95% CI 29.0% to 34.1%) developed physical dependence, against 6.2% (95% CI 5.1% to 7.4%) of 5,102 people treated for up to 4 weeks.'
+>>> headline_sentence({"estimate": None}, {}, "diazepam", 0.95, Names(30))
+'No publishable estimate of dependence after more than 30 days of diazepam was produced (no headline rows, or the counts were too small to publish).'
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import html
 import json
 import logging
-import math
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
+import jinja2
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
+from markupsafe import Markup
 
 from pipeline.config import Config
-from pipeline.publish.labels import (
-    SERIES, VARIABLES, analysis_label, base_variable, level_label, method_label, series_key, series_label,
-    short_variable_label, variable_label,
+from pipeline.estimate.anchors import MARRIOTT_TYRER, RICKELS
+from pipeline.estimate.columns import estimator_kind
+from pipeline.publish.charts import (  # noqa: F401  (LOG_TICKS: the dose-response axis, read by tests)
+    FONT, LOG_TICKS, PLOT_CONFIG, SERIES_ORDER, dot_chart, duration_chart, incidence_chart, series_of, series_rows,
+    shown, trend_chart,
 )
-from pipeline.publish.tables import Published, is_complete_case, published_level_order
+from pipeline.publish.format import ci_text, count, esc, missing as _missing, number, pct  # noqa: F401
+from pipeline.publish.labels import SERIES, Names
+from pipeline.publish.tables import Published, published_level_order
 
 log = logging.getLogger(__name__)
 
-# Okabe & Ito, "Color Universal Design" (2008): distinguishable with the common colour-vision deficiencies.
-OKABE_ITO = {
-    "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
-    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7",
-}
-SERIES_COLOURS = [OKABE_ITO[c] for c in ("blue", "orange", "bluish_green", "reddish_purple", "sky_blue", "vermillion")]
-PRIMARY_COLOUR, COMPLETE_COLOUR, ANCHOR_COLOUR = OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["vermillion"]
-GREY = "#6b6b6b"
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
-PLOT_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
-
-# Published anchors (shared/REFERENCES.md).
-MARRIOTT_1993 = ("Marriott & Tyrer 1993 (Drug Safety 9:93-103): dependence in \"almost one-third\" of patients "
-                 "on regular prescriptions for 4 weeks or longer")
-RICKELS_1983 = ("Rickels et al. 1983 (JAMA 250:767-71): withdrawal in 5% after less than 8 months of use "
-                "vs 43% after 8 months or more")
-MARRIOTT_SHARE, RICKELS_SHORT, RICKELS_LONG = 1 / 3, 0.05, 0.43
-
-# Every display name (variables, levels, populations, components, series) lives in labels.py.
-VARIABLE_LABELS = VARIABLES
-
-# ---------------------------------------------------------------- formatting
+TEMPLATES = Path(__file__).parent / "templates"
+_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                          undefined=jinja2.StrictUndefined, trim_blocks=False, lstrip_blocks=False)
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+# ---------------------------------------------------------------- sentences
 
 
-def pct(value: Any, digits: int = 1) -> str:
-    """A proportion as a percentage; 'not published' for a null."""
-    return "not published" if _missing(value) else f"{100 * float(value):.{digits}f}%"
-
-
-def count(value: Any) -> str:
-    return "not published" if _missing(value) else f"{int(value):,}"
-
-
-def number(value: Any, digits: int = 2) -> str:
-    return "not published" if _missing(value) else f"{float(value):.{digits}f}"
-
-
-def ci_text(low: Any, high: Any, level: float, fmt: Callable[[Any], str] = pct) -> str:
-    if _missing(low) or _missing(high):
-        return "interval not available"
-    return f"{round(100 * level)}% CI {fmt(low)} to {fmt(high)}"
-
-
-def esc(value: Any) -> str:
-    return html.escape("" if _missing(value) else str(value))
-
-
-def headline_sentence(gt: dict, le: dict, drug: str, level: float) -> str:
+def headline_sentence(gt: dict, le: dict, drug: str, level: float, names: Names) -> str:
     """The report's first sentence, built from headline.json's primary entries."""
     if _missing(gt.get("estimate")):
-        return (f"No publishable estimate of dependence after more than 4 weeks of {drug} was produced "
+        return (f"No publishable estimate of dependence after {names.longer} of {drug} was produced "
                 "(no headline rows, or the counts were too small to publish).")
     people = f"{count(gt['n'])} people" if not _missing(gt.get("n")) else "people"
-    sentence = (f"Among {people} whose first {drug} treatment lasted more than 4 weeks, an estimated "
+    sentence = (f"Among {people} whose first {drug} treatment lasted {names.longer}, an estimated "
                 f"{pct(gt['estimate'])} ({ci_text(gt['ci_low'], gt['ci_high'], level)}) developed physical dependence")
     if _missing(le.get("estimate")):
-        return sentence + "; the estimate for up to 4 weeks is not published."
+        return sentence + f"; the estimate for {names.shorter} is not published."
     others = f" of {count(le['n'])} people" if not _missing(le.get("n")) else " of people"
     return (sentence + f", against {pct(le['estimate'])} ({ci_text(le['ci_low'], le['ci_high'], level)})"
-            f"{others} treated for up to 4 weeks.")
+            f"{others} treated for {names.shorter}.")
 
 
 def _against_one_third(entry: dict, who: str) -> str:
     low, high = entry.get("ci_low"), entry.get("ci_high")
     if _missing(entry.get("estimate")) or _missing(low) or _missing(high):
         return ""
-    if low <= MARRIOTT_SHARE <= high:
+    if low <= MARRIOTT_TYRER.value <= high:
         return f" The interval for {who} includes one-third."
-    if high < MARRIOTT_SHARE:
+    if high < MARRIOTT_TYRER.value:
         return f" The estimate for {who} is below one-third (the whole interval is)."
     return f" The estimate for {who} is above one-third (the whole interval is)."
 
 
-def anchor_sentence(gt: dict, supervised: dict | None = None, level: float = 0.95) -> str:
+def anchor_sentence(gt: dict, names: Names, supervised: dict | None = None, level: float = 0.95) -> str:
     """The anchors, and where our estimates stand against one-third.
 
     Marriott & Tyrer describe patients on regular prescriptions, i.e. supervised
-    use: the closest comparison is the > 4 weeks estimate among people with no
-    sign of misuse, given beside the all-comers estimate when it is published.
+    use: the closest comparison is the estimate for those treated longer than the
+    split among people with no sign of misuse, given beside the all-comers estimate.
     """
-    comparison = _against_one_third(gt, "everyone treated more than 4 weeks")
+    comparison = _against_one_third(gt, f"everyone treated {names.longer}")
     if supervised and not _missing(supervised.get("estimate")):
         comparison += (
-            f" Among people treated more than 4 weeks with no misuse signal in their prescription records "
-            f"(supervised use, the population "
-            f"Marriott & Tyrer describe) the estimate is {pct(supervised['estimate'])} "
-            f"({ci_text(supervised['ci_low'], supervised['ci_high'], level)})."
+            f" Among people treated {names.longer} with no misuse signal in their prescription records "
+            f"(supervised use, the population {MARRIOTT_TYRER.short} describe) the estimate is "
+            f"{pct(supervised['estimate'])} ({ci_text(supervised['ci_low'], supervised['ci_high'], level)})."
             + _against_one_third(supervised, "supervised use")
         )
-    return (f"Published anchors: {MARRIOTT_1993}; {RICKELS_1983}.{comparison} The anchors come from small "
-            "clinical samples with other outcome definitions: they set the scale, not a target.")
+    return (f"Published anchors: {MARRIOTT_TYRER.finding}; {RICKELS.finding}.{comparison} The anchors come from "
+            "small clinical samples with other outcome definitions: they set the scale, not a target.")
 
 
-# ---------------------------------------------------------------- data helpers
+# ---------------------------------------------------------------- rows
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
@@ -156,316 +112,101 @@ def _analysis(published: Published, *names: str) -> pd.DataFrame:
     return _plain(est[est["analysis"].isin(names)].reset_index(drop=True))
 
 
-_SERIES_ORDER = ["primary", "share_increase", "exposure", "complete_case", "trend", "median_ratio", "reference",
-                 "anchor", "anchor_inside"]
-_SERIES_STYLE = {  # (colour, marker symbol); complete case is always orange, primary always blue
-    "primary": (PRIMARY_COLOUR, "circle"), "share_increase": (PRIMARY_COLOUR, "circle"),
-    "complete_case": (COMPLETE_COLOUR, "diamond"), "trend": (OKABE_ITO["bluish_green"], "square"),
-    "median_ratio": (OKABE_ITO["reddish_purple"], "circle"), "reference": (GREY, "circle-open"),
-    "anchor": (ANCHOR_COLOUR, "x"), "anchor_inside": (ANCHOR_COLOUR, "x"),
-    "exposure": (OKABE_ITO["reddish_purple"], "square"),
-}
+def _kind(rows: pd.DataFrame) -> pd.Series:
+    """primary / complete_case / descriptive of each row, from its estimator."""
+    return rows["estimator"].map(estimator_kind) if not rows.empty else pd.Series(dtype="object")
 
 
-def _primary_first(rows: pd.DataFrame) -> list[tuple[str, Any]]:
-    """(analysis, method) series, primary before complete case."""
-    pairs = list(dict.fromkeys(zip(rows["analysis"], rows["method"])))
-    return sorted(pairs, key=lambda p: _SERIES_ORDER.index(series_key(p[0], p[1])))
+def _without_complete_case(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[_kind(rows) != "complete_case"] if not rows.empty else rows
 
 
-def _series_rows(rows: pd.DataFrame, analysis: str, method: Any) -> pd.DataFrame:
-    return rows[(rows["analysis"] == analysis) & (rows["method"].astype(str) == str(method))]
+def _primary_part(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the first series (primary before complete case)."""
+    series = series_of(rows)
+    return series_rows(rows, series[0]) if series else rows.head(0)
 
 
-def _shown(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[(~rows["suppressed"].astype(bool)) & rows["estimate"].notna()]
+def _levels(rows: pd.DataFrame, band_labels: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for variable in dict.fromkeys(rows["variable"]):
+        levels = rows.loc[rows["variable"] == variable, "level"].astype(str).tolist()
+        out += [(variable, level) for level in published_level_order(str(variable), levels, band_labels)]
+    return out
 
 
-def _wrap(text: str, width: int = 78) -> str:
-    words, lines, line = text.split(), [], ""
-    for word in words:
-        if line and len(line) + len(word) + 1 > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    lines.append(line)
-    return "<br>".join(lines)
+def _people(row: Any) -> str:
+    """', 120 of 1,048 people' -- or ', 1,048 people' when the estimate has no event count."""
+    if not _missing(row["events"]) and not _missing(row["n"]):
+        return f", {count(row['events'])} of {count(row['n'])} people"
+    if not _missing(row["n"]):
+        return f", {count(row['n'])} people"
+    return ""
 
 
-def _layout(fig: go.Figure, title: str, subtitle: str, height: int, showlegend: bool = True,
-            legend_rows: int = 1, margin_right: int = 30) -> go.Figure:
-    fig.update_layout(
-        showlegend=showlegend,
-        template="simple_white",
-        title={"text": _wrap(title) + f"<br><span style='font-size:12px;color:{GREY}'>{_wrap(subtitle, 100)}</span>",
-               "x": 0, "xanchor": "left", "font": {"size": 16}},
-        font={"family": FONT, "size": 13, "color": "#1a1a1a"},
-        height=height,
-        # top margin from the wrapped title and subtitle, so the plot never runs into them
-        margin={"l": 80, "r": margin_right, "t": 36 + 22 * (_wrap(title).count("<br>") + 1)
-                + 17 * (_wrap(subtitle, 100).count("<br>") + 1),
-                "b": 60 + (22 * legend_rows if showlegend else 0)},
-        # legend under the x-axis title, in pixels from the plot so it never overlaps it
-        legend={"orientation": "h", "yanchor": "bottom", "y": 0, "yref": "container", "x": 0, "xanchor": "left"},
-        hoverlabel={"font": {"family": FONT}},
-        paper_bgcolor="white",
-        plot_bgcolor="white",
-    )
-    return fig
-
-
-def _hover(rows: pd.DataFrame, is_percent: bool) -> list[str]:
+def value_items(rows: pd.DataFrame, is_percent: bool, level: float, names: Names, band_labels: list[str],
+                with_variable: bool = False) -> list[dict[str, Any]]:
+    """The first series' values, in reading order, for the list beside a chart (``_macros.values``)."""
     fmt = pct if is_percent else number
-    return [
-        f"{esc(r.get('_label'))}<br>{fmt(r['estimate'])} ({esc(ci_text(r['ci_low'], r['ci_high'], 0.95, fmt))})"
-        + (f"<br>{count(r['events'])} of {count(r['n'])} persons" if not _missing(r['events'])
-           else (f"<br>{count(r['n'])} persons" if not _missing(r['n']) else ""))
-        + f"<br>{esc(method_label(r['method']))}"
-        for _, r in rows.iterrows()
-    ]
+    part = _primary_part(rows)
+    order = {key: i for i, key in enumerate(_levels(part, band_labels))}
+    part = part.iloc[sorted(range(len(part)),
+                            key=lambda i: order.get((part.iloc[i]["variable"], str(part.iloc[i]["level"])), 0))]
+    with_variable = with_variable or part["variable"].nunique() > 1
+    items = []
+    for _, r in part.iterrows():
+        label = names.level(r["variable"], r["level"])
+        if with_variable:
+            label = f"{names.variable(r['variable'])}: {label}"
+        withheld = bool(r["suppressed"])
+        value = None if withheld or _missing(r["estimate"]) else fmt(r["estimate"])
+        items.append({"label": label, "withheld": withheld, "value": value,
+                      "ci": ci_text(r["ci_low"], r["ci_high"], level, fmt), "people": _people(r)})
+    return items
 
 
-# ---------------------------------------------------------------- charts
+def _level_key(level: Any) -> tuple:
+    """Numeric levels in numeric order (30 before 90 before 180), others after, A-Z."""
+    text = str(level)
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
 
 
-LOG_TICKS = [0.0625, 0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128]
-
-
-def _log_ticks(low: float, high: float) -> tuple[list[float], list[str], list[float]]:
-    """Explicit ticks (powers of two around 1) and a padded log10 range covering [low, high]."""
-    lo, hi = math.log10(max(min(low, 1.0), 1e-3)), math.log10(max(high, 1.0))
-    pad = max(0.08, 0.06 * (hi - lo))
-    ticks = [t for t in LOG_TICKS if lo - 3 * pad <= math.log10(t) <= hi + 3 * pad] or [1]
-    # value labels are centred over their point: room on both sides
-    return ticks, [f"{t:g}" for t in ticks], [lo - 3 * pad, hi + 3 * pad]
-
-
-def dot_chart(rows: pd.DataFrame, *, title: str, subtitle: str, axis_title: str, is_percent: bool,
-              levels: list[tuple[str, str]], min_cell_count: int, log_axis: bool = False,
-              reference: float | None = None) -> go.Figure:
-    """Horizontal dots with interval whiskers, one row per (variable, level), one colour per series.
-
-    Series that share a row are spread vertically; a series alone on its rows (a reference level, a
-    trend term) sits on the row itself. A suppressed row keeps its label and says it is withheld; it
-    gets no point and no hover.
-    """
-    fig = go.Figure()
-    multi_variable = len({v for v, _ in levels}) > 1
-    labels = [f"{short_variable_label(v)}: {level_label(v, l)}" if multi_variable else level_label(v, l)
-              for v, l in levels]
-    position = {key: i for i, key in enumerate(levels)}
-    series = _primary_first(rows)
-    sharing: dict[tuple[str, str], list[int]] = {}
-    for index, (analysis, method) in enumerate(series):
-        for key in dict.fromkeys(zip(_series_rows(rows, analysis, method)["variable"],
-                                     _series_rows(rows, analysis, method)["level"].astype(str))):
-            sharing.setdefault(key, []).append(index)
-    per_row = max([len(v) for v in sharing.values()] or [1])
-    scale = 100 if is_percent else 1
-    fmt = (lambda v: f"{100 * v:.1f}%") if is_percent else (lambda v: f"{v:.2f}")
-    lows, highs = [], []
-    for index, (analysis, method) in enumerate(series):
-        key = series_key(analysis, method)
-        part = _series_rows(rows, analysis, method).copy()
-        part["_label"] = [labels[position[(r["variable"], str(r["level"]))]]
-                          if (r["variable"], str(r["level"])) in position else level_label(r["variable"], r["level"])
-                          for _, r in part.iterrows()]
-        shown = _shown(part)
-        shown = shown[[(v, str(l)) in position for v, l in zip(shown["variable"], shown["level"])]]
-        colour, symbol = _SERIES_STYLE.get(key, (SERIES_COLOURS[index % len(SERIES_COLOURS)], "circle"))
-        if shown.empty:
-            continue
-        est = shown["estimate"].astype(float)
-        low = shown["ci_low"].astype(float).fillna(est)
-        high = shown["ci_high"].astype(float).fillna(est)
-        lows += list(low)
-        highs += list(high)
-        offsets, places = [], []
-        for v, l in zip(shown["variable"], shown["level"]):
-            together = sharing.get((v, str(l)), [index])
-            offsets.append(0.0 if len(together) == 1 else -0.17 + 0.34 * together.index(index) / (len(together) - 1))
-            # the upper point of a pair is labelled above it, the lower one below, so no label covers a point
-            places.append("bottom center" if len(together) > 1 and together.index(index) == len(together) - 1
-                          else "top center")
-        text = [fmt(e) + (f" ({fmt(lo)}-{fmt(hi)})" if not _missing(r["ci_low"]) else "")
-                for e, lo, hi, (_, r) in zip(est, low, high, shown.iterrows())]
-        fig.add_trace(go.Scatter(
-            x=est * scale, y=[position[(v, str(l))] + o for v, l, o in zip(shown["variable"], shown["level"], offsets)],
-            mode="markers+text", text=text, textposition=places, textfont={"size": 11, "color": colour},
-            cliponaxis=False,
-            marker={"color": colour, "size": 9, "symbol": symbol, "line": {"width": 2, "color": colour}},
-            error_x={"type": "data", "symmetric": False, "array": (high - est) * scale,
-                     "arrayminus": (est - low) * scale, "color": colour, "thickness": 1.6, "width": 4},
-            name=series_label(analysis, method), hovertext=_hover(shown, is_percent), hoverinfo="text",
-        ))
-    withheld = rows[rows["suppressed"].astype(bool)]
-    withheld_positions = sorted({position[(v, str(l))] for v, l in zip(withheld["variable"], withheld["level"])
-                                 if (v, str(l)) in position})
-    for i in withheld_positions:
-        fig.add_annotation(x=0, xref="paper", y=i, yref="y", xanchor="left", showarrow=False,
-                           text="withheld (disclosure control)", font={"size": 11, "color": GREY})
-    if reference is not None:
-        fig.add_vline(x=reference, line={"color": GREY, "dash": "dot", "width": 1})
-    fig.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, autorange=False,
-                     range=[len(labels) - 0.5, -0.75], showgrid=False, ticks="", automargin=True)
-    fig.update_xaxes(title_text=axis_title, showgrid=True, gridcolor="#e5e5e5", zeroline=False, automargin=True)
-    if log_axis:
-        tickvals, ticktext, axis_range = _log_ticks(min(lows or [1.0]), max(highs or [1.0]))
-        fig.update_xaxes(type="log", tickvals=tickvals, ticktext=ticktext, range=axis_range)
-    else:
-        top = max([h * scale for h in highs] or [1.0])
-        # room on the right for the value label centred over the highest point
-        fig.update_xaxes(type="linear", range=[0, top * 1.18 if top > 0 else 1])
-    row_height = 30 + 32 * (per_row - 1)
-    legend_rows = len(series) if len(series) > 1 else 0
-    return _layout(fig, title, subtitle, height=190 + row_height * max(len(labels), 2) + 18 * legend_rows,
-                   showlegend=len(series) > 1, legend_rows=max(1, (len(series) + 1) // 2))
-
-
-def duration_chart(rows: pd.DataFrame, band_labels: list[str], split_days: int, title: str, subtitle: str,
-                   min_cell_count: int) -> go.Figure:
-    """Dependence by duration band (vertical), with the published anchors as reference marks."""
-    fig = go.Figure()
-    bands = published_level_order("duration_band", list(rows["level"].astype(str)), band_labels)
-    x_of = {band: i for i, band in enumerate(bands)}
-    series = _primary_first(rows)
-    offsets = [0.0] if len(series) == 1 else [(-0.15 + 0.3 * i / (len(series) - 1)) for i in range(len(series))]
-    for colour_index, ((analysis, method), offset) in enumerate(zip(series, offsets)):
-        part = rows[(rows["analysis"] == analysis) & (rows["method"].astype(str) == str(method))].copy()
-        part["_label"] = [level_label("duration_band", level) for level in part["level"]]
-        shown = _shown(part)
-        if shown.empty:
-            continue
-        colour = COMPLETE_COLOUR if is_complete_case(analysis, method) else SERIES_COLOURS[colour_index]
-        est = shown["estimate"].astype(float)
-        low, high = shown["ci_low"].astype(float).fillna(est), shown["ci_high"].astype(float).fillna(est)
-        fig.add_trace(go.Scatter(
-            x=[x_of[str(level)] + offset for level in shown["level"]], y=est * 100,
-            mode="markers+text", text=[f"{100 * e:.0f}%" for e in est], textposition="middle right",
-            textfont={"size": 11, "color": colour}, cliponaxis=False,
-            marker={"color": colour, "size": 10, "symbol": "circle" if colour_index == 0 else "diamond"},
-            error_y={"type": "data", "symmetric": False, "array": (high - est) * 100, "arrayminus": (est - low) * 100,
-                     "color": colour, "thickness": 1.8, "width": 5},
-            name=series_label(analysis, method), hovertext=_hover(shown, True), hoverinfo="text",
-        ))
-    for band in sorted({str(level) for level in rows.loc[rows["suppressed"].astype(bool), "level"]}):
-        fig.add_annotation(x=x_of[band], y=0, yref="paper", yanchor="bottom", showarrow=False, textangle=-90,
-                           text="withheld (disclosure control)", font={"size": 11, "color": GREY})
-    # Anchor reference marks: Marriott & Tyrer over bands of 4 weeks or more; Rickels under / over ~8 months.
-    long_bands = [x_of[b] for b in bands if _band_low(b) is not None and _band_low(b) >= split_days]
-    if long_bands:
-        _reference_segment(fig, min(long_bands) - 0.4, max(long_bands) + 0.4, 100 * MARRIOTT_SHARE, "dash",
-                           "Marriott & Tyrer 1993: ~1 in 3")
-    short = [x_of[b] for b in bands if _band_low(b) is not None and _band_low(b) < 182]
-    longest = [x_of[b] for b in bands if _band_low(b) is not None and _band_low(b) >= 182]
-    if short:
-        _reference_segment(fig, min(short) - 0.4, max(short) + 0.4, 100 * RICKELS_SHORT, "dot",
-                           "Rickels 1983: 5% (< 8 months)")
-    if longest:
-        _reference_segment(fig, min(longest) - 0.4, max(longest) + 0.4, 100 * RICKELS_LONG, "dot",
-                           "Rickels 1983: 43% (8+ months)")
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="published anchor (reference)",
-                             line={"color": ANCHOR_COLOUR, "dash": "dash"}, hoverinfo="skip"))
-    fig.update_xaxes(tickvals=list(range(len(bands))), tickangle=0,
-                     ticktext=[level_label("duration_band", b).replace(" days", "<br>days") for b in bands],
-                     title_text="Length of first treatment episode (days)", range=[-0.6, len(bands) - 0.4])
-    top = max([100 * float(h) for h in rows["ci_high"] if not _missing(h)] + [100 * RICKELS_LONG])
-    fig.update_yaxes(title_text="Dependence (% of people)", range=[0, top * 1.12],
-                     showgrid=True, gridcolor="#e5e5e5")
-    # anchor labels sit in the right margin, level with their line, so they never cover a point
-    return _layout(fig, title, subtitle, height=500, margin_right=215, legend_rows=2)
-
-
-def _band_low(band: str) -> int | None:
-    digits = "".join(ch if ch.isdigit() else " " for ch in band).split()
-    if not digits:
+def estimates_table(rows: pd.DataFrame, level: float, names: Names, is_percent: bool | None = None) -> dict | None:
+    """One row per estimate, sorted by variable, then level (numerically when numeric), then series:
+    ``{"head": [...], "body": [[cell, ...], ...]}`` for ``_macros.table``."""
+    if rows.empty:
         return None
-    return 0 if band.strip().startswith("<") else int(digits[0])
-
-
-def _reference_segment(fig: go.Figure, x0: float, x1: float, y: float, dash: str, label: str) -> None:
-    """An anchor's line over the bands it covers, labelled in the right margin at the line's height."""
-    fig.add_shape(type="line", x0=x0, x1=x1, y0=y, y1=y, xref="x", yref="y",
-                  line={"color": ANCHOR_COLOUR, "dash": dash, "width": 2})
-    fig.add_annotation(x=1.01, y=y, xref="paper", yref="y", xanchor="left", yanchor="middle", align="left",
-                       showarrow=False, text=label, font={"size": 11, "color": ANCHOR_COLOUR})
-
-
-CURVE_COLOURS = [OKABE_ITO[c] for c in ("blue", "reddish_purple", "bluish_green", "sky_blue")]  # no orange/red:
-# orange means complete case and red means a published anchor everywhere else on the page
-
-
-def _spread(values: list[float], gap: float) -> list[float]:
-    """Label heights at least ``gap`` apart, pushed down from the highest (for end labels).
-
-    >>> _spread([92.6, 92.2, 13.0], 5.0)
-    [92.6, 87.6, 13.0]
-    """
-    order = sorted(range(len(values)), key=lambda i: -values[i])
-    placed = list(values)
-    for rank, i in enumerate(order[1:], start=1):
-        placed[i] = round(min(values[i], placed[order[rank - 1]] - gap), 1)
-    return placed
-
-
-def incidence_chart(rows: pd.DataFrame, title: str, subtitle: str, level: float) -> go.Figure:
-    """Cumulative incidence curves (step lines) with their confidence bands.
-
-    The whole-cohort curve ("all"), when drawn beside its subgroups, is a thin dashed black line
-    on top without a band, so it cannot hide the subgroup it runs close to. End labels sit in the
-    right margin, pushed apart so they never overprint.
-    """
-    fig = go.Figure()
-    groups = list(dict.fromkeys(zip(rows["variable"], rows["level"].astype(str))))
-    groups = [(v, l) for v in dict.fromkeys(v for v, _ in groups)
-              for l in published_level_order(v, [l for vv, l in groups if vv == v], [])]
-    overall = [g for g in groups if g[1] == "all"] if len(groups) > 1 else []
-    groups = [g for g in groups if g not in overall] + overall
-    ends: list[tuple[float, str, str]] = []
-    for i, (variable, group) in enumerate(groups):
-        is_overall = (variable, group) in overall
-        colour = "#1a1a1a" if is_overall else CURVE_COLOURS[i % len(CURVE_COLOURS)]
-        part = rows[(rows["variable"] == variable) & (rows["level"].astype(str) == group)].sort_values("time_days")
-        shown = part[~part["suppressed"].astype(bool)]
-        # Only published points are drawn: the step line holds each published value until
-        # the next one (disclosure control coarsens the curve; it adds nothing in between).
-        shown = shown[shown["estimate"].notna()]
-        y = [100 * float(e) for e in shown["estimate"]]
-        lo = [None if _missing(e) else 100 * float(e) for e in shown["ci_low"]]
-        hi = [None if _missing(e) else 100 * float(e) for e in shown["ci_high"]]
-        x = [int(t) for t in shown["time_days"]]
-        name = level_label(variable, group)
-        if not is_overall:
-            fill = _rgba(colour, 0.18)
-            fig.add_trace(go.Scatter(x=x, y=hi, mode="lines", line={"width": 0, "shape": "hv"}, hoverinfo="skip",
-                                     showlegend=False, legendgroup=name, connectgaps=False))
-            fig.add_trace(go.Scatter(x=x, y=lo, mode="lines", line={"width": 0, "shape": "hv"}, fill="tonexty",
-                                     fillcolor=fill, hoverinfo="skip", showlegend=False, legendgroup=name,
-                                     connectgaps=False))
-        hover = [None if yy is None else f"{esc(name)}<br>day {xx}: {yy:.1f}%" for xx, yy in zip(x, y)]
-        line = ({"color": colour, "width": 1.5, "shape": "hv", "dash": "dash"} if is_overall
-                else {"color": colour, "width": 2.5, "shape": "hv"})
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=line,
-                                 name=name, legendgroup=name, hovertext=hover, hoverinfo="text", connectgaps=False))
-        if not shown.empty and not _missing(shown.iloc[-1]["estimate"]):
-            last = shown.iloc[-1]
-            ends.append((100 * float(last["estimate"]), f"{name}: {pct(last['estimate'])} (day {int(last['time_days'])})",
-                         colour))
-    top = max([100 * float(h) for h in rows["ci_high"] if not _missing(h)] + [e[0] for e in ends] + [1.0])
-    for (value, text, colour), height in zip(ends, _spread([e[0] for e in ends], 0.07 * top)):
-        fig.add_annotation(x=1.01, xref="paper", y=height, yref="y", xanchor="left", yanchor="middle",
-                           showarrow=False, text=text, font={"size": 11, "color": colour})
-    fig.update_xaxes(title_text="Days since the start of treatment", rangemode="tozero")
-    fig.update_yaxes(title_text="Cumulative incidence (%)", range=[0, top * 1.05],
-                     showgrid=True, gridcolor="#e5e5e5")
-    return _layout(fig, title, subtitle + f" Shaded: {round(100 * level)}% confidence band.", height=480,
-                   margin_right=230)
-
-
-def _rgba(hex_colour: str, alpha: float) -> str:
-    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
+    rows = rows.copy()
+    rows["_series"] = [SERIES_ORDER.index(Names.series_key(e, n)) for e, n in zip(rows["estimator"], rows["estimate_name"])]
+    rows["_variable_order"] = rows["variable"].map({v: i for i, v in enumerate(dict.fromkeys(rows["variable"]))})
+    rows = rows.iloc[sorted(range(len(rows)), key=lambda i: (
+        rows.iloc[i]["_variable_order"], str(rows.iloc[i]["population"]), _level_key(rows.iloc[i]["level"]),
+        -1 if _missing(rows.iloc[i]["time_days"]) else float(rows.iloc[i]["time_days"]), rows.iloc[i]["_series"]))]
+    show_day = rows["time_days"].notna().any()
+    head = ["variable", "level"] + (["day"] if show_day else []) + [
+        "estimate", f"{round(100 * level)}% interval", "events", "n", "series", "method"]
+    body = []
+    for _, r in rows.iterrows():
+        key = Names.series_key(r["estimator"], r["estimate_name"])
+        percent = is_percent if is_percent is not None else r["estimate_type"] == "proportion"
+        fmt = pct if percent else number
+        if r["suppressed"]:
+            value, interval = "withheld", r["suppression_reason"] or "small count"
+        elif r["estimate_type"] == "flag":  # a 0/1 flag, not a proportion
+            value = "not published" if _missing(r["estimate"]) else ("yes" if float(r["estimate"]) >= 0.5 else "no")
+            interval = ""
+        else:
+            value = fmt(r["estimate"])
+            interval = "" if _missing(r["ci_low"]) else f"{fmt(r['ci_low'])} to {fmt(r['ci_high'])}"
+        body.append([names.variable(r["variable"], r["population"]) if r["variable"] else "",
+                     names.level(r["variable"] or "", r["level"])]
+                    + (["" if _missing(r["time_days"]) else str(int(r["time_days"]))] if show_day else [])
+                    + [value, interval, count(r["events"]) if not _missing(r["events"]) else "",
+                       count(r["n"]) if not _missing(r["n"]) else "", names.series_names[key], names.method(r["method"])])
+    return {"head": head, "body": body}
 
 
 # ---------------------------------------------------------------- titles that state the finding
@@ -473,15 +214,11 @@ def _rgba(hex_colour: str, alpha: float) -> str:
 
 def _by_level(rows: pd.DataFrame) -> list[tuple[str, str, Any]]:
     """(variable, level, estimate) of the primary series' published rows."""
-    series = _primary_first(rows)
-    if not series:
-        return []
-    analysis, method = series[0]
-    part = _shown(rows[(rows["analysis"] == analysis) & (rows["method"].astype(str) == str(method))])
-    return [(r["variable"], str(r["level"]), r["estimate"]) for _, r in part.iterrows()]
+    return [(r["variable"], str(r["level"]), r["estimate"]) for _, r in shown(_primary_part(rows)).iterrows()]
 
 
-def contrast_title(rows: pd.DataFrame, outcome: str, is_percent: bool = True, variable: str | None = None) -> str:
+def contrast_title(rows: pd.DataFrame, outcome: str, names: Names, is_percent: bool = True,
+                   variable: str | None = None) -> str:
     """A title stating the finding: highest vs lowest level of ONE variable (one population).
 
     When the rows hold several variables (populations, e.g. withdrawal among people with a known
@@ -495,141 +232,37 @@ def contrast_title(rows: pd.DataFrame, outcome: str, is_percent: bool = True, va
     if len(variables) > 1:
         chosen = variable if variable in variables else variables[0]
         values = [t for t in values if t[0] == chosen]
-        prefix = variable_label(chosen)
+        prefix = names.variable(chosen)
     if not values:
         return f"No published estimate of {outcome}"
     if len(values) == 1:
-        v, l, e = values[0]
-        return f"{prefix}: {fmt(e)} ({level_label(v, l)})"
+        v, lv, e = values[0]
+        return f"{prefix}: {fmt(e)} ({names.level(v, lv)})"
     high = max(values, key=lambda t: t[2])
     low = min(values, key=lambda t: t[2])
     if len(values) == 2:
-        return (f"{prefix}: {fmt(high[2])} {level_label(high[0], high[1])} "
-                f"vs {fmt(low[2])} {level_label(low[0], low[1])}")
+        return (f"{prefix}: {fmt(high[2])} {names.level(high[0], high[1])} "
+                f"vs {fmt(low[2])} {names.level(low[0], low[1])}")
     joiner = ":" if prefix != outcome.capitalize() else ""
-    return (f"{prefix}{joiner} highest for {level_label(high[0], high[1])} ({fmt(high[2])}), "
-            f"lowest for {level_label(low[0], low[1])} ({fmt(low[2])})")
+    return (f"{prefix}{joiner} highest for {names.level(high[0], high[1])} ({fmt(high[2])}), "
+            f"lowest for {names.level(low[0], low[1])} ({fmt(low[2])})")
 
 
-def components_title(rows: pd.DataFrame) -> str:
+def components_title(rows: pd.DataFrame, names: Names) -> str:
     """Which component of the outcome was met most and least often, within one population."""
     values = _by_level(rows)
-    populations = list(dict.fromkeys(l for _, l, _ in values))
+    populations = list(dict.fromkeys(lv for _, lv, _ in values))
     if not values:
         return "No published estimate for the outcome's components"
     population = "all" if "all" in populations else populations[0]
     values = [t for t in values if t[1] == population]
     high = max(values, key=lambda t: t[2])
     low = min(values, key=lambda t: t[2])
-    who = level_label("components", population)
+    who = names.level("components", population)
     if high == low:
-        return f"Component of the outcome ({who}): {level_label('components', high[0])} {pct(high[2])}"
-    return (f"Most often met ({who}): {level_label('components', high[0])} ({pct(high[2])}); least often: "
-            f"{level_label('components', low[0])} ({pct(low[2])})")
-
-
-_BAND_ORDER = ["<14", "14-27", "28-55", "56-83", "84-181", ">=182"]  # reading order only; labels come from the data
-
-
-def _summary_list(rows: pd.DataFrame, is_percent: bool, level: float, with_variable: bool = False) -> str:
-    fmt = pct if is_percent else number
-    series = _primary_first(rows)
-    if not series:
-        return ""
-    analysis, method = series[0]
-    part = rows[(rows["analysis"] == analysis) & (rows["method"].astype(str) == str(method))]
-    order = {key: i for i, key in enumerate(_levels(part, _BAND_ORDER))}
-    part = part.iloc[sorted(range(len(part)), key=lambda i: order.get((part.iloc[i]["variable"], str(part.iloc[i]["level"])), 0))]
-    items = []
-    with_variable = with_variable or part["variable"].nunique() > 1
-    for _, r in part.iterrows():
-        label = level_label(r["variable"], r["level"])
-        if with_variable:
-            label = f"{variable_label(r['variable'])}: {label}"
-        if r["suppressed"]:
-            items.append(f"<li>{esc(label)}: withheld (small count)</li>")
-        elif _missing(r["estimate"]):
-            items.append(f"<li>{esc(label)}: no estimate</li>")
-        else:
-            items.append(f"<li>{esc(label)}: <b>{fmt(r['estimate'])}</b> "
-                         f"<span class='ci'>({esc(ci_text(r['ci_low'], r['ci_high'], level, fmt))})</span>"
-                         f"{_people(r)}</li>")
-    values = f"<ul class='values'>{''.join(items)}</ul>"
-    # a long list is collapsed: the chart and its title carry the finding; printing opens it
-    return values if len(items) <= 8 else _details(f"All {len(items)} values", values)
-
-
-def _people(row: Any) -> str:
-    """', 120 of 1,048 people' -- or ', of 1,048 people' when the estimate has no event count."""
-    if not _missing(row["events"]) and not _missing(row["n"]):
-        return f", {count(row['events'])} of {count(row['n'])} people"
-    if not _missing(row["n"]):
-        return f", {count(row['n'])} people"
-    return ""
-
-
-# ---------------------------------------------------------------- tables
-
-
-def _level_key(level: Any) -> tuple:
-    """Numeric levels in numeric order (30 before 90 before 180), others after, A-Z."""
-    text = str(level)
-    try:
-        return (0, float(text), "")
-    except ValueError:
-        return (1, 0.0, text)
-
-
-def estimates_table(rows: pd.DataFrame, level: float, is_percent: bool | None = None) -> str:
-    """One row per estimate, sorted by variable, then level (numerically when numeric), then series."""
-    if rows.empty:
-        return ""
-    rows = rows.copy()
-    rows["_series"] = [_SERIES_ORDER.index(series_key(a, m)) for a, m in zip(rows["analysis"], rows["method"])]
-    rows["_variable_order"] = rows["variable"].map({v: i for i, v in enumerate(dict.fromkeys(rows["variable"]))})
-    rows = rows.iloc[sorted(range(len(rows)), key=lambda i: (
-        rows.iloc[i]["_variable_order"], _level_key(rows.iloc[i]["level"]),
-        -1 if _missing(rows.iloc[i]["time_days"]) else float(rows.iloc[i]["time_days"]), rows.iloc[i]["_series"]))]
-    show_day = rows["time_days"].notna().any()
-    head = ["variable", "level"] + (["day"] if show_day else []) + [
-        "estimate", f"{round(100 * level)}% interval", "events", "n", "series", "method"]
-    body = []
-    for _, r in rows.iterrows():
-        key = series_key(r["analysis"], r["method"])
-        percent = is_percent if is_percent is not None else _looks_like_proportion(r)
-        fmt = pct if percent else number
-        if r["suppressed"]:
-            value, interval = "withheld", esc(r["suppression_reason"] or "small count")
-        elif key == "anchor_inside":  # a 0/1 flag, not a proportion
-            value = "not published" if _missing(r["estimate"]) else ("yes" if float(r["estimate"]) >= 0.5 else "no")
-            interval = ""
-        else:
-            value = fmt(r["estimate"])
-            interval = "" if _missing(r["ci_low"]) else f"{fmt(r['ci_low'])} to {fmt(r['ci_high'])}"
-        body.append([esc(variable_label(r["variable"]) if r["variable"] else ""), esc(level_label(r["variable"] or "", r["level"]))]
-                    + (["" if _missing(r["time_days"]) else str(int(r["time_days"]))] if show_day else [])
-                    + [value, interval,
-                       count(r["events"]) if not _missing(r["events"]) else "", count(r["n"]) if not _missing(r["n"]) else "",
-                       esc(SERIES[key]), esc(method_label(r["method"]))])
-    return _html_table(head, body)
-
-
-def _details(summary: str, body: str) -> str:
-    """A secondary table, collapsed on screen (opened for printing)."""
-    return f"<details><summary>{esc(summary)}</summary>{body}</details>"
-
-
-def _looks_like_proportion(row: pd.Series) -> bool:
-    if series_key(row["analysis"], row["method"]) in ("median_ratio", "trend", "reference"):
-        return False
-    return not _missing(row["events"]) or (not _missing(row["estimate"]) and 0 <= float(row["estimate"]) <= 1
-                                          and "ratio" not in str(row["method"]).lower())
-
-
-def _html_table(head: list[str], body: Iterable[list[str]], cls: str = "") -> str:
-    rows = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in body)
-    return (f"<div class='table-wrap'><table class='{cls}'><thead><tr>"
-            + "".join(f"<th>{esc(h)}</th>" for h in head) + f"</tr></thead><tbody>{rows}</tbody></table></div>")
+        return f"Component of the outcome ({who}): {names.level('components', high[0])} {pct(high[2])}"
+    return (f"Most often met ({who}): {names.level('components', high[0])} ({pct(high[2])}); least often: "
+            f"{names.level('components', low[0])} ({pct(low[2])})")
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -652,332 +285,239 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 class _Page:
-    """Collects sections and figures; renders one HTML document."""
+    """Collects sections (each rendered from its template) and figures; renders one HTML document."""
 
     def __init__(self) -> None:
-        self.sections: list[str] = []
+        self.sections: list[dict[str, Any]] = []
         self.figures: dict[str, go.Figure] = {}
-        self.toc: list[tuple[str, str]] = []
 
-    def section(self, anchor: str, heading: str, body: str) -> None:
-        self.toc.append((anchor, heading))
-        self.sections.append(f"<section id='{anchor}'><h2>{esc(heading)}</h2>{body}</section>")
+    def section(self, anchor: str, heading: str, template: str, **context: Any) -> None:
+        body = _ENV.get_template(template).render(**context)
+        self.sections.append({"anchor": anchor, "heading": heading, "body": Markup(body)})
 
-    def chart(self, name: str, fig: go.Figure, summary: str) -> str:
+    def chart(self, name: str, fig: go.Figure) -> Markup:
         self.figures[name] = fig
-        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{name}", config=PLOT_CONFIG)
-        return (f"<div class='chart-row'><div class='chart'>{div}</div>"
-                f"<aside class='summary'>{summary}</aside></div>")
+        return Markup(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{name}", config=PLOT_CONFIG))
 
 
-def empty_note(what: str) -> str:
-    return f"<p class='empty'>No estimates for {esc(what)} were produced in this run, so there is nothing to show.</p>"
+def _code(value: Any) -> Markup | str:
+    """A file, column or rule name of the input, shown literally (it is what a data manager fixes)."""
+    return Markup(f"<code>{esc(value)}</code>") if not _missing(value) and str(value) else ""
 
 
-def _is_percent(rows: pd.DataFrame) -> bool:
-    values = pd.to_numeric(rows["estimate"], errors="coerce").dropna()
-    return values.empty or bool(((values >= 0) & (values <= 1)).all())
-
-
-def _levels(rows: pd.DataFrame, band_labels: list[str]) -> list[tuple[str, str]]:
-    out = []
-    for variable in dict.fromkeys(rows["variable"]):
-        levels = rows.loc[rows["variable"] == variable, "level"].astype(str).tolist()
-        out += [(variable, level) for level in published_level_order(str(variable), levels, band_labels)]
-    return out
-
-
-def _sensitivity_summary(rows: pd.DataFrame) -> str:
-    """One line per setting and population: the primary estimate at each value, values in numeric order."""
-    primary = _shown(rows[[series_key(a, m) == "primary" for a, m in zip(rows["analysis"], rows["method"])]])
-    items = []
-    for variable in dict.fromkeys(primary["variable"]):
-        part = primary[primary["variable"] == variable]
-        part = part.iloc[sorted(range(len(part)), key=lambda i: _level_key(part.iloc[i]["level"]))]
-        values = "; ".join(f"{esc(level_label(variable, r['level']))}: <b>{pct(r['estimate'])}</b>"
-                           for _, r in part.iterrows())
-        items.append(f"<li>{esc(variable_label(variable))}: {values}</li>")
-    return f"<ul class='values'>{''.join(items)}</ul>" if items else ""
-
-
-def _ratio_sentence(ratios: pd.DataFrame, level: float) -> str:
+def _ratio_context(ratios: pd.DataFrame, level: float, names: Names, bands: list[str]) -> dict[str, Any]:
     """The median dose-escalation ratio (highest / starting daily dose) as a ratio, never a percentage."""
-    shown = _shown(ratios)
-    if shown.empty:
-        return "<p class='note'>Median dose-escalation ratio: not published.</p>"
-    values = {number(e) for e in shown["estimate"]}
-    if len(values) == 1 and shown["ci_low"].notna().all() and \
-            {number(v) for v in shown["ci_low"]} | {number(v) for v in shown["ci_high"]} == values:
-        return (f"<p>Median dose-escalation ratio (highest to starting daily dose): <b>{values.pop()}</b> in every "
-                "group shown, interval included: most people never raised their dose.</p>")
-    return ("<p>Median dose-escalation ratio (highest to starting daily dose; 1.00 = no increase):</p>"
-            + _summary_list(ratios, False, level))
+    visible = shown(ratios)
+    if visible.empty:
+        return {"all_equal": None, "entries": []}
+    values = {number(e) for e in visible["estimate"]}
+    if len(values) == 1 and visible["ci_low"].notna().all() and \
+            {number(v) for v in visible["ci_low"]} | {number(v) for v in visible["ci_high"]} == values:
+        return {"all_equal": values.pop(), "entries": []}
+    return {"all_equal": None, "entries": value_items(ratios, False, level, names, bands)}
 
 
 def build_report(published: Published, config: Config, manifest: dict[str, Any], out_dir: Path,
                  notes: list[str] | None = None) -> tuple[Path, dict[str, go.Figure]]:
-    """Write ``index.html`` and ``plotly.min.js`` into ``out_dir``; return the page and its figures."""
+    """Write ``index.html`` and ``plotly.min.js`` into ``out_dir``; return the page and its figures.
+
+    ``manifest``: the live run manifest (pipeline.manifest.build_manifest); its ``created_at``
+    is the time the results were generated."""
     page = _Page()
+    names = Names.of(config)
     level = config.estimate.confidence_level
     k = published.min_cell_count
     bands = config.estimate.band_labels()
     drug = " / ".join(config.drugs.ingredients)
-    ci_name = f"{round(100 * level)}% confidence interval"
+    common = {"config": config, "names": names}
 
-    gt, le = published.headline["headline"]["gt_4_weeks"], published.headline["headline"]["le_4_weeks"]
-    cc_gt, cc_le = published.headline["complete_case"]["gt_4_weeks"], published.headline["complete_case"]["le_4_weeks"]
-    sentence = headline_sentence(gt, le, drug, level)
-    cards = "".join(
-        f"<div class='card'><div class='card-label'>{esc(label)}</div><div class='card-value'>{pct(entry['estimate'])}</div>"
-        f"<div class='card-ci'>{esc(ci_text(entry['ci_low'], entry['ci_high'], level))}</div>"
-        f"<div class='card-n'>{count(entry['events'])} of the {count(entry.get('n_assessed'))} people whose outcome "
-        f"was assessed (complete case {pct(cc['estimate'])}); {count(entry['n'])} people treated, weighted estimate "
-        f"{pct(entry['estimate'])}</div></div>"
-        for label, entry, cc in (("Treated more than 4 weeks", gt, cc_gt), ("Treated up to 4 weeks", le, cc_le))
-    )
+    # Headline.
+    block, complete = published.headline["headline"], published.headline["complete_case"]
+    gt, le = block["gt_4_weeks"], block["le_4_weeks"]
+    cards = [_card(names.group(group), block[group], complete[group], "people treated", level)
+             for group in ("gt_4_weeks", "le_4_weeks")]
     fixed = published.headline.get("fixed_window_headline") or {}
     fixed_cc = published.headline.get("fixed_window_complete_case") or {}
-    if fixed:
-        cards += "".join(
-            f"<div class='card'><div class='card-label'>{esc(label)}, fixed window (b)</div>"
-            f"<div class='card-value'>{pct(entry['estimate'])}</div>"
-            f"<div class='card-ci'>{esc(ci_text(entry['ci_low'], entry['ci_high'], level))}</div>"
-            f"<div class='card-n'>{count(entry['events'])} of the {count(entry.get('n_assessed'))} people whose outcome "
-            f"was assessed (complete case {pct(cc.get('estimate'))}); {count(entry['n'])} people whose treatment ended, "
-            f"weighted estimate {pct(entry['estimate'])}</div></div>"
-            for label, entry, cc in (("More than 4 weeks", fixed.get("gt_4_weeks") or {}, fixed_cc.get("gt_4_weeks") or {}),
-                                     ("Up to 4 weeks", fixed.get("le_4_weeks") or {}, fixed_cc.get("le_4_weeks") or {}))
-            if entry
-        )
-    estimands_html = (
-        f"<p class='howto'><b>Two questions.</b> (a) How often does dependence develop during treatment and the "
-        f"{config.outcome.window_after_end_days} days after it (the window grows with the treatment)? "
-        f"(b) How often are people dependent or in withdrawal within {config.outcome.fixed_window_days} days after "
-        f"their treatment ends (the same window for every duration, among people whose treatment ended while "
-        f"observed)?</p>"
-    )
+    cards += [_card(f"{label}, fixed window (b)", fixed[group], fixed_cc.get(group) or {},
+                    "people whose treatment ended", level)
+              for group, label in (("gt_4_weeks", names.longer.capitalize()), ("le_4_weeks", names.shorter.capitalize()))
+              if fixed.get(group)]
     strata = _analysis(published, "by_stratum")
-    supervised_rows = strata[(strata["variable"] == "misuse") & (strata["level"] == "supervised")] if not strata.empty else strata
-    supervised_rows = [r for r in supervised_rows.to_dict("records") if not is_complete_case(r["analysis"], r["method"])]
-    supervised = supervised_rows[0] if supervised_rows else None
-    demo_note = (
-        "<p class='demo'><b>Synthetic data.</b> This report is built on the demo extract: made-up persons generated "
-        "from a documented model calibrated to the published figures (docs/demo_model.md). Its numbers show what the "
-        "pipeline does; they are not evidence.</p>"
-        if manifest.get("demo") else ""
-    )
-    headline_html = (
-        f"{demo_note}<p id='headline-sentence' class='headline'>{esc(sentence)}</p>{estimands_html}"
-        f"<div class='cards'>{cards}</div>"
-        f"<p class='anchors'>{esc(anchor_sentence(gt, supervised, level))}</p>"
-        f"<p class='howto'><b>How to read this report.</b> Percentages are the share of people who developed physical "
-        f"dependence (any of: ICD-10 F13.2-F13.4, documented withdrawal symptoms, a clinician's judgement, Severity "
-        f"of Dependence Scale &ge; {config.outcome.sds_cutoff}) between the start of their first treatment episode and "
-        f"{config.outcome.window_after_end_days} days after it ended. Each estimate has a {ci_name} (whiskers and shaded bands): the "
-        f"range of values compatible with the data; narrower means more certain. <b>Primary</b> estimates (blue) "
-        f"weight people whose outcome was recorded to stand for everyone; <b>complete-case</b> estimates (orange) use "
-        f"recorded outcomes only. Disclosure control: a group whose count of people or events is below the "
-        f"minimum cell size (k = {k}), or would give such a count back, is withheld and marked as such; every other "
-        f"count is rounded to the middle of its band of {published.rounding_base} (bands start at k), so counts "
-        f"shown beside each other need not add up exactly.</p>"
-    )
-    page.section("headline", "Headline", headline_html)
+    supervised = strata[(strata["variable"] == "misuse") & (strata["level"] == "supervised")
+                        & (_kind(strata) == "primary")] if not strata.empty else strata
+    page.section("headline", "Headline", "headline.html.j2", **common, demo=bool(manifest.get("demo")),
+                 sentence=headline_sentence(gt, le, drug, level, names), cards=cards,
+                 anchors=anchor_sentence(gt, names, supervised.iloc[0].to_dict() if len(supervised) else None, level),
+                 k=k, rounding_base=published.rounding_base, ci_name=f"{round(100 * level)}% confidence interval")
 
     # Duration bands with anchors.
     rows = _analysis(published, "by_duration_band")
-    if rows.empty:
-        body = empty_note("dependence by duration band")
-    else:
-        title = contrast_title(rows, "dependence")
-        fig = duration_chart(rows, bands, config.estimate.headline_split_days, title,
-                             "Share of people who developed physical dependence, by length of their first "
-                             "treatment episode. Red lines: published anchors.", k)
-        body = page.chart("duration_bands", fig, f"<p>{esc(title)}.</p>{_summary_list(rows, True, level)}"
-                          "<p class='note'>Red reference lines are published figures from other study designs "
-                          "(Rickels: withdrawal, diazepam, 8 months = about 243 days).</p>")
-    page.section("duration", "Dependence by treatment duration", body)
+    context: dict[str, Any] = {"chart": None, "rickels": RICKELS, "marriott": MARRIOTT_TYRER}
+    if not rows.empty:
+        title = contrast_title(rows, "dependence", names)
+        fig = duration_chart(rows, names, bands, title, "Share of people who developed physical dependence, by length "
+                             "of their first treatment episode. Red lines: published anchors.", k)
+        context.update(chart=page.chart("duration_bands", fig), title=title,
+                       entries=value_items(rows, True, level, names, bands))
+    page.section("duration", "Dependence by treatment duration", "duration.html.j2", **context)
 
     # Cumulative incidence.
     rows = _analysis(published, "cumulative_incidence")
-    if not rows.empty:
-        series = _primary_first(rows)
-        primary = rows[(rows["analysis"] == series[0][0]) & (rows["method"].astype(str) == str(series[0][1]))]
-        primary = primary[primary["time_days"].notna()]
-    if rows.empty or primary.empty:
-        body = empty_note("cumulative incidence over time")
-    else:
-        last = []
+    primary = _primary_part(rows) if not rows.empty else rows
+    primary = primary[primary["time_days"].notna()] if not primary.empty else primary
+    context = {**common, "chart": None}
+    if not primary.empty:
+        ends = []
         for (variable, group), part in primary.groupby(["variable", primary["level"].astype(str)], sort=False):
-            part = _shown(part.sort_values("time_days"))
+            part = shown(part.sort_values("time_days"))
             if not part.empty:
-                last.append((level_label(variable, group), part.iloc[-1]))
-        title = ("Dependence over time among people still in their outcome window (censored when it closes): " + "; ".join(f"{name} {pct(r['estimate'])} by day {int(r['time_days'])}"
-                                                       for name, r in last)) if last else "No published curve points"
-        fig = incidence_chart(primary, title, "Cumulative incidence of dependence (Aalen-Johansen, death as a "
+                r = part.iloc[-1]
+                ends.append({"name": names.level(variable, group), "value": pct(r["estimate"]), "day": int(r["time_days"]),
+                             "ci": ci_text(r["ci_low"], r["ci_high"], level)})
+        title = ("Dependence over time among people still in their outcome window (censored when it closes): "
+                 + "; ".join(f"{e['name']} {e['value']} by day {e['day']}" for e in ends)) if ends \
+            else "No published curve points"
+        fig = incidence_chart(primary, names, title, "Cumulative incidence of dependence (Aalen-Johansen, death as a "
                               "competing risk).", level)
-        summary = "".join(f"<li>{esc(name)}: <b>{pct(r['estimate'])}</b> by day {int(r['time_days'])} "
-                          f"<span class='ci'>({esc(ci_text(r['ci_low'], r['ci_high'], level))})</span></li>"
-                          for name, r in last)
-        body = page.chart("cumulative_incidence", fig, f"<p>{esc(title)}.</p><ul class='values'>{summary}</ul>"
-                          f"<p class='note'>How to read it: people leave the curve when their outcome window ends "
-                          f"(their treatment episode ended {config.outcome.window_after_end_days} days earlier). The "
-                          f"curve therefore shows how risk builds up for people who stay on treatment -- late points "
-                          f"rest on the few treated longest -- not the share of the whole cohort, which the duration "
-                          f"bands above give.</p>"
-                          f"<p class='note'>Method: {esc(primary.iloc[0]['method'])}.</p>")
-    page.section("over-time", "Dependence over time since starting treatment", body)
+        context.update(chart=page.chart("cumulative_incidence", fig), title=title, ends=ends,
+                       method=primary.iloc[0]["method"])
+    page.section("over-time", "Dependence over time since starting treatment", "over_time.html.j2", **context)
 
-    # Strata.
+    # Strata: one series per chart keeps five charts readable; complete-case strata are in the exports.
     rows = _analysis(published, "by_stratum")
-    if not rows.empty and (~rows.apply(lambda r: is_complete_case(r["analysis"], r["method"]), axis=1)).any():
-        # one series per chart keeps five charts readable; complete-case strata are in the exports
-        rows = rows[~rows.apply(lambda r: is_complete_case(r["analysis"], r["method"]), axis=1).astype(bool)]
-    present = list(dict.fromkeys(base_variable(v) for v in rows["variable"])) if not rows.empty else []
+    if not rows.empty and (_kind(rows) != "complete_case").any():
+        rows = _without_complete_case(rows)
+    present = list(dict.fromkeys(rows["variable"])) if not rows.empty else []
     preferred = ["misuse", "indication", "dose_band", "age_band", "sex"]
     parts = []
     for variable in preferred + [v for v in present if v not in preferred]:
-        subset = rows[rows["variable"].map(base_variable) == variable] if not rows.empty else rows
+        subset = rows[rows["variable"] == variable] if not rows.empty else rows
+        heading = names.variable(variable)
         if subset.empty:
-            parts.append(f"<h3>{esc(variable_label(variable))}</h3>" + empty_note(f"{variable_label(variable).lower()}"))
+            parts.append({"heading": heading, "chart": None})
             continue
-        title = contrast_title(subset, "dependence")
-        fig = dot_chart(subset, title=title, subtitle=f"Dependence by {variable_label(variable).lower()}, among people treated more than 4 weeks.",
+        title = contrast_title(subset, "dependence", names)
+        population = names.population(subset["population"].iloc[0])
+        fig = dot_chart(subset, names=names, title=title,
+                        subtitle=f"Dependence by {heading.lower()}, among people {population}.",
                         axis_title="Developed physical dependence (% of people)", is_percent=True,
                         levels=_levels(subset, bands), min_cell_count=k)
-        parts.append(f"<h3>{esc(variable_label(variable))}</h3>"
-                     + page.chart(f"stratum_{variable}", fig, f"<p>{esc(title)}.</p>{_summary_list(subset, True, level)}"))
-    page.section("strata", "Who is most affected: misuse, indication, dose, age and sex", "".join(parts))
+        parts.append({"heading": heading, "chart": page.chart(f"stratum_{variable}", fig), "title": title,
+                      "entries": value_items(subset, True, level, names, bands)})
+    page.section("strata", "Who is most affected: misuse, indication, dose, age and sex", "strata.html.j2",
+                 parts=parts)
 
-    # Components of the outcome.
+    # Components of the outcome: one series keeps twelve rows readable; complete case is in the exports.
     rows = _analysis(published, "components")
-    if rows.empty:
-        body = empty_note("the outcome's components")
-    else:
-        # one series keeps twelve rows readable; complete-case components are in the exports
-        primary_only = rows[[series_key(a, m) == "primary" for a, m in zip(rows["analysis"], rows["method"])]]
+    context = {"chart": None}
+    if not rows.empty:
+        primary_only = rows[_kind(rows) == "primary"]
         rows = primary_only if not primary_only.empty else rows
-        title = components_title(rows)
-        fig = dot_chart(rows, title=title, subtitle="Each part of the dependence definition counted on its own "
-                        "(a person can meet several).", axis_title="People meeting the component (%)",
+        title = components_title(rows, names)
+        fig = dot_chart(rows, names=names, title=title, subtitle="Each part of the dependence definition counted on "
+                        "its own (a person can meet several).", axis_title="People meeting the component (%)",
                         is_percent=True, levels=_levels(rows, bands), min_cell_count=k)
-        body = page.chart("components", fig, f"<p>{esc(title)}.</p>{_summary_list(rows, True, level)}")
-    page.section("components", "Which parts of the definition were met", body)
+        context.update(chart=page.chart("components", fig), title=title,
+                       entries=value_items(rows, True, level, names, bands))
+    page.section("components", "Which parts of the definition were met", "components.html.j2", **context)
 
     # Dose-response odds ratios.
     rows = _analysis(published, "dose_response")
-    if rows.empty:
-        body = empty_note("the dose-response model")
-    else:
-        shown = _shown(rows)
-        shown = shown[shown["ci_low"].notna()]
-        if shown.empty:
+    context = {"chart": None}
+    if not rows.empty:
+        with_interval = shown(rows)
+        with_interval = with_interval[with_interval["ci_low"].notna()]
+        if with_interval.empty:
             title = "No published odds ratio"
         else:
-            top = shown.loc[shown["estimate"].astype(float).idxmax()]
-            what = level_label(top["variable"], top["level"])
-            name = variable_label(top["variable"])
+            top = with_interval.loc[with_interval["estimate"].astype(float).idxmax()]
+            what = names.level(top["variable"], top["level"])
+            name = names.variable(top["variable"])
             name = name.replace(" (days)", "") if "days" in what else name  # the level already says days
             title = (f"Highest adjusted odds of dependence: {name.lower()} {what} "
                      f"(odds ratio {number(top['estimate'])}, "
                      f"{ci_text(top['ci_low'], top['ci_high'], level, number)})")
-        fig = dot_chart(rows, title=title, subtitle="Odds ratios from one model adjusting for duration, dose, age, sex, "
-                        "indication and misuse; 1 = same odds as the reference group (dotted line); log scale.",
-                        axis_title="Odds ratio (log scale)", is_percent=False, levels=_levels(rows, bands),
-                        min_cell_count=k, log_axis=True, reference=1.0)
-        body = page.chart("dose_response", fig, f"<p>{esc(title)}.</p><p>An odds ratio above 1 means higher odds of "
-                          "dependence than the reference level of the same variable, with everything else in the "
-                          "model held equal. Intervals that cross 1 are compatible with no difference.</p>"
-                          + _summary_list(rows, False, level))
-    page.section("dose-response", "Dose-response: adjusted odds ratios", body)
+        fig = dot_chart(rows, names=names, title=title, subtitle="Odds ratios from one model adjusting for duration, "
+                        "dose, age, sex, indication and misuse; 1 = same odds as the reference group (dotted line); "
+                        "log scale.", axis_title="Odds ratio (log scale)", is_percent=False,
+                        levels=_levels(rows, bands), min_cell_count=k, log_axis=True, reference=1.0)
+        context.update(chart=page.chart("dose_response", fig), title=title,
+                       entries=value_items(rows, False, level, names, bands))
+    page.section("dose-response", "Dose-response: adjusted odds ratios", "dose_response.html.j2", **context)
 
     # Tolerance and withdrawal.
-    parts = []
     rows = _analysis(published, "tolerance")
-    heading = "Tolerance: dose escalation during treatment"
-    if rows.empty:
-        parts.append(f"<h3>{esc(heading)}</h3>" + empty_note("dose escalation"))
-    else:
-        keys = [series_key(a, m) for a, m in zip(rows["analysis"], rows["method"])]
-        ratios = rows[[k == "median_ratio" for k in keys]]
-        shares = rows[[k != "median_ratio" for k in keys]]
-        html_parts = [f"<h3>{esc(heading)}</h3>"]
+    tolerance = None
+    if not rows.empty:
+        is_ratio = rows["estimate_type"] == "ratio"
+        ratios, shares = rows[is_ratio], rows[~is_ratio]
+        tolerance = {"chart": None, "ratio": None}
         if not shares.empty:
-            title = contrast_title(shares, "dose increase")
-            fig = dot_chart(shares, title=title, subtitle="Share of people whose daily dose rose above its starting "
-                            "level during the first treatment episode.", axis_title="People with a dose increase (%)",
-                            is_percent=True, levels=_levels(shares, bands), min_cell_count=k)
-            html_parts.append(page.chart("tolerance", fig, f"<p>{esc(title)}.</p>" + _summary_list(shares, True, level)))
+            title = contrast_title(shares, "dose increase", names)
+            fig = dot_chart(shares, names=names, title=title, subtitle="Share of people whose daily dose rose above "
+                            "its starting level during the first treatment episode.",
+                            axis_title="People with a dose increase (%)", is_percent=True,
+                            levels=_levels(shares, bands), min_cell_count=k)
+            tolerance.update(chart=page.chart("tolerance", fig), title=title,
+                             entries=value_items(shares, True, level, names, bands))
         if not ratios.empty:
-            html_parts.append(_ratio_sentence(ratios, level))
-        parts.append("".join(html_parts))
+            tolerance["ratio"] = _ratio_context(ratios, level, names, bands)
     rows = _analysis(published, "withdrawal_by_ending")
-    heading = "Withdrawal after a taper vs an abrupt stop"
-    if rows.empty:
-        parts.append(f"<h3>{esc(heading)}</h3>" + empty_note("withdrawal by ending"))
-    else:
-        title = contrast_title(rows, "withdrawal", True, variable="ending_among_dependent")
-        fig = dot_chart(rows, title=title, subtitle="Share of people with documented withdrawal, by how their "
-                        "treatment ended, in two populations.", axis_title="People with withdrawal (%)",
+    withdrawal = None
+    if not rows.empty:
+        title = contrast_title(rows, "withdrawal", names, True, variable="ending_among_dependent")
+        fig = dot_chart(rows, names=names, title=title, subtitle="Share of people with documented withdrawal, by how "
+                        "their treatment ended, in two populations.", axis_title="People with withdrawal (%)",
                         is_percent=True, levels=_levels(rows, bands), min_cell_count=k)
-        parts.append(f"<h3>{esc(heading)}</h3>" + page.chart("withdrawal_by_ending", fig, f"<p>{esc(title)}.</p>"
-                                                            + _summary_list(rows, True, level)))
-    page.section("tolerance-withdrawal", "Tolerance and withdrawal", "".join(parts))
+        withdrawal = {"chart": page.chart("withdrawal_by_ending", fig), "title": title,
+                      "entries": value_items(rows, True, level, names, bands)}
+    page.section("tolerance-withdrawal", "Tolerance and withdrawal", "tolerance_withdrawal.html.j2",
+                 tolerance=tolerance, withdrawal=withdrawal)
 
     # Sensitivity and anchors.
     rows = _analysis(published, "sensitivity")
-    if not rows.empty:  # 30 before 90 before 180, not text order
-        numeric = pd.to_numeric(rows["level"], errors="coerce")
-        rows = rows.assign(_value=numeric).sort_values(["variable", "method", "_value"], kind="stable").drop(
-            columns="_value")
-    body = ("<p>Each setting varied alone, the others at their defaults. A headline that moves little across "
-            "these rows does not hinge on that choice.</p>" + _sensitivity_summary(rows)
-            + _details("Show the sensitivity table", estimates_table(rows, level))) if not rows.empty \
-        else empty_note("sensitivity analyses")
     anchors = _analysis(published, "anchors")
-    if not anchors.empty:
-        body += ("<h3>Estimates over the anchors' own windows</h3><p>Each published figure beside our estimate over "
-                 "the same window; \"inside our interval\" says whether the published figure lies in our "
-                 "confidence interval.</p>" + estimates_table(anchors, level))
-    page.section("sensitivity", "Sensitivity analyses", body)
+    page.section("sensitivity", "Sensitivity analyses", "sensitivity.html.j2",
+                 settings=_sensitivity_summary(rows, names), table=estimates_table(rows, level, names),
+                 anchors=estimates_table(anchors, level, names))
 
-    # Trends and geography (issue 15): share treated > 4 weeks and dependence, per calendar year and region.
+    # Trends and geography (issue 15): share treated longer than the split and dependence, per year and region.
     parts = []
     for analysis, name in (("by_calendar_year", "calendar year of treatment start"), ("by_region", "region")):
-        rows = _analysis(published, analysis)
-        rows = rows[~rows.apply(lambda r: is_complete_case(r["analysis"], r["method"]), axis=1).astype(bool)] \
-            if not rows.empty else rows
-        rows = rows[rows["variable"].map(lambda v: "|" not in str(v) or str(v).endswith("|all"))].copy()
+        rows = _without_complete_case(_analysis(published, analysis))
+        rows = rows[rows["population"] == "all"] if not rows.empty else rows
         if rows.empty:
             continue
-        rows["variable"] = rows["variable"].map(base_variable)
-        fig = dot_chart(rows, title=f"By {name}: share of new users treated more than 4 weeks, and dependence",
-                        subtitle="All new users; dependence weighted for ascertainment.",
-                        axis_title="% of new users", is_percent=True, levels=_levels(rows, bands), min_cell_count=k)
-        parts.append(f"<h3>By {esc(name)}</h3>" + page.chart(analysis, fig, "<p>Two series: the share of new users whose "
-                     "first treatment lasted more than 4 weeks (prescribing guidance: 2-4 weeks), and the share who "
-                     "developed dependence (weighted for ascertainment). Rows marked withheld had too few people."
-                     "</p>"))
+        title = f"By {name}: share of new users treated {names.longer}, and dependence"
+        subtitle = "All new users; dependence weighted for ascertainment."
+        fig = (trend_chart(rows, names, title, subtitle) if analysis == "by_calendar_year" else
+               dot_chart(rows, names=names, title=title, subtitle=subtitle, axis_title="% of new users",
+                         is_percent=True, levels=_levels(rows, bands), min_cell_count=k))
+        parts.append({"name": name, "chart": page.chart(analysis, fig)})
     if parts:
-        page.section("trends", "Trends and geography", "".join(parts))
+        page.section("trends", "Trends and geography", "trends.html.j2", parts=parts, longer=names.longer)
 
     # Anything else the estimate stage produced, shown rather than dropped.
-    known = {"headline", "headline_complete_case", "by_duration_band", "cumulative_incidence", "by_stratum",
-             "components", "dose_response", "tolerance", "withdrawal_by_ending", "sensitivity", "anchors", "weights",
-             "by_calendar_year", "by_region"}
+    known = {"headline", "by_duration_band", "cumulative_incidence", "by_stratum", "components", "dose_response",
+             "tolerance", "withdrawal_by_ending", "sensitivity", "anchors", "weights", "by_calendar_year", "by_region"}
     others = published.estimates[~published.estimates["analysis"].isin(known)]
     if not others.empty:
-        body = "".join(f"<h3>{esc(analysis_label(name))}</h3>"
-                       + _details(f"Show the table: {analysis_label(name).lower()}", estimates_table(_analysis(published, name), level))
-                       for name in dict.fromkeys(others["analysis"]))
-        page.section("other", "Other estimates", body)
+        page.section("other", "Other estimates", "other.html.j2", parts=[
+            {"heading": names.analysis(name), "table": estimates_table(_analysis(published, name), level, names)}
+            for name in dict.fromkeys(others["analysis"])])
 
-    page.section("attrition", "Who is in the cohort", _attrition_html(published, config))
-    page.section("quality", "Data quality", _quality_html(published))
-    page.section("methods", "Methods and settings", _methods_html(published, config, level))
-    page.section("manifest", "Run manifest", _manifest_html(manifest, notes or []))
+    page.section("attrition", "Who is in the cohort", "attrition.html.j2", **_attrition_context(published, drug))
+    page.section("quality", "Data quality", "quality.html.j2", **_quality_context(published))
+    weights = _analysis(published, "weights")
+    page.section("methods", "Methods and settings", "methods.html.j2", config=config, longer=names.longer,
+                 shorter=names.shorter, level_percent=round(100 * level), k=k, rounding_base=published.rounding_base,
+                 weights=estimates_table(weights, level, names, is_percent=False),
+                 settings=[[_code(key), value] for key, value in _flatten(config.to_dict())])
+    page.section("manifest", "Run manifest", "manifest.html.j2", notes=notes or [],
+                 rows=[[_code(key), value] for key, value in _flatten(manifest) if key != "config"])
 
-    generated = manifest.get("finished_at") or manifest.get("generated_at") or dt.datetime.now().isoformat(timespec="seconds")
-    document = _document(page, drug, str(generated))
+    document = _ENV.get_template("report.html.j2").render(
+        drug=drug, generated=generated_at(manifest), sections=page.sections, font=FONT)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
     index = out_dir / "index.html"
@@ -985,231 +525,72 @@ def build_report(published: Published, config: Config, manifest: dict[str, Any],
     return index, page.figures
 
 
-def _attrition_html(published: Published, config: Config) -> str:
+def generated_at(manifest: dict[str, Any]) -> str:
+    """When the results were generated: the live manifest's ``created_at`` (pipeline/manifest.py).
+
+    >>> generated_at({"created_at": "2026-11-22T03:05:00+00:00"})
+    '2026-11-22T03:05:00+00:00'
+    >>> generated_at({})
+    'not recorded (no run manifest)'
+    """
+    return str(manifest.get("created_at") or "not recorded (no run manifest)")
+
+
+def _card(label: str, entry: dict, complete: dict, who: str, level: float) -> dict[str, Any]:
+    return {"label": label, "value": pct(entry.get("estimate")), "ci": ci_text(entry.get("ci_low"), entry.get("ci_high"), level),
+            "events": count(entry.get("events")), "n_assessed": count(entry.get("n_assessed")),
+            "complete_case": pct(complete.get("estimate")), "n": count(entry.get("n")), "who": who}
+
+
+def _sensitivity_summary(rows: pd.DataFrame, names: Names) -> list[dict[str, Any]]:
+    """Per setting and population: the primary estimate at each value, values in numeric order."""
+    if rows.empty:
+        return []
+    primary = shown(rows[_kind(rows) == "primary"])
+    out = []
+    for (variable, population), part in primary.groupby(["variable", "population"], sort=True):
+        part = part.iloc[sorted(range(len(part)), key=lambda i: _level_key(part.iloc[i]["level"]))]
+        out.append({"label": names.variable(variable, population),
+                    "points": [{"level": names.level(variable, r["level"]), "estimate": pct(r["estimate"])}
+                               for _, r in part.iterrows()]})
+    return out
+
+
+def _attrition_context(published: Published, drug: str) -> dict[str, Any]:
     attrition = _plain(published.attrition)
     if attrition.empty:
-        return "<p class='empty'>No cohort attrition table was produced in this run.</p>"
-    first = attrition.iloc[0]
-    steps = [f"<div class='flow-box start'>{count(first['persons_before'])} people with a {esc(' / '.join(config.drugs.ingredients))} "
-             "dispensing in the extract</div>"]
-    for _, r in attrition.iterrows():
-        excluded = count(r["excluded"]) if not _missing(r["excluded"]) else "withheld (disclosure control)"
-        after = count(r["persons_after"]) if not _missing(r["persons_after"]) else "withheld (would reveal a small count)"
-        steps.append(f"<div class='flow-step'><div class='flow-arrow' aria-hidden='true'>&darr;</div>"
-                     f"<div class='flow-excluded'>Step {esc(r['step'])}: {esc(r['reason'])} &mdash; excluded {excluded}</div>"
-                     f"<div class='flow-box'>{after} remain</div></div>")
-    last = attrition.iloc[-1]
-    return (f"<p>Each step keeps the people who meet it; the last box is the analysed cohort "
-            f"({count(last['persons_after'])} new users).</p><div class='flow'>{''.join(steps)}</div>")
+        return {"steps": None}
+    steps = [{"step": r["step"], "reason": r["reason"],
+              "excluded": count(r["excluded"]) if not _missing(r["excluded"]) else "withheld (disclosure control)",
+              "after": count(r["persons_after"]) if not _missing(r["persons_after"])
+              else "withheld (would reveal a small count)"} for _, r in attrition.iterrows()]
+    return {"steps": steps, "first": count(attrition.iloc[0]["persons_before"]), "drug": drug,
+            "last": count(attrition.iloc[-1]["persons_after"])}
 
 
-def _details_if(summary: str, head: list[str], body: list[list[str]], cls: str = "", open_below: int = 8) -> str:
-    """A table, collapsed behind ``summary`` when it has more than ``open_below`` rows."""
-    table = _html_table(head, body, cls=cls)
-    return table if len(body) <= open_below else _details(f"Show: {summary.lower()}", table)
-
-
-def _code(value: Any) -> str:
-    """A file, column or rule name of the input, shown literally (it is what a data manager fixes)."""
-    return f"<code>{esc(value)}</code>" if not _missing(value) and str(value) else ""
-
-
-def _quality_html(published: Published) -> str:
+def _quality_context(published: Published) -> dict[str, Any]:
     quality = _plain(published.quality)
     if quality.empty:
-        return "<p class='empty'>No load, validation or quarantine records were found for this run.</p>"
-    parts = []
+        return {"empty": True}
+    context: dict[str, Any] = {"empty": False, "validation": None}
     validation = quality[quality["source"] == "validation"]
     if not validation.empty:
         failed = validation[validation["status"] == "fail"]
-        errors = failed[failed["severity"] == "error"]
-        parts.append(f"<p><b>{len(validation) - len(failed)} of {len(validation)} validation checks passed</b>; "
-                     f"{len(failed)} failed ({len(errors)} of them errors, whose rows were quarantined or which would "
-                     "have stopped the run). Failing checks:</p>")
-        shown = failed if not failed.empty else validation.head(0)
-        parts.append(_details_if(
-            "Failing checks", ["table", "column", "check", "category", "severity", "action", "failing rows",
-                               "rows checked", "share"],
-            [[_code(r["table_name"]), _code(r["column_name"]), _code(r["check_id"]), esc(r["category"]), esc(r["severity"]),
-              esc(r["action"]), count(r["count"]) if not r["suppressed"] else "withheld", count(r["total"]),
-              pct(r["share"], 2)] for _, r in shown.iterrows()]) if not shown.empty else "<p>None.</p>")
+        context["validation"] = {
+            "checks": len(validation), "passed": len(validation) - len(failed), "failed": len(failed),
+            "errors": int((failed["severity"] == "error").sum()),
+            "body": [[_code(r["table_name"]), _code(r["column_name"]), _code(r["check_id"]), r["category"],
+                      r["severity"], r["action"], count(r["count"]) if not r["suppressed"] else "withheld",
+                      count(r["total"]), pct(r["share"], 2)] for _, r in failed.iterrows()]}
     quarantine = quality[quality["source"] == "quarantine"]
-    parts.append("<h3>Rows quarantined (set aside with a reason, never silently dropped)</h3>")
-    parts.append(_details_if("Quarantined rows by rule", ["table", "stage", "rule", "rows"],
-                             [[_code(r["table_name"]), esc(r["category"]), _code(r["check_id"]),
-                               count(r["count"]) if not r["suppressed"] else "withheld"]
-                              for _, r in quarantine.iterrows()]) if not quarantine.empty else "<p>No rows were quarantined.</p>")
-    load = quality[quality["source"] == "load"]
-    if not load.empty:
-        wide = {}
-        for _, r in load.iterrows():
-            wide.setdefault(r["table_name"], {})[r["check_id"]] = r["count"]
-        parts.append("<h3>Rows loaded per input table</h3>")
-        parts.append(_details_if("Rows per input table", ["table", "rows read", "rows loaded", "rows quarantined"],
-                                 [[_code(t), count(v.get("rows_read")), count(v.get("rows_loaded")),
-                                   count(v.get("rows_quarantined"))] for t, v in wide.items()]))
-    parts.append("<p class='note'>This section and <code>quality/validation.json</code> beside this page are the "
-                 "published view of data quality: rule descriptions and rounded counts only. Which records failed "
-                 "which rule stays in the warehouse (<code>audit_validation</code>, <code>audit_quarantine</code>); "
-                 "the full validation results and Great Expectations Data Docs are written for the analyst to "
-                 "<code>data/quality-internal/</code>, outside the published folder.</p>")
-    return "".join(parts)
-
-
-def _methods_html(published: Published, config: Config, level: float) -> str:
-    c = config
-    items = [
-        f"Drugs: {esc(', '.join(c.drugs.ingredients))}; doses in diazepam equivalents ({esc(c.drugs.equivalence_table)} table).",
-        f"Treatment episode: dispensings joined while the gap after the supply ends is at most "
-        f"{c.episodes.persistence_window_days} days (Bushnell et al. 2017); stockpiling "
-        f"{'on' if c.episodes.stockpiling else 'off'}.",
-        f"Cohort: new users aged &ge; {c.cohort.min_age_years} with &ge; {c.cohort.washout_days} days of prior "
-        "observation and no benzodiazepine dispensing in it; first episode only.",
-        f"Outcome: physical dependence from episode start to {c.outcome.window_after_end_days} days after its end: "
-        f"ICD-10 {esc(', '.join(c.outcome.dependence_icd10_prefixes))} (ICD-10-CM "
-        f"{esc(', '.join(c.outcome.dependence_icd10cm_prefixes))}), documented withdrawal, a clinician's judgement, "
-        f"or SDS &ge; {c.outcome.sds_cutoff} (de las Cuevas et al. 2000).",
-        "People with no follow-up or diagnosis in the window have an unknown outcome, not a negative one; the primary "
-        "estimate weights ascertained people by the inverse probability of ascertainment, the complete-case estimate "
-        "is shown beside it.",
-        f"Intervals: {round(100 * level)}% (Wilson for proportions). Disclosure control "
-        f"(<code>disclosure.min_cell_count</code> = {published.min_cell_count}, <code>disclosure.rounding_base</code> "
-        f"= {published.rounding_base}): no count below {published.min_cell_count} is published, nor any number that "
-        f"would give one back; every published count is rounded to the middle of its band of "
-        f"{published.rounding_base} values (bands start at {published.min_cell_count}; 0 stays 0); a proportion "
-        f"events / n is computed from the rounded counts (with the Wilson interval of those), any other estimate is "
-        f"rounded so that estimate &times; n is uncertain by at least the rounding base (persons) "
-        f"(docs/privacy.md).",
-    ]
-    weights = _analysis(published, "weights")
-    weights_html = ("<h3>Ascertainment weights</h3>" + _details("Show the weight summary", estimates_table(
-        weights, level, is_percent=False))) if not weights.empty else ""
-    settings = _details_if("Every setting used", ["setting", "value"],
-                           [[f"<code>{esc(k)}</code>", esc(v)] for k, v in _flatten(config.to_dict())], cls="settings")
-    return (f"<ul>{''.join(f'<li>{i}</li>' for i in items)}</ul>{weights_html}"
-            f"<h3>Every setting used</h3>{settings}")
-
-
-def _manifest_html(manifest: dict[str, Any], notes: list[str]) -> str:
-    rows = [[f"<code>{esc(k)}</code>", esc(v)] for k, v in _flatten(manifest) if k != "config"]
-    note_html = "".join(f"<li>{esc(n)}</li>" for n in notes)
-    return ((f"<ul class='notes'>{note_html}</ul>" if note_html else "")
-            + (_details_if("Manifest", ["item", "value"], rows, cls="manifest") if rows
-               else "<p class='empty'>No manifest was given.</p>")
-            + "<p class='note'>Also in <code>manifest.json</code>; dashboard tables in <code>exports/</code> "
-              "(see <code>exports/data_dictionary.md</code>).</p>")
-
-
-_CSS = """
-:root { --ink:#1a1a1a; --muted:#5a5a5a; --line:#d9d9d9; --blue:#0072B2; --orange:#E69F00; --bg:#fafafa; }
-* { box-sizing: border-box; }
-body { margin:0; font-family: %(font)s; color: var(--ink); background: var(--bg); line-height: 1.5; }
-header { background: white; border-bottom: 1px solid var(--line); padding: 1.2rem 2rem; }
-header h1 { margin: 0; font-size: 1.5rem; }
-header p { margin: .2rem 0 0; color: var(--muted); }
-nav { padding: .5rem 2rem; background: white; border-bottom: 1px solid var(--line); font-size: .9rem; }
-nav a { margin-right: 1rem; color: var(--blue); }
-main { max-width: 1280px; margin: 0 auto; padding: 1rem 2rem 3rem; }
-section { background: white; border: 1px solid var(--line); border-radius: 6px; padding: 1rem 1.5rem; margin: 1rem 0; }
-h2 { font-size: 1.25rem; margin: .2rem 0 .8rem; } h3 { font-size: 1.05rem; margin: 1.2rem 0 .4rem; }
-.headline { font-size: 1.3rem; font-weight: 600; max-width: 70rem; }
-.cards { display: flex; gap: 1rem; flex-wrap: wrap; margin: .8rem 0; }
-.card { border: 1px solid var(--line); border-left: 6px solid var(--blue); border-radius: 4px; padding: .6rem 1rem; min-width: 16rem; }
-.card-label { color: var(--muted); font-size: .9rem; } .card-value { font-size: 2rem; font-weight: 700; color: var(--blue); }
-.card-ci, .card-n { font-size: .9rem; color: var(--muted); }
-.anchors { border-left: 4px solid #D55E00; padding-left: .8rem; }
-.howto { font-size: .92rem; color: var(--muted); }
-.chart-row { display: grid; grid-template-columns: minmax(0, 3fr) minmax(230px, 1fr); gap: 1rem; align-items: start; }
-@media (max-width: 900px) { .chart-row { grid-template-columns: 1fr; } }
-.summary { font-size: .92rem; border-left: 3px solid var(--line); padding-left: .8rem; }
-.summary p:first-child { font-weight: 600; }
-ul.values { padding-left: 1.1rem; margin: .3rem 0; } .ci { color: var(--muted); }
-.note { color: var(--muted); font-size: .85rem; } .empty { color: var(--muted); font-style: italic; }
-.table-wrap { overflow-x: auto; }
-table { border-collapse: collapse; font-size: .88rem; margin: .4rem 0 1rem; }
-th, td { border-bottom: 1px solid var(--line); padding: .25rem .6rem; text-align: left; vertical-align: top; }
-th { background: #f1f1f1; } td:nth-child(n+3) { font-variant-numeric: tabular-nums; }
-p.demo { background: #fff4d6; border-left: 4px solid #E69F00; padding: .5rem .8rem; }
-table.settings td, table.manifest td { font-size: .82rem; word-break: break-all; }
-.flow { display: flex; flex-direction: column; align-items: flex-start; }
-.flow-box { border: 2px solid var(--blue); border-radius: 4px; padding: .4rem .8rem; background: #eef6fb; font-weight: 600; }
-.flow-box.start { border-color: var(--ink); background: #f4f4f4; }
-.flow-step { margin-left: 1.2rem; } .flow-arrow { font-size: 1.2rem; color: var(--muted); margin-left: 1rem; }
-.flow-excluded { margin: 0 0 .3rem 2.5rem; color: #8a4b00; font-size: .9rem; }
-footer { color: var(--muted); font-size: .8rem; text-align: center; padding: 1rem; }
-details { margin: .4rem 0 1rem; } details > summary { cursor: pointer; color: var(--blue); font-size: .92rem; }
-details[open] > summary { margin-bottom: .3rem; }
-/* Print: A4/Letter portrait. No fixed heights, charts at the page's width (the script below
-   resizes them when printing starts), every section on a new page, no navigation or chart toolbar,
-   collapsed tables opened. */
-@media print {
-  @page { margin: 14mm 12mm; }
-  body { background: white; font-size: 10.5pt; }
-  nav, .modebar, .modebar-container, details > summary { display: none !important; }
-  details::details-content { content-visibility: visible !important; display: block !important; }
-  header { border: 0; padding: 0 0 .5rem; }
-  main { max-width: none; padding: 0; margin: 0; }
-  section { border: 0; border-radius: 0; padding: 0; margin: 0; break-before: page; }
-  section:first-of-type { break-before: auto; }
-  h2, h3 { break-after: avoid; }
-  .chart-row { display: block; }
-  .chart, .chart .js-plotly-plot, .chart .plot-container, .chart .svg-container { width: 100%% !important; max-width: 100%%; height: auto !important; }
-  .chart .main-svg { max-width: 100%%; }
-  .chart-row, .card, .flow-step, tr { break-inside: avoid; }
-  .summary { border-left: 0; padding-left: 0; }
-  .table-wrap { overflow: visible; }
-  table.settings td, table.manifest td { word-break: break-word; }
-  a { color: inherit; text-decoration: none; }
-}
-""" % {"font": FONT}
-
-
-# When printing starts: open the collapsed tables and redraw each chart at the printed width
-# (plotly sizes charts in pixels; without this a chart keeps its screen width and is cut off).
-_PRINT_SCRIPT = """
-(function () {
-  var opened = [];
-  function charts() { return document.querySelectorAll('.js-plotly-plot'); }
-  function forPrint() {
-    document.querySelectorAll('details:not([open])').forEach(function (d) { d.open = true; opened.push(d); });
-    if (window.Plotly) charts().forEach(function (div) { Plotly.relayout(div, {width: 700}); });
-  }
-  function forScreen() {
-    opened.forEach(function (d) { d.open = false; }); opened = [];
-    if (window.Plotly) charts().forEach(function (div) { Plotly.relayout(div, {width: null, autosize: true}); });
-  }
-  window.addEventListener('beforeprint', forPrint);
-  window.addEventListener('afterprint', forScreen);
-  if (window.matchMedia) {
-    window.matchMedia('print').addEventListener('change', function (m) { if (m.matches) forPrint(); else forScreen(); });
-  }
-})();
-"""
-
-
-def _document(page: _Page, drug: str, generated: str) -> str:
-    nav = "".join(f"<a href='#{a}'>{esc(h)}</a>" for a, h in page.toc)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Benzodiazepine dependence by treatment duration ({esc(drug)})</title>
-<style>{_CSS}</style>
-<script src="plotly.min.js"></script>
-</head>
-<body>
-<header><h1>How often does physical dependence follow {esc(drug)} treatment, by how long it lasted?</h1>
-<p>People starting treatment (new users) in the extract; results generated {esc(generated)}. Inputs and versions: see the run manifest at the end.</p></header>
-<nav>{nav}</nav>
-<main>
-{''.join(page.sections)}
-</main>
-<footer>benzo-outcomes report &middot; opens without a network connection &middot; colours: Okabe-Ito palette</footer>
-<script>{_PRINT_SCRIPT}</script>
-</body>
-</html>
-"""
+    context["quarantine"] = [[_code(r["table_name"]), r["category"], _code(r["check_id"]),
+                              count(r["count"]) if not r["suppressed"] else "withheld"] for _, r in quarantine.iterrows()]
+    wide: dict[str, dict[str, Any]] = {}
+    for _, r in quality[quality["source"] == "load"].iterrows():
+        wide.setdefault(r["table_name"], {})[r["check_id"]] = r["count"]
+    context["load"] = [[_code(t), count(v.get("rows_read")), count(v.get("rows_loaded")), count(v.get("rows_quarantined"))]
+                       for t, v in wide.items()]
+    return context
 
 
 def write_manifest(manifest: dict[str, Any], config: Config, path: Path) -> None:

@@ -10,10 +10,8 @@ suppressed ``events`` back).
 ['<14', '28-55', '>=182']
 >>> published_level_order("age_band", ["65+", "18-24", "45-64", "unknown"], [])
 ['18-24', '45-64', '65+', 'unknown']
->>> is_complete_case("headline_complete_case", "Wilson"), is_complete_case("headline", "complete case, Wilson")
-(True, True)
->>> is_complete_case("headline", "complete_case: Wilson"), is_complete_case("headline", "primary: IPW (Hajek)")
-(True, False)
+>>> PUBLISHED_ESTIMATE_COLUMNS[:5]
+['analysis', 'estimand', 'estimator', 'population', 'variable']
 """
 
 from __future__ import annotations
@@ -27,17 +25,20 @@ import duckdb
 import pandas as pd
 
 from pipeline.config import Config
+from pipeline.estimate.columns import COLUMN_NAMES, estimator_kind
 from pipeline.warehouse import table_exists
 
 log = logging.getLogger(__name__)
 
 # Bump when a published column is added, removed, renamed or changes meaning.
-SCHEMA_VERSION = "1.0.0"
+# 2.0.0: the explicit columns estimand, estimator, population, estimate_name, estimate_type;
+# ``variable`` no longer carries a population after '|'.
+SCHEMA_VERSION = "2.0.0"
 
-ESTIMATE_COLUMNS = [
-    "schema_version", "analysis", "variable", "level", "time_days", "n", "events",
-    "estimate", "ci_low", "ci_high", "method", "suppressed", "suppression_reason",
-]
+# The warehouse's estimates columns that are published, in its order (pipeline/estimate/columns.py).
+# n_assessed is left out: it is the complete-case row's n, published there.
+PUBLISHED_ESTIMATE_COLUMNS = [c for c in COLUMN_NAMES if c != "n_assessed"]
+ESTIMATE_COLUMNS = ["schema_version", *PUBLISHED_ESTIMATE_COLUMNS, "suppressed", "suppression_reason"]
 ATTRITION_COLUMNS = [
     "schema_version", "step", "reason", "persons_before", "excluded", "persons_after",
     "suppressed", "suppression_reason",
@@ -64,12 +65,6 @@ class Published:
     min_cell_count: int
     rounding_base: int = 1
     notes: list[str] = field(default_factory=list)
-
-
-def is_complete_case(analysis: str, method: str | None) -> bool:
-    """Complete-case rows are named by their analysis or, failing that, their method."""
-    method = str(method or "").lower().replace("-", " ").replace("_", " ")
-    return "complete_case" in str(analysis) or method.startswith("complete case") or "complete case" in method
 
 
 def published_level_order(variable: str, levels: list[str], band_labels: list[str]) -> list[str]:
@@ -113,14 +108,23 @@ def _ensure_flags(original: pd.DataFrame, suppressed: pd.DataFrame, count_cols: 
 
 
 def read_estimates(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """The warehouse ``estimates`` table in a stable order (an empty frame when absent)."""
-    columns = ["analysis", "variable", "level", "time_days", "n", "events", "estimate", "ci_low", "ci_high", "method"]
+    """The warehouse ``estimates`` table in a stable order (an empty frame when absent).
+
+    A table without the explicit columns (written before they existed) is one clear error:
+    nothing here guesses what a row is from its method text."""
+    columns = PUBLISHED_ESTIMATE_COLUMNS
     if not table_exists(con, "estimates"):
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-    frame = con.execute("select * from estimates order by analysis, variable, method, level, time_days").df()
-    for col in columns:
-        if col not in frame.columns:
-            frame[col] = None
+    present = {row[0] for row in con.execute("select column_name from information_schema.columns "
+                                             "where table_name = 'estimates'").fetchall()}
+    missing = [c for c in columns if c not in present]
+    if missing:
+        from pipeline.errors import StageOrderError
+
+        raise StageOrderError(f"warehouse table estimates lacks column(s) {', '.join(missing)}: it was written by an "
+                              "older estimate stage; rerun it (python -m pipeline estimate)")
+    frame = con.execute(f"select {', '.join(columns)} from estimates "
+                        "order by analysis, estimand, population, variable, estimator, level, time_days").df()
     return frame[columns]
 
 
@@ -140,6 +144,8 @@ def suppress_estimates(estimates: pd.DataFrame, min_cell_count: int, rounding_ba
 
 _TYPES = {
     "schema_version": "string", "analysis": "string", "variable": "string", "level": "string",
+    "estimand": "string", "estimator": "string", "population": "string", "estimate_name": "string",
+    "estimate_type": "string",
     "time_days": "Int64", "n": "Int64", "events": "Int64", "estimate": "Float64", "ci_low": "Float64",
     "ci_high": "Float64", "method": "string", "suppressed": "boolean", "suppression_reason": "string",
     "step": "Int64", "reason": "string", "persons_before": "Int64", "excluded": "Int64",
@@ -270,8 +276,7 @@ def _entry(row: pd.Series | None) -> dict[str, Any]:
 
 def headline_from_estimates(published: pd.DataFrame, config: Config) -> dict[str, Any] | None:
     """The DESIGN.md headline dict from the (already suppressed) headline rows, or None if there are none."""
-    rows = published[published["analysis"].isin(["headline", "headline_complete_case"])
-                     & published["level"].isin(HEADLINE_GROUPS) & published["time_days"].isna()]
+    rows = published[(published["analysis"] == "headline") & published["level"].isin(HEADLINE_GROUPS)]
     if rows.empty:
         return None
     result = _headline_blocks(rows, "headline", "complete_case")
@@ -281,9 +286,9 @@ def headline_from_estimates(published: pd.DataFrame, config: Config) -> dict[str
 
 def _headline_blocks(rows: pd.DataFrame, primary_key: str, complete_key: str) -> dict[str, Any]:
     """{primary_key: {group: entry}, complete_key: {group: entry}} from one estimand's headline rows."""
-    complete = rows.apply(lambda r: is_complete_case(r["analysis"], r["method"]), axis=1).astype(bool)
+    kinds = rows["estimator"].map(estimator_kind)
     blocks: dict[str, Any] = {}
-    for key, subset in ((primary_key, rows[~complete]), (complete_key, rows[complete])):
+    for key, subset in ((primary_key, rows[kinds == "primary"]), (complete_key, rows[kinds == "complete_case"])):
         blocks[key] = {}
         for group in HEADLINE_GROUPS:
             match = subset[subset["level"] == group]
@@ -372,3 +377,45 @@ def collect(con: duckdb.DuckDBPyConnection, config: Config, estimate_result: dic
         rounding_base=b,
         notes=notes,
     )
+
+
+POLICY = ("counts from 1 to min_cell_count - 1 suppressed (with every count that would give one back), then every "
+          "published count rounded to the middle of its band of rounding_base values (bands start at "
+          "min_cell_count; 0 stays 0); proportions recomputed from the rounded counts, other estimates rounded so "
+          "that estimate x n is uncertain by at least rounding_base persons (docs/privacy.md)")
+
+
+def release_manifest(manifest: dict[str, Any], min_cell_count: int, rounding_base: int) -> dict[str, Any]:
+    """The manifest as published: input row counts rounded, k-anonymity counts suppressed and
+    rounded with their share recomputed from the published counts, the disclosure settings stated.
+
+    >>> m = release_manifest({"inputs": [{"table": "persons", "rows_read": 20_001}],
+    ...                       "k_anonymity": {"k": 11, "persons": 20_000, "persons_in_groups_below_k": 3961,
+    ...                                       "groups_below_k": 900}}, 11, 5)
+    >>> m["inputs"][0]["rows_read"], m["k_anonymity"]["persons_in_groups_below_k"]
+    (20003, 3963)
+    >>> m["k_anonymity"]["share_of_persons_in_groups_below_k"], m["disclosure"]["rounding_base"]
+    (0.1982, 5)
+    """
+    from pipeline.privacy.disclosure import publish_count
+
+    out = dict(manifest)
+    out["inputs"] = [
+        {**item, **({"rows_read": publish_count(item["rows_read"], min_cell_count, rounding_base)}
+                    if "rows_read" in item else {})}
+        for item in manifest.get("inputs") or []
+    ]
+    risk = manifest.get("k_anonymity")
+    if isinstance(risk, dict):
+        published = {key: risk[key] for key in ("quasi_identifiers", "k") if key in risk}
+        persons = publish_count(risk.get("persons"), min_cell_count, rounding_base)
+        in_small = publish_count(risk.get("persons_in_groups_below_k"), min_cell_count, rounding_base)
+        published["persons"] = persons
+        published["persons_in_groups_below_k"] = in_small
+        published["groups_below_k"] = publish_count(risk.get("groups_below_k"), min_cell_count, rounding_base)
+        # From the published counts only: share x published persons gives back the published count.
+        published["share_of_persons_in_groups_below_k"] = (
+            round(in_small / persons, 4) if persons and in_small is not None else None)
+        out["k_anonymity"] = published
+    out["disclosure"] = {"min_cell_count": min_cell_count, "rounding_base": rounding_base, "policy": POLICY}
+    return out

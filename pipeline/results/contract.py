@@ -40,6 +40,7 @@ COLUMNS = (
     "variable_name", "variable_level", "estimate_name", "estimate_type", "estimate_value",
     "additional_name", "additional_level",
 )
+NULLABLE_COLUMNS = ("variable_level", "estimate_value")  # empty = not applicable / not estimable
 OVERALL = "overall"
 SEPARATOR = " &&& "  # omopgenerics joins several names / levels with this
 SUPPRESSED = "-"  # omopgenerics' marker for a suppressed estimate
@@ -57,7 +58,7 @@ COLUMN_MEANING = {
                    "the row is about the whole cohort",
     "strata_level": "the levels of strata_name, in the same order (e.g. 'gt_4_weeks &&& F'); 'overall' for none",
     "variable_name": "what is measured: dependence, withdrawal, a component (dep_icd, dep_withdrawal, dep_assessed, "
-                     "dep_sds), treatment_gt_4_weeks, dose_increase, dose_escalation_ratio, ascertainment_weight, "
+                     "dep_sds), treated_gt_split, dose_increase, dose_escalation_ratio, ascertainment_weight, "
                      "a model term (dose_response), number_subjects / excluded_subjects (attrition)",
     "variable_level": "the level of a model term (dose_response); empty otherwise",
     "estimate_name": "which number: see the estimate names below",
@@ -204,14 +205,3 @@ def data_dictionary(confidence: float = 0.95) -> pd.DataFrame:
     rows += [{"file": "settings.csv", "kind": "column", "name": name, "type": "character", "meaning": meaning}
              for name, meaning in SETTINGS.items()]
     return pd.DataFrame(rows)
-
-
-def dictionary_markdown(dictionary: pd.DataFrame) -> str:
-    lines = ["# summarised_result data dictionary", "",
-             "Generated from `pipeline/results/contract.py` (DARWIN EU omopgenerics `summarised_result`). "
-             "Every value is text; `-` = suppressed by disclosure control, empty = not estimable.", ""]
-    for (file, kind), part in dictionary.groupby(["file", "kind"], sort=False):
-        lines += [f"## {file}: {kind.replace('_', ' ')}s", "", "| name | type | meaning |", "| --- | --- | --- |"]
-        lines += [f"| `{r.name}` | {r.type} | {r.meaning} |" for r in part.itertuples()]
-        lines.append("")
-    return "\n".join(lines)

@@ -7,14 +7,14 @@ when the disclosure module rounds). Nothing is recomputed.
 
 How each analysis of the long ``estimates`` table maps is in ``_SPECS``; an
 analysis not listed there is still exported (``_generic``), never dropped.
-The population a ``variable`` carries after ``|`` becomes a stratum
-(``headline_group``), the estimator (primary / complete case) and estimand
-become settings of the row's ``result_id``.
+Every choice is made from the rows' explicit columns (pipeline/estimate/columns.py),
+never from ``method``: a row's ``population`` other than ``all`` becomes a stratum
+(``headline_group``), its estimator's kind (primary / complete case / descriptive)
+and its ``estimand`` become settings of its ``result_id``, its ``estimate_name``
+picks the shape where an analysis holds several quantities.
 
->>> _split_variable("sex|gt_4_weeks"), _split_variable("sex")
-(('sex', 'gt_4_weeks'), ('sex', None))
->>> _estimator({"method": "primary: IPW"}), _estimator({"method": "tolerance: median"})
-('primary', 'descriptive')
+>>> _population("gt_split"), _population("all"), _population("dependent")
+([('headline_group', 'gt_4_weeks')], [], [('dependence', 'dependent')])
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pandas as pd
 
 from pipeline import __version__
 from pipeline.config import Config
+from pipeline.estimate.columns import HEADLINE_GROUP_POPULATIONS, estimator_kind, result_type
 from pipeline.results.contract import (
     COLUMNS,
     OVERALL,
@@ -38,14 +39,12 @@ from pipeline.results.contract import (
     join_names,
 )
 
-DEFAULT_ESTIMAND = "episode_window"
-# Estimand (b) (pipeline.estimate.run: analyses named <analysis>_fixed_window): dependence or
-# withdrawal assessed in the fixed window after treatment ends.
-FIXED_WINDOW_SUFFIX = "_fixed_window"
-FIXED_WINDOW_ESTIMAND = "fixed_window"
-# The estimate stage's method prefixes (pipeline/estimate/run.py PRIMARY / COMPLETE_CASE).
-_ESTIMATOR_PREFIXES = (("primary:", "primary"), ("complete_case:", "complete_case"))
-_ANCHOR_OUTCOME = {"marriott_tyrer_1993": "dependence", "rickels_1983": "withdrawal"}
+DEFAULT_ESTIMAND = "episode_window"  # attrition's (it is about the cohort, before any estimand)
+# population -> the stratum it is in summarised_result (headline groups keep their level names)
+_POPULATION_STRATA = {population: ("headline_group", group) for group, population in HEADLINE_GROUP_POPULATIONS.items()
+                      if population != "all"} | {"dependent": ("dependence", "dependent")}
+_DOSE_RESPONSE_MODELS = {"logistic_or_ipw": ("bands", "estimate"), "logistic_or_ipw_trend": ("trend", "estimate"),
+                         "reference_level": ("bands", "reference")}
 _WEIGHT_STATS = {"min": "min", "p50": "p50", "p99": "p99", "max": "max", "ess": "effective_sample_size"}
 
 
@@ -66,25 +65,8 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _split_variable(variable: Any) -> tuple[str, str | None]:
-    text = _text(variable) or ""
-    name, _, population = text.partition("|")
-    return name, (population or None)
-
-
-def _estimator(row: dict) -> str:
-    explicit = _text(row.get("estimator"))
-    if explicit:
-        return explicit
-    method = (_text(row.get("method")) or "").strip().lower()
-    for prefix, name in _ESTIMATOR_PREFIXES:
-        if method.startswith(prefix):
-            return name
-    return "descriptive"
-
-
 def _population(population: str | None) -> list[tuple[str, str]]:
-    return [] if population in (None, "all") else [("headline_group", population)]
+    return [] if population in (None, "all") else [_POPULATION_STRATA[population]]
 
 
 def _group_stratum(level: str) -> list[tuple[str, str]]:
@@ -103,13 +85,8 @@ def _by_level(row, variable, population, level):
     return _Shape(strata=_population(population) + [(variable, level)], estimates=_PROPORTION)
 
 
-def _by_stratum(row, variable, population, level):
-    # by_stratum is within > 4 weeks (pipeline/estimate/run.py stratum_rows)
-    return _Shape(strata=_population(population or "gt_4_weeks") + [(variable, level)], estimates=_PROPORTION)
-
-
 def _components(row, variable, population, level):
-    return _Shape(strata=_group_stratum(level), variable_name=variable, estimates=_PROPORTION)
+    return _Shape(strata=_group_stratum(level), variable_name=row["estimate_name"], estimates=_PROPORTION)
 
 
 def _curve(row, variable, population, level):
@@ -120,18 +97,15 @@ def _curve(row, variable, population, level):
 
 
 def _dose_response(row, variable, population, level):
-    method = _text(row.get("method")) or ""
-    model = re.search(r"\((\w+) model", method)
-    role = "reference" if "reference level" in method else "estimate"
-    return _Shape(variable_name=variable, variable_level=level,
-                  additional=[("model", model.group(1) if model else "model"), ("term_role", role)],
+    model, role = _DOSE_RESPONSE_MODELS[row["estimator"]]
+    return _Shape(variable_name=variable, variable_level=level, additional=[("model", model), ("term_role", role)],
                   estimates={"n": "denominator_count", "events": "outcome_count", "estimate": "odds_ratio",
                              "ci_low": "odds_ratio_lower", "ci_high": "odds_ratio_upper"})
 
 
 def _tolerance(row, variable, population, level):
     strata = [] if level == "all" else [(variable, level)]
-    if "median" in (_text(row.get("method")) or ""):
+    if row["estimate_name"] == "dose_escalation_ratio":
         return _Shape(strata=strata, variable_name="dose_escalation_ratio",
                       estimates={"n": "denominator_count", "estimate": "median", "ci_low": "median_lower",
                                  "ci_high": "median_upper"})
@@ -139,8 +113,8 @@ def _tolerance(row, variable, population, level):
 
 
 def _withdrawal(row, variable, population, level):
-    among = [("dependence", "dependent")] if variable.endswith("among_dependent") else []
-    return _Shape(strata=among + [("ending", level)], variable_name="withdrawal", estimates=_PROPORTION)
+    return _Shape(strata=_population(population) + [("ending", level)], variable_name="withdrawal",
+                  estimates=_PROPORTION)
 
 
 def _weights(row, variable, population, level):
@@ -152,16 +126,12 @@ def _weights(row, variable, population, level):
 
 
 def _anchors(row, variable, population, level):
-    method = (_text(row.get("method")) or "").lower()
-    shape = _Shape(strata=[("anchor_group", level)], variable_name=_ANCHOR_OUTCOME.get(variable, "outcome"),
-                   additional=[("anchor", variable)])
-    if method.startswith("anchor:") and "inside our ci" in method:
-        shape.estimates = {"estimate": "published_inside_ci"}
-    elif method.startswith("anchor:"):
-        shape.estimates = {"estimate": "published_proportion"}
-    else:
-        shape.estimates = _PROPORTION
-    return shape
+    estimates = {"interval_check": {"estimate": "published_inside_ci"},
+                 "published": {"estimate": "published_proportion"}}.get(row["estimator"], _PROPORTION)
+    # the flag row is about its anchor's outcome: the variable_name of its published figure's row
+    outcome = row.get("_anchor_outcome") or row["estimate_name"]
+    return _Shape(strata=[("anchor_group", level)], variable_name=outcome, additional=[("anchor", variable)],
+                  estimates=estimates)
 
 
 def _sensitivity(row, variable, population, level):
@@ -169,8 +139,8 @@ def _sensitivity(row, variable, population, level):
 
 
 def _trend(row, variable, population, level):
-    if _estimator(row) == "descriptive":  # exposure rows: share treated longer than the headline split
-        return _Shape(strata=[(variable, level)], variable_name="treatment_gt_4_weeks", estimates=_PROPORTION)
+    if row["estimate_name"] == "treated_gt_split":  # exposure: share treated longer than the headline split
+        return _Shape(strata=[(variable, level)], variable_name="treated_gt_split", estimates=_PROPORTION)
     return _Shape(strata=_population(population) + [(variable, level)], estimates=_PROPORTION)
 
 
@@ -186,9 +156,8 @@ def _generic(row, variable, population, level):
 
 _SPECS: dict[str, Callable[..., _Shape]] = {
     "headline": _headline,
-    "headline_complete_case": _headline,
     "by_duration_band": _by_level,
-    "by_stratum": _by_stratum,
+    "by_stratum": _by_level,
     "by_stratum_overall": _by_level,
     "components": _components,
     "cumulative_incidence": _curve,
@@ -256,16 +225,17 @@ def summarised_rows(estimates: pd.DataFrame, attrition: pd.DataFrame, config: Co
             results[key]["methods"].append(method)
         return results[key]["result_id"]
 
-    for row in estimates.astype("object").to_dict("records"):
-        analysis = _text(row.get("analysis")) or "unknown"
-        estimand = _text(row.get("estimand")) or DEFAULT_ESTIMAND
-        if analysis.endswith(FIXED_WINDOW_SUFFIX):  # estimand (b)'s rows: same shapes, their own results
-            analysis, estimand = analysis[: -len(FIXED_WINDOW_SUFFIX)], FIXED_WINDOW_ESTIMAND
-        variable, population = _split_variable(row.get("variable"))
-        population = _text(row.get("population")) or population  # an explicit column wins over "variable|population"
+    records_in = estimates.astype("object").to_dict("records")
+    anchor_outcomes = {(r["variable"], r["level"]): r["estimate_name"] for r in records_in if r["estimator"] == "published"}
+    for row in records_in:
+        if row["estimator"] == "interval_check":
+            row = {**row, "_anchor_outcome": anchor_outcomes.get((row["variable"], row["level"]))}
+        analysis = result_type(row["analysis"])  # estimand (b)'s analyses: same shapes, their own results
+        estimand = row["estimand"]
+        variable, population = _text(row.get("variable")) or "", row["population"]
         level = _text(row.get("level")) or "unknown"
         shape = _SPECS.get(analysis, _generic)(row, variable, population, level)
-        rid = result_id(analysis, _estimator(row), estimand, _text(row.get("method")))
+        rid = result_id(analysis, estimator_kind(row["estimator"]), estimand, _text(row.get("method")))
         suppressed = bool(row.get("suppressed")) if _text(row.get("suppressed")) is not None else False
         strata_name = join_names([s[0] for s in shape.strata])
         strata_level = join_names([s[1] for s in shape.strata])

@@ -1,4 +1,5 @@
-"""Write ``summarised_result.csv`` / ``.parquet``, ``settings.csv`` and their data dictionary into exports/.
+"""Write ``summarised_result.csv`` / ``.parquet`` and ``settings.csv`` into exports/ (their columns are in
+exports/data_dictionary, generated with the other exports' by ``pipeline.publish.exports.data_dictionary``).
 
 Called by the publish stage with the already suppressed ``Published`` tables.
 Before anything is written the rows are checked once more: no count from 1
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import Config
 from pipeline.errors import PrivacyError
-from pipeline.results.contract import COLUMNS, data_dictionary, dictionary_markdown, parse_value
+from pipeline.results.contract import COLUMNS, parse_value
 from pipeline.results.convert import cdm_name_of, settings_table, summarised_rows
 from pipeline.warehouse import new_id
 
@@ -89,7 +90,7 @@ def build(published, config: Config, manifest: dict[str, Any] | None, con=None) 
 
 
 def write(published, config: Config, manifest: dict[str, Any] | None, exports_dir: Path, con=None) -> list[Path]:
-    """Write the summarised result, its settings and data dictionary; refuse on a small count."""
+    """Write the summarised result and its settings; refuse on a small count."""
     rows, settings = build(published, config, manifest, con)
     if tuple(rows.columns) != COLUMNS:
         raise AssertionError(f"summarised_result columns drifted: {list(rows.columns)}")
@@ -104,9 +105,7 @@ def write(published, config: Config, manifest: dict[str, Any] | None, exports_di
     schema = pa.schema([(c, pa.string()) for c in COLUMNS])
     pq.write_table(pa.Table.from_pandas(rows, schema=schema, preserve_index=False), paths[1])
     settings.to_csv(paths[2], index=False)
-    dictionary = data_dictionary(config.estimate.confidence_level)
-    dictionary.to_csv(exports_dir / "summarised_result_dictionary.csv", index=False)
-    (exports_dir / "summarised_result_dictionary.md").write_text(dictionary_markdown(dictionary), encoding="utf-8")
+    # their columns and estimate names are in the one exports/data_dictionary (pipeline.publish.exports)
     return paths
 
 
