@@ -19,13 +19,15 @@ MIN_CELL_COUNT ?=
 HOST ?= 127.0.0.1
 PORT ?= 8050
 SITES ?=
+# ENGINE=spark: the SQL stages on Apache Spark (docs/spark.md); empty = engine.name in the config (duckdb).
+ENGINE ?=
 
 # No make variable's value reaches a shell command line: each is handed to the
 # recipes through the environment ($(value X): never expanded by make either)
 # and used there only inside double quotes ("$$BENZO_X"), so `make DRUGS='x;id'`
 # passes the text x;id to the pipeline, which refuses it as an unknown drug.
 # Make would otherwise export command-line variables itself, expanding them.
-USER_VARIABLES := PYTHON SOURCE FORMAT DRUGS PERSISTENCE_DAYS STOCKPILING MIN_CELL_COUNT HOST PORT SITES
+USER_VARIABLES := PYTHON SOURCE FORMAT DRUGS PERSISTENCE_DAYS STOCKPILING MIN_CELL_COUNT HOST PORT SITES ENGINE
 $(foreach name,$(USER_VARIABLES),$(eval export BENZO_$(name) := $$(value $(name))))
 unexport $(USER_VARIABLES)
 
@@ -35,6 +37,7 @@ unexport $(USER_VARIABLES)
 ARGS = $${BENZO_SOURCE:+--source "$$BENZO_SOURCE"} $(SITE_ARGS)
 # The same without the source (each site of a network study names its own).
 SITE_ARGS = $${BENZO_FORMAT:+--format "$$BENZO_FORMAT"} \
+       $${BENZO_ENGINE:+--engine "$$BENZO_ENGINE"} \
        $${BENZO_DRUGS:+--set "drugs.ingredients=$$BENZO_DRUGS"} \
        $${BENZO_PERSISTENCE_DAYS:+--set "episodes.persistence_window_days=$$BENZO_PERSISTENCE_DAYS"} \
        $${BENZO_STOCKPILING:+--set "episodes.stockpiling=$$BENZO_STOCKPILING"} \
@@ -51,7 +54,7 @@ PACKAGE_FILES := $(shell find pipeline expectations config -type f \( -name '*.p
 SOURCE_STAMP := data/.source-stamp
 
 .DEFAULT_GOAL := all
-.PHONY: all help setup demo run test bench simulate clean
+.PHONY: all help setup setup-spark demo run test bench simulate clean
 
 all: reports/index.html ## Set up, build the demo extract if no SOURCE is given, run every stage, write reports/
 
@@ -68,19 +71,31 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP) ## Create .venv with the pinned dependencies (requirements.lock)
 
+# The optional Spark group (requirements-spark.lock), installed only when ENGINE=spark is asked for,
+# with its own stamp; Java 17 is checked first and named when missing.
+SPARK_STAMP := $(VENV)/.installed-spark
+ENGINE_DEPS = $(if $(filter spark,$(value ENGINE)),$(SPARK_STAMP))
+$(SPARK_STAMP): $(STAMP) requirements-spark.lock
+	@command -v java >/dev/null 2>&1 || [ -n "$$JAVA_HOME" ] || { echo "error: ENGINE=spark needs Java 17, and no java is on PATH (install a JDK 17, e.g. apt-get install openjdk-17-jre-headless, or set JAVA_HOME)" >&2; exit 2; }
+	@if sha256sum requirements-spark.lock | cmp -s - $@; then touch $@; else \
+	  set -x && $(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-spark.lock && \
+	  sha256sum requirements-spark.lock > $@; fi
+
+setup-spark: $(SPARK_STAMP) ## Install the optional Spark group (pyspark, sqlglot; needs Java 17)
+
 $(DEMO)/truth.json: $(STAMP) $(wildcard pipeline/demo/*.py) config/default.toml
 	@set -- $(ARGS); $(PY) -m pipeline check "$$@" > /dev/null  # a wrong setting stops make before any work
 	$(PY) -m pipeline demo --out $(DEMO)
 
 demo: $(DEMO)/truth.json ## Build the synthetic demo extract (seeded) and its truth.json
 
-$(SOURCE_STAMP): $(STAMP) $(if $(value SOURCE),,$(DEMO)/truth.json) FORCE
+$(SOURCE_STAMP): $(STAMP) $(ENGINE_DEPS) $(if $(value SOURCE),,$(DEMO)/truth.json) FORCE
 	@$(PY) -m pipeline stamp $(ARGS) --out $@
 
-reports/index.html: $(STAMP) $(PACKAGE_FILES) $(SOURCE_STAMP)
+reports/index.html: $(STAMP) $(ENGINE_DEPS) $(PACKAGE_FILES) $(SOURCE_STAMP)
 	@$(call PIPELINE,run)
 
-run: $(STAMP) $(if $(value SOURCE),,$(DEMO)/truth.json) ## Run every stage again, even if nothing changed
+run: $(STAMP) $(ENGINE_DEPS) $(if $(value SOURCE),,$(DEMO)/truth.json) ## Run every stage again, even if nothing changed (ENGINE=spark: on Spark)
 	@$(call PIPELINE,run)
 
 test: $(STAMP) ## Set up and run the tests (unit, fixtures, end to end, browser)
@@ -120,6 +135,6 @@ network: $(STAMP) $(if $(value SITES),,$(DEMO)/truth.json) ## Network study: run
 	$(PY) -m pipeline pool "$${packages[@]}" --out reports/network
 
 clean: ## Remove data/, reports/ and the environment
-	rm -rf $(VENV) data/warehouse.duckdb* data/demo data/.source-stamp data/.source-stamp.cache reports/*
+	rm -rf $(VENV) data/warehouse.duckdb* data/spark-warehouse data/demo data/.source-stamp data/.source-stamp.cache reports/*
 
 FORCE:

@@ -8,6 +8,8 @@ sqlglot does not map by itself is rewritten here, as AST transforms:
 * ``arg_min_null`` / ``arg_max_null`` (DuckDB: the value at the least/greatest
   key, NULL values kept) -> Spark's ``min_by`` / ``max_by``, which keep NULL
   values too and skip only NULL keys, as DuckDB's ``*_null`` forms do.
+* ``x / y`` -> ``try_divide(x, y)`` (DuckDB gives NULL for a division by zero, ANSI Spark an error).
+* ``isfinite(x)`` -> ``not isnan(x) and abs(x) <> double('inf')`` (NULL stays NULL).
 * ``create [or replace] [temp] table t as ...`` -> the query written as
   Parquet under the Spark warehouse folder and a view ``t`` over it
   (``pipeline.spark.tables``): what every Spark has, local or on a cluster,
@@ -40,6 +42,13 @@ def _functions(node):
     """DuckDB-only functions -> their Spark equivalents."""
     from sqlglot import exp
 
+    if isinstance(node, exp.Div):  # DuckDB: x / 0 is NULL; Spark (ANSI) raises
+        return exp.Anonymous(this="try_divide", expressions=[node.this, node.expression])
+    if isinstance(node, exp.Anonymous) and str(node.this).upper() == "ISFINITE":
+        value = node.expressions[0]
+        return exp.paren(exp.and_(exp.not_(exp.Anonymous(this="isnan", expressions=[value.copy()])),
+                                  exp.NEQ(this=exp.Abs(this=value.copy()),
+                                          expression=exp.Anonymous(this="double", expressions=[exp.Literal.string("inf")]))))
     if isinstance(node, exp.Anonymous) and str(node.this).upper() in _NULL_KEEPING:
         value, key = node.expressions[:2]
         return getattr(exp, _NULL_KEEPING[str(node.this).upper()])(this=value, expression=key)
@@ -291,7 +300,7 @@ def run_script(spark: Any, sql: str, tables: "SparkTables") -> None:
 
 
 def run(spark: Any, config: Config, tables: "SparkTables", files: list | None = None,
-        params: dict | None = None) -> dict[str, int]:
+        params: dict | None = None, counts: bool = True) -> dict[str, int]:
     """The transform's SQL files on Spark; returns the row counts of the output tables (as on DuckDB)."""
     from pipeline.transform import OUTPUT_TABLES, sql_files, sql_parameters
     from pipeline.warehouse import render_sql
@@ -302,6 +311,8 @@ def run(spark: Any, config: Config, tables: "SparkTables", files: list | None = 
         started = time.perf_counter()
         run_script(spark, render_sql(path.read_text(encoding="utf-8"), **params), tables)
         timings[path.name] = round(time.perf_counter() - started, 2)
+    if not counts:
+        return timings
     counts = " union all ".join(f"select '{name}' as name, count(*) as n from {name}" for name in OUTPUT_TABLES)
     summary = {row[0]: int(row[1]) for row in spark.sql(counts).collect()}
     row = spark.sql("select count_if(ascertained), count_if(dependence) from outcomes").collect()[0]
