@@ -8,7 +8,7 @@ sqlglot does not map by itself is rewritten here, as AST transforms:
 * ``arg_min_null`` / ``arg_max_null`` (DuckDB: the value at the least/greatest
   key, NULL values kept) -> Spark's ``min_by`` / ``max_by``, which keep NULL
   values too and skip only NULL keys, as DuckDB's ``*_null`` forms do.
-* ``x / y`` -> ``try_divide(x, y)`` (DuckDB gives NULL for a division by zero, ANSI Spark an error).
+* ``x / y`` -> IEEE division (DuckDB's ``x / 0`` is inf, -inf or nan; Spark's an error or NULL).
 * ``isfinite(x)`` -> ``not isnan(x) and abs(x) <> double('inf')`` (NULL stays NULL).
 * ``create [or replace] [temp] table t as ...`` -> the query written as
   Parquet under the Spark warehouse folder and a view ``t`` over it
@@ -42,8 +42,12 @@ def _functions(node):
     """DuckDB-only functions -> their Spark equivalents."""
     from sqlglot import exp
 
-    if isinstance(node, exp.Div):  # DuckDB: x / 0 is NULL; Spark (ANSI) raises
-        return exp.Anonymous(this="try_divide", expressions=[node.this, node.expression])
+    if isinstance(node, exp.Div):  # DuckDB: x / 0 is IEEE (inf, -inf, nan); Spark: an error (ANSI) or NULL
+        x, y = node.this, node.expression
+        ieee = exp.Mul(this=exp.Cast(this=x.copy(), to=exp.DataType.build("double")),
+                       expression=exp.Anonymous(this="double", expressions=[exp.Literal.string("inf")]))
+        return exp.Case(ifs=[exp.If(this=exp.EQ(this=y.copy(), expression=exp.Literal.number(0)), true=ieee)],
+                        default=exp.Anonymous(this="try_divide", expressions=[x, y]))
     if isinstance(node, exp.Anonymous) and str(node.this).upper() == "ISFINITE":
         value = node.expressions[0]
         return exp.paren(exp.and_(exp.not_(exp.Anonymous(this="isnan", expressions=[value.copy()])),
@@ -200,7 +204,12 @@ def _expand_stars(tree, columns_of: Callable[[str], list[str]]):
     """Replace every star with DuckDB modifiers by the explicit columns it stands for (see module docstring)."""
     from sqlglot import exp
 
-    for select in list(tree.find_all(exp.Select)):
+    def post_order(node):  # children before parents, siblings in order: earlier CTEs are expanded first
+        for child in node.iter_expressions():
+            yield from post_order(child)
+        yield node
+
+    for select in [node for node in post_order(tree) if isinstance(node, exp.Select)]:
         projections = list(select.expressions)
         if not any(isinstance(p, exp.Star) and _star_modifiers(p)
                    or isinstance(p, exp.Column) and isinstance(p.this, exp.Star) and _star_modifiers(p.this)
