@@ -21,7 +21,7 @@ sqlglot does not map by itself is rewritten here, as AST transforms:
 >>> to_spark("create or replace table t as select arg_min_null(x, k) as x from s group by g")
 [Statement(target='t', sql='SELECT MIN_BY(x, k) AS x FROM s GROUP BY g')]
 >>> to_spark("select cast(b as date) - cast(a as date) as days, a + interval 3 day as later from s")[0].sql
-'SELECT DATEDIFF(CAST(b AS DATE), CAST(a AS DATE)) AS days, DATE_ADD(a, 3) AS later FROM s'
+"SELECT DATEDIFF(DAY, CAST(a AS DATE), CAST(b AS DATE)) AS days, a + INTERVAL '3' DAY AS later FROM s"
 
 """
 
