@@ -193,7 +193,8 @@ def test_headline_json_equal_to_1e_12(demo_runs):
 def test_only_aggregates_reach_the_driver(demo_runs):
     """The driver's warehouse holds the raw tables and analysis_person by their schema only; the
     estimate's inputs came from Spark."""
-    driver = duckdb.connect(str(demo_runs["root"] / "spark" / "warehouse.duckdb"), read_only=True)
+    # the run's own connection is still open in this process: the same configuration (not read-only)
+    driver = duckdb.connect(str(demo_runs["root"] / "spark" / "warehouse.duckdb"))
     try:
         for table in ("raw_persons", "raw_prescriptions", "raw_diagnoses", "raw_follow_ups", "analysis_person"):
             assert driver.execute(f"select count(*) from {table}").fetchall()[0][0] == 0, table
