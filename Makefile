@@ -21,13 +21,16 @@ SET ?=
 HOST ?= 127.0.0.1
 PORT ?= 8050
 SITES ?=
+SIZES ?= 1M,10M
+# ENGINE=spark: the SQL stages on Apache Spark (docs/spark.md); empty = engine.name in the config (duckdb).
+ENGINE ?=
 
 # No make variable's value reaches a shell command line: each is handed to the
 # recipes through the environment ($(value X): never expanded by make either)
 # and used there only inside double quotes ("$$BENZO_X"), so `make DRUGS='x;id'`
 # passes the text x;id to the pipeline, which refuses it as an unknown drug.
 # Make would otherwise export command-line variables itself, expanding them.
-USER_VARIABLES := PYTHON SOURCE FORMAT DRUGS PERSISTENCE_DAYS STOCKPILING MIN_CELL_COUNT SET HOST PORT SITES
+USER_VARIABLES := PYTHON SOURCE FORMAT DRUGS PERSISTENCE_DAYS STOCKPILING MIN_CELL_COUNT SET HOST PORT SITES ENGINE SIZES
 $(foreach name,$(USER_VARIABLES),$(eval export BENZO_$(name) := $$(value $(name))))
 unexport $(USER_VARIABLES)
 
@@ -48,6 +51,8 @@ WITH_ARGS = words=(); IFS=$$' \t\n' read -r -d '' -a words <<< "$$BENZO_SET" || 
 # $(call PIPELINE,<command>,<arguments>): run a pipeline command, echoing it as the shell sees it.
 PIPELINE = $(call WITH_ARGS,$(2)); echo "$(PY) -m pipeline $(1) $${*@Q}"; $(PY) -m pipeline $(1) "$$@"
 EXTRACT_ARGS = $(SOURCE_ARG) $(FORMAT_ARG)
+# --engine: run, check and stamp (the single-stage commands run on DuckDB).
+ENGINE_ARG = $${BENZO_ENGINE:+--engine "$$BENZO_ENGINE"}
 # The demo extract unless SOURCE names one.
 EXTRACT = $(if $(value SOURCE),,$(DEMO)/truth.json)
 
@@ -60,8 +65,8 @@ PACKAGE_FILES := $(shell find pipeline expectations config -type f \( -name '*.p
 SOURCE_STAMP := data/.source-stamp
 
 .DEFAULT_GOAL := all
-.PHONY: all help setup demo run test bench simulate clean clean-results distclean
-.PHONY: ingest validate transform estimate report
+.PHONY: all help setup setup-spark demo run test bench simulate clean clean-results distclean
+.PHONY: ingest validate transform sensitivity estimate report
 
 all: reports/index.html ## Set up, build the demo extract if no SOURCE is given, run every stage, write reports/
 
@@ -86,20 +91,32 @@ $(DEV_STAMP): $(STAMP) requirements-dev.lock
 
 setup: $(STAMP) ## Create .venv with the pinned runtime dependencies (requirements.lock) and the benzo-outcomes command
 
+# The optional Spark group (requirements-spark.lock), installed only when ENGINE=spark is asked for,
+# with its own stamp; Java 17 is checked first and named when missing.
+SPARK_STAMP := $(VENV)/.installed-spark
+ENGINE_DEPS = $(if $(filter spark,$(value ENGINE)),$(SPARK_STAMP))
+$(SPARK_STAMP): $(STAMP) requirements-spark.lock
+	@command -v java >/dev/null 2>&1 || [ -n "$$JAVA_HOME" ] || { echo "error: ENGINE=spark needs Java 17, and no java is on PATH (install a JDK 17, e.g. apt-get install openjdk-17-jre-headless, or set JAVA_HOME)" >&2; exit 2; }
+	@if sha256sum requirements-spark.lock | cmp -s - $@; then touch $@; else \
+	  set -x && $(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-spark.lock && \
+	  sha256sum requirements-spark.lock > $@; fi
+
+setup-spark: $(SPARK_STAMP) ## Install the optional Spark group (pyspark, sqlglot; needs Java 17)
+
 $(DEMO)/truth.json: $(STAMP) $(wildcard pipeline/demo/*.py) config/default.toml
 	@$(call WITH_ARGS,$(EXTRACT_ARGS)); $(PY) -m pipeline check "$$@" > /dev/null  # a wrong setting stops make before any work
 	$(PY) -m pipeline demo --out $(DEMO)
 
 demo: $(DEMO)/truth.json ## Build the synthetic demo extract (seeded) and its truth.json
 
-$(SOURCE_STAMP): $(STAMP) $(EXTRACT) FORCE
-	@$(call WITH_ARGS,$(EXTRACT_ARGS)); $(PY) -m pipeline stamp "$$@" --out $@
+$(SOURCE_STAMP): $(STAMP) $(ENGINE_DEPS) $(EXTRACT) FORCE
+	@$(call WITH_ARGS,$(EXTRACT_ARGS) $(ENGINE_ARG)); $(PY) -m pipeline stamp "$$@" --out $@
 
-reports/index.html: $(STAMP) $(PACKAGE_FILES) $(SOURCE_STAMP)
-	@$(call PIPELINE,run,$(EXTRACT_ARGS))
+reports/index.html: $(STAMP) $(ENGINE_DEPS) $(PACKAGE_FILES) $(SOURCE_STAMP)
+	@$(call PIPELINE,run,$(EXTRACT_ARGS) $(ENGINE_ARG))
 
-run: $(STAMP) $(EXTRACT) ## Run every stage again, even if nothing changed
-	@$(call PIPELINE,run,$(EXTRACT_ARGS))
+run: $(STAMP) $(ENGINE_DEPS) $(EXTRACT) ## Run every stage again, even if nothing changed (ENGINE=spark: on Spark)
+	@$(call PIPELINE,run,$(EXTRACT_ARGS) $(ENGINE_ARG))
 
 # One stage at a time (each after the one before it has run; SET=... and the
 # variables above apply). `make ingest` takes SOURCE and FORMAT; the others read the warehouse.
@@ -110,24 +127,22 @@ validate transform estimate report: $(STAMP)
 	@$(call PIPELINE,$@,)
 validate: ## Stage 2: data-quality checks; bad rows quarantined, errors stop
 transform: ## Stage 3: staging, episodes, cohort, outcomes (SQL)
-estimate: ## Stage 4: estimates (with sensitivity analyses)
+estimate: ## Stage 4: estimates (then `make sensitivity` for the sensitivity analyses; `make` runs both)
 report: ## Stage 5: publish reports/index.html and reports/exports/
 
 test: $(DEV_STAMP) ## Set up (with the test packages) and run the tests (unit, fixtures, end to end, browser)
 	GX_ANALYTICS_ENABLED=false $(PY) -m pytest
 
-bench: SIZES ?= 1M,10M
 bench: $(STAMP) ## Benchmark every stage against DuckDB's bare load (SIZES=1M,10M; ENGINE= passed on)
-	$(PY) -m bench --sizes "$(SIZES)"$(if $(ENGINE), --engine "$(ENGINE)")
+	@set -- --sizes "$$BENZO_SIZES" $${BENZO_ENGINE:+--engine "$$BENZO_ENGINE"}; echo "$(PY) -m bench $${*@Q}"; $(PY) -m bench "$$@"
 
 simulate: $(STAMP) ## Simulation study: bias and CI coverage of primary vs complete-case estimates
 	$(PY) -m bench.simulate --source demo --sims 400 --persons 5000 --out docs/simulation_demo.csv
 
 # Sensitivity analyses again on the current warehouse (`make` runs them inside the pipeline);
 # the settings' make variables as for `make`, the format (an ingest setting) left out.
-.PHONY: sensitivity
 sensitivity: $(STAMP) ## Sensitivity analyses on the warehouse built by make: the headline with one setting varied at a time
-	@BENZO_FORMAT=; set -- $(SITE_ARGS); echo "$(PY) -m pipeline sensitivity $${*@Q}"; $(PY) -m pipeline sensitivity "$$@"
+	@$(call PIPELINE,sensitivity,)
 
 # Dashboard over the results store (every run's published summarised result).
 .PHONY: serve
@@ -162,7 +177,7 @@ network: $(STAMP) $(if $(value SITES),,$(DEMO)/truth.json) ## Network study: run
 # A user's own extract (SOURCE=..., even inside data/) and the results store
 # (results/: the history of every run, which `make clean-results` removes) stay.
 BUILT_DATA := $(DEMO) data/warehouse.duckdb data/warehouse.duckdb.wal $(SOURCE_STAMP) $(SOURCE_STAMP).cache \
-	data/quality-internal data/sites $(NETWORK_DEMO)
+	data/quality-internal data/sites $(NETWORK_DEMO) data/spark-warehouse
 
 clean: ## Remove what make built: the demo, the warehouse, the network study's data, reports/ (not results/, not .venv)
 	rm -rf $(BUILT_DATA) reports.tmp-* reports.old-*

@@ -50,10 +50,13 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="TOML configuration file (
 SetOpt = typer.Option([], "--set", help="Override a setting, e.g. --set episodes.persistence_window_days=60 (repeatable).")
 WarehouseOpt = typer.Option(DEFAULT_WAREHOUSE, "--warehouse", help="DuckDB warehouse file.")
 ReportsOpt = typer.Option(DEFAULT_REPORTS, "--reports", help="Folder the report and exports are published to.")
+EngineOpt = typer.Option(None, "--engine", help="duckdb or spark (default: engine.name in the config; docs/spark.md).")
 
 
-def _config(config_path: Optional[Path], overrides: list[str], fmt: Optional[str]) -> Config:
+def _config(config_path: Optional[Path], overrides: list[str], fmt: Optional[str], engine: Optional[str] = None) -> Config:
     """Every setting checked before any data is read (the format decides which drug names are known)."""
+    if engine is not None:
+        overrides = [*overrides, f"engine.name={engine}"]
     if fmt is not None:
         if fmt not in ("native", "omop"):
             raise PipelineError(f"--format must be native or omop, got {fmt!r}")
@@ -345,10 +348,15 @@ def report(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehou
 
 @app.command()
 def run(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, config: Optional[Path] = ConfigOpt,
-        set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt, reports: Path = ReportsOpt) -> None:
+        set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt, reports: Path = ReportsOpt,
+        engine: Optional[str] = EngineOpt) -> None:
     """Run every stage: ingest, validate, transform, estimate, report."""
-    cfg = _config(config, set_, format)
+    cfg = _config(config, set_, format, engine)
     started = time.perf_counter()
+    if cfg.engine.name == "spark":  # the person-level stages on Spark (pipeline/spark/run.py)
+        from pipeline.spark.run import run_on_spark
+
+        return run_on_spark(_ensure_demo, source, cfg, warehouse, reports, step, console)
     con = _connect(warehouse, cfg)
     source = _ensure_demo(source, cfg)
     do_ingest(con, source, cfg)
@@ -366,9 +374,9 @@ def run(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, c
 
 @app.command()
 def check(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, config: Optional[Path] = ConfigOpt,
-          set_: list[str] = SetOpt) -> None:
+          set_: list[str] = SetOpt, engine: Optional[str] = EngineOpt) -> None:
     """Check every setting (types, ranges, band lists, drug names) and print them; reads no data."""
-    cfg = _config(config, set_, format)
+    cfg = _config(config, set_, format, engine)
     if source is not None and not source.exists():
         raise ExtractError(f"extract not found: {source}")
     typer.echo(json.dumps(cfg.to_dict(), indent=1))
@@ -377,11 +385,12 @@ def check(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt,
 @app.command()
 def stamp(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, config: Optional[Path] = ConfigOpt,
           set_: list[str] = SetOpt,
-          out: Path = typer.Option(DEFAULT_STAMP, "--out", help="Stamp file (make's rebuild rule compares it).")) -> None:
+          out: Path = typer.Option(DEFAULT_STAMP, "--out", help="Stamp file (make's rebuild rule compares it)."),
+          engine: Optional[str] = EngineOpt) -> None:
     """Check the settings and record the extract's file names, sizes and sha256; rewrite the stamp only on change."""
     from pipeline.stamp import write_stamp
 
-    cfg = _config(config, set_, format)
+    cfg = _config(config, set_, format, engine)
     source = source if source is not None else DEFAULT_DEMO
     if write_stamp(out, source, cfg.to_dict()):
         console.print(f"extract or settings changed since the last run: {out}")

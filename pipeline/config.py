@@ -344,6 +344,50 @@ class WarehouseConfig(_Section):
         return value.strip()
 
 
+# A Spark master (local[N], local[*], spark://host:port, yarn, k8s://...) or Spark Connect URL (sc://host:port).
+SPARK_MASTER_SHAPE = re.compile(r"local(\[([0-9]+|\*)\])?|(spark|k8s|mesos)://[^\s;'\"]+|yarn")
+SPARK_REMOTE_SHAPE = re.compile(r"sc://[^\s;'\"]+")
+SPARK_SETTING_SHAPE = re.compile(r"(spark|hive)\.[A-Za-z0-9_.-]+")
+
+
+class EngineConfig(_Section):
+    """Where the SQL stages run: DuckDB on this machine (default) or Apache Spark (docs/spark.md).
+
+    The engine changes where the work runs, never a result: it is not an analysis setting.
+    """
+
+    SECTION: ClassVar[str] = "engine"
+    name: Literal["duckdb", "spark"]
+    master: str
+    remote: str
+    warehouse_dir: str
+    settings: dict[str, str]
+
+    @field_validator("master")
+    @classmethod
+    def _master(cls, value: str) -> str:
+        if not SPARK_MASTER_SHAPE.fullmatch(value.strip()):
+            raise ValueError("must be a Spark master such as local[2], local[*], spark://host:7077 or yarn")
+        return value.strip()
+
+    @field_validator("remote")
+    @classmethod
+    def _remote(cls, value: str) -> str:
+        if value.strip() and not SPARK_REMOTE_SHAPE.fullmatch(value.strip()):
+            raise ValueError("must be empty or a Spark Connect URL such as sc://host:15002")
+        return value.strip()
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _settings(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            bad = [key for key in value if not SPARK_SETTING_SHAPE.fullmatch(str(key))]
+            if bad:
+                raise ValueError("keys must be Spark settings such as spark.sql.shuffle.partitions")
+            return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+        return value
+
+
 class DemoConfig(_Section):
     SECTION: ClassVar[str] = "demo"
     seed: Seed
@@ -361,6 +405,7 @@ class Config(_Settings):
     disclosure: DisclosureConfig
     warehouse: WarehouseConfig
     demo: DemoConfig
+    engine: EngineConfig
 
     def __init__(self, **sections: Any) -> None:
         """Every setting checked; a mistake is a ConfigError with one line per wrong setting."""

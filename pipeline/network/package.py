@@ -47,7 +47,7 @@ PACKAGE_FORMAT = "benzo-outcomes site package"
 PACKAGE_VERSION = "1.0"
 # Sections of the configuration that describe the machine or the input format,
 # not the analysis: sites may differ in them (one site OMOP, another native).
-NON_ANALYSIS_SECTIONS = ("extract", "warehouse", "demo")
+NON_ANALYSIS_SECTIONS = ("extract", "warehouse", "demo", "engine")
 # Analyses pooled across sites and the scale each is pooled on.
 POOLED_ANALYSES = {"headline": "proportion", "by_duration_band": "proportion", "dose_response": "odds_ratio"}
 SCALES = {"proportion": "logit", "odds_ratio": "log_odds_ratio"}

@@ -1,0 +1,56 @@
+"""pytest plugin (loaded with ``-p tests.spark_plugin``, pyproject addopts): the Spark tests' registration.
+
+Tests marked ``spark`` (and the doctests of pipeline/spark and pipeline/engine) need the optional
+'spark' group (pyspark, sqlglot) and Java. Without them they are deselected, with one line in the
+session header saying so -- unless ``BENZO_REQUIRE_SPARK=1`` (CI), where they run and fail.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+
+SPARK_PATHS = ("pipeline/spark/", "pipeline/engine/")
+
+
+def spark_missing() -> str | None:
+    """What is missing for the Spark tests (None when nothing is)."""
+    absent = [name for name in ("pyspark", "sqlglot") if importlib.util.find_spec(name) is None]
+    if absent:
+        return f"{', '.join(absent)} not installed"
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        return "no Java (java not on PATH, JAVA_HOME unset)"
+    return None
+
+
+def _required() -> bool:
+    return os.environ.get("BENZO_REQUIRE_SPARK", "") not in ("", "0")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "spark: runs on Apache Spark local[2] (optional 'spark' group)")
+
+
+def pytest_report_header(config):
+    missing = spark_missing()
+    if missing is None:
+        return "spark: pyspark and Java found, Spark tests run"
+    if _required():
+        return f"spark: {missing}, and BENZO_REQUIRE_SPARK=1: the Spark tests run and fail"
+    return (f"spark: {missing}: Spark tests deselected (make ENGINE=spark or make setup-spark installs the "
+            "group; BENZO_REQUIRE_SPARK=1 makes them fail instead)")
+
+
+def _is_spark(item) -> bool:
+    path = str(getattr(item, "path", "") or item.nodeid).replace(os.sep, "/")
+    return item.get_closest_marker("spark") is not None or any(part in path for part in SPARK_PATHS)
+
+
+def pytest_collection_modifyitems(config, items):
+    if spark_missing() is None or _required():
+        return
+    deselected = [item for item in items if _is_spark(item)]
+    if deselected:
+        items[:] = [item for item in items if not _is_spark(item)]
+        config.hook.pytest_deselected(items=deselected)
