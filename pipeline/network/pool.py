@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline import __version__
@@ -486,6 +487,15 @@ def store_tables(packages: list[SitePackage], pooled: pd.DataFrame, method: str,
         "ci_high": cells["ci_high"], "n": cells["n"].astype("object"), "events": cells["events"].astype("object"),
         "method": cells["method"].astype(str), "suppressed": False,
     })
+    # the explicit columns of an estimates row (pipeline/estimate/columns.py) that convert maps by
+    odds = estimates["analysis"] == "dose_response"
+    primary = estimates["estimator"] == "primary"
+    estimates["estimator"] = np.select(
+        [odds & (estimates["variable"] == "duration_days"), odds, primary],
+        ["logistic_or_ipw_trend", "logistic_or_ipw", "hajek_ipw"], default="complete_case")
+    estimates["population"] = "all"
+    estimates["estimate_name"] = np.where(odds, "odds_ratio", "dependence")
+    estimates["estimate_type"] = np.where(odds, "odds_ratio", "proportion")
     rows, result_settings = convert.summarised_rows(estimates, None, config, POOLED_CDM_NAME)
     settings = convert.settings_table(result_settings, config, {
         "run_id": run_id, "run_time": run_time, "cdm_name": POOLED_CDM_NAME, "code_version": __version__})
