@@ -568,8 +568,14 @@ def scan_table(con: duckdb.DuckDBPyConnection, relation: str, table: str, file_n
 
 def _judge_column(con, relation: str, table: str, file_name: str, column: str, label: str, union: str,
                   extra: bool) -> list[Finding]:
-    v = _value_sql(table, column, extra)
     rules = _applicable(table, column, extra)
+    row = con.execute(f"select {', '.join(judge_parts(_value_sql(table, column, extra), union, rules))} "
+                      f"from {relation}").fetchall()[0]
+    return judge_counts(file_name, column, label, rules, row)
+
+
+def judge_parts(v: str, union: str, rules: Sequence[_Rule]) -> list[str]:
+    """The aggregates (SQL over the value expression ``v``) that ``judge_counts`` reads, in its order."""
     candidate = f"regexp_matches({v}, {_literal(union)})"
     parts = [
         f"count(nullif(trim({v}), ''))",
@@ -583,7 +589,11 @@ def _judge_column(con, relation: str, table: str, file_name: str, column: str, l
         parts.append(f"count_if(case when {candidate} then {hit} else false end)")
         if rule.judged == "names":
             parts.append(f"approx_count_distinct(case when {candidate} and {hit} then {v} end)")
-    row = con.execute(f"select {', '.join(parts)} from {relation}").fetchall()[0]
+    return parts
+
+
+def judge_counts(file_name: str, column: str, label: str, rules: Sequence[_Rule], row: Sequence) -> list[Finding]:
+    """Findings for one column from the values of ``judge_parts``' aggregates (shares, thresholds)."""
     present, shaped, digits_only = row[0], row[1], row[2]
     values = iter(row[3:])
     normalised = normalise_name(column)
