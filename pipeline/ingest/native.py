@@ -239,6 +239,29 @@ def _text_sql(table: Table, mapping: dict[str, str], extra_columns: list[str], s
     return f"select {', '.join(texts)} from {scan}"
 
 
+def failure_checks(column: Column, text: str, typed: str | None = None, control_guard: str = "") -> list[tuple[str, str]]:
+    """(condition, rule_id) of every ingest rule of ``column``, in the order the first failing one
+    is reported: the one definition both engines type and quarantine by (``pipeline/spark/ingest.py``
+    transpiles the conditions). ``typed`` is the column's typed value (default: computed from ``text``).
+
+    >>> from pipeline.contract import TABLES
+    >>> [rule for _, rule in failure_checks(TABLES["prescriptions"].column("days_supply"), '"days_supply"')]
+    ['ingest.required_missing.days_supply', 'ingest.type.days_supply']
+    """
+    typed = typed or _typed_expression(column, text)
+    checks = []
+    if column.required:
+        checks.append((f"{text} is null", f"ingest.required_missing.{column.name}"))
+    if column.duckdb_type == "VARCHAR":
+        checks.append((f"length({text}) > {MAX_TEXT_LENGTH}", f"ingest.too_long.{column.name}"))
+    else:
+        checks.append((f"{text} is not null and {typed} is null", f"ingest.type.{column.name}"))
+    if column.duckdb_type in ("VARCHAR", "DATE"):  # other types with a control character do not cast: the type rule
+        checks.append((f"{control_guard}regexp_matches({text}, '{CONTROL_CHARACTERS}')",
+                       f"ingest.control_character.{column.name}"))
+    return checks
+
+
 def _typed_sql(table: Table, readable_row: str, source_row: str, rejected_join: str, load_id: str) -> str:
     """The raw table's rows from ``_ingest_text``: every column typed once, the first failing
     rule per row in ``_rule`` (NULL: the row loads), the file row in ``_source_row``.
@@ -254,18 +277,8 @@ def _typed_sql(table: Table, readable_row: str, source_row: str, rejected_join: 
     # BIGINT, DOUBLE and BOOLEAN values with a control character do not cast: the type rule names them.
     text_like = [c for c in table.columns if c.duckdb_type in ("VARCHAR", "DATE")]
     control = f"regexp_matches(concat({', '.join(q(c.name) for c in text_like)}), '{CONTROL_CHARACTERS}')"
-    whens = []
-    for c in table.columns:
-        text, value = q(c.name), q("_typed_" + c.name)
-        if c.required:
-            whens.append(f"when {text} is null then 'ingest.required_missing.{c.name}'")
-        if c.duckdb_type == "VARCHAR":
-            whens.append(f"when length({text}) > {MAX_TEXT_LENGTH} then 'ingest.too_long.{c.name}'")
-        else:
-            whens.append(f"when {text} is not null and {value} is null then 'ingest.type.{c.name}'")
-        if c in text_like:
-            whens.append(f"when _has_control and regexp_matches({text}, '{CONTROL_CHARACTERS}') "
-                         f"then 'ingest.control_character.{c.name}'")
+    whens = [f"when {condition} then '{rule}'" for c in table.columns
+             for condition, rule in failure_checks(c, q(c.name), q("_typed_" + c.name), "_has_control and ")]
     values = [
         f"case when _rule is null then {q('_typed_' + c.name)} end as {q(c.name)}" if c.duckdb_type == "VARCHAR"
         else f"{q('_typed_' + c.name)} as {q(c.name)}"

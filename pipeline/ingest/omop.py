@@ -437,6 +437,24 @@ def _signature_of_raw_tables(con: duckdb.DuckDBPyConnection) -> set[str | None]:
     return comments
 
 
+def _mg_factor(column: str) -> str:
+    return "case " + " ".join(f"when {column} = {u} then {f!r}" for u, f in MG_PER_UNIT.items()) + " end"
+
+
+def map_rows(con, concept_sets: dict) -> None:
+    """The mapping proper: the CDM views (``_omop_*``) and resolved concept sets -> the
+    ``_omop_*_rows`` tables. Both engines run these same files (``pipeline/spark/omop.py``
+    through a connection-shaped adapter that transpiles each statement)."""
+    negative_names = _in_list(concept_sets["follow_up_concepts"].get("negative_value_names", ["no"]))
+    run_sql_file(con, SQL_DIR / "drug_exposures.sql",
+                 mg_units=_in_list(MG_PER_UNIT), mg_factor_amount=_mg_factor("amount_unit_concept_id"),
+                 mg_factor_numerator=_mg_factor("numerator_unit_concept_id"), milliliter=MILLILITER,
+                 max_days=MAX_DAYS_SUPPLY)
+    run_sql_file(con, SQL_DIR / "persons.sql", sex=gender_sex_sql("persons.gender_concept_id"))
+    run_sql_file(con, SQL_DIR / "conditions.sql", code_systems=_in_list(CODE_SYSTEMS))
+    run_sql_file(con, SQL_DIR / "follow_ups.sql", negative_names=negative_names)
+
+
 def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config) -> OmopSummary:
     """Map the OMOP CDM at ``source`` into ``raw_*`` (see the module docstring and docs/omop.md)."""
     source = Path(source)
@@ -478,20 +496,10 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config) -> O
                                  "diagnoses come from ICD-10 source codes only")
         if not summary.concept_sets["follow_up_concepts"]:
             summary.notes.append("no follow-up assessment concept (SDS, withdrawal, dependence) in this vocabulary: zero follow_ups")
-        negative_names = _in_list(concept_sets["follow_up_concepts"].get("negative_value_names", ["no"]))
-
-        def mg_factor(column: str) -> str:
-            return "case " + " ".join(f"when {column} = {u} then {f!r}" for u, f in MG_PER_UNIT.items()) + " end"
 
         con.execute("begin transaction")
         try:
-            run_sql_file(con, SQL_DIR / "drug_exposures.sql",
-                         mg_units=_in_list(MG_PER_UNIT), mg_factor_amount=mg_factor("amount_unit_concept_id"),
-                         mg_factor_numerator=mg_factor("numerator_unit_concept_id"), milliliter=MILLILITER,
-                         max_days=MAX_DAYS_SUPPLY)
-            run_sql_file(con, SQL_DIR / "persons.sql", sex=gender_sex_sql("persons.gender_concept_id"))
-            run_sql_file(con, SQL_DIR / "conditions.sql", code_systems=_in_list(CODE_SYSTEMS))
-            run_sql_file(con, SQL_DIR / "follow_ups.sql", negative_names=negative_names)
+            map_rows(con, concept_sets)
             _write_raw_tables(con, load_id, signature)
             counts = _write_audit(con, load_id, read, signature)
             con.execute("commit")

@@ -1,7 +1,7 @@
 """Ingest a native extract (CSV/Parquet folder) into Spark tables with the DuckDB ingest's rules.
 
 The typing and quarantine rules are the DuckDB ingest's own SQL fragments
-(``pipeline.ingest.native._typed_expression`` / ``_failure_checks``),
+(``pipeline.ingest.native._typed_expression`` / ``failure_checks``),
 transpiled to Spark SQL: one rule set, two engines. The accounting is the
 same: every data line of a file is either in ``raw_<table>`` or in
 ``audit_quarantine`` (stage ``ingest``) with a rule, read = loaded +
@@ -26,7 +26,7 @@ from pipeline.config import Config
 from pipeline.contract import TABLES, Table
 from pipeline.errors import ExtractError
 from pipeline.ingest.native import (
-    INGEST_VERSION, MAX_TEXT_LENGTH, MAX_UNREADABLE_SHARE, TableLoad, IngestSummary, _check_columns, _failure_checks,
+    INGEST_VERSION, MAX_TEXT_LENGTH, MAX_UNREADABLE_SHARE, TableLoad, IngestSummary, _check_columns, failure_checks,
     _reason, _typed_expression, find_table_files, header_columns, scan_file, sniff_delimiter, snapshot_id,
 )
 from pipeline.spark.tables import SparkTables
@@ -125,7 +125,7 @@ def _type_table(spark: Any, tables: SparkTables, table: Table, path: Path, load:
                 line_count: int | None) -> Any:
     """Type ``_ingest_readable_<table>`` into raw_<table>; returns the quarantine rows as a DataFrame."""
     checks = [(f"_malformed", "ingest.unreadable_line.malformed"), ("_bad_unicode", "ingest.unreadable_line.invalid_unicode")]
-    checks += [(_spark_expression(cond), rule) for c in table.columns for cond, rule in _failure_checks(c, _dq(c.name))]
+    checks += [(_spark_expression(cond), rule) for c in table.columns for cond, rule in failure_checks(c, _dq(c.name))]
     first_failure = "case " + " ".join(f"when {cond} then '{rule}'" for cond, rule in checks) + " end"
     checked = spark.sql(f"select *, {first_failure} as _rule from _ingest_readable_{table.name}")
     tables.write(f"_ingest_checked_{table.name}", checked)

@@ -228,21 +228,7 @@ def load_omop_detailed(spark, source, config: Config, work_dir: Path | None = No
         "dependence_conditions": duck_omop._resolve_condition_set(con, config, concept_sets["dependence_conditions"]),
         "follow_up_concepts": duck_omop._resolve_follow_up_set(con, concept_sets["follow_up_concepts"]),
     }
-    negative_names = "(" + ", ".join(sql_literal(n) for n in
-                                     concept_sets["follow_up_concepts"].get("negative_value_names", ["no"])) + ")"
-    mg_units = "(" + ", ".join(str(u) for u in duck_omop.MG_PER_UNIT) + ")"
-
-    def mg_factor(column: str) -> str:
-        return "case " + " ".join(f"when {column} = {u} then {f!r}" for u, f in duck_omop.MG_PER_UNIT.items()) + " end"
-
-    con.execute(duck_omop.SQL_DRUG_EXPOSURE.format(
-        mg_units=mg_units, mg_factor_amount=mg_factor("amount_unit_concept_id"),
-        mg_factor_numerator=mg_factor("numerator_unit_concept_id"), milliliter=duck_omop.MILLILITER,
-        max_days=duck_omop.MAX_DAYS_SUPPLY,
-    ))
-    con.execute(duck_omop.SQL_PERSONS.format(sex=duck_omop.gender_sex_sql("persons.gender_concept_id")))
-    con.execute(duck_omop.SQL_CONDITIONS)
-    con.execute(duck_omop.SQL_FOLLOW_UPS.format(negative_names=negative_names))
+    duck_omop.map_rows(con, concept_sets)
     duck_omop._write_raw_tables(con, load_id, f"omop:spark:{duck_omop.mapping_signature(config)}")
     quarantine, rows = _quarantine(con, load_id, read)
     return SparkOmopLoad({name: f"raw_{name}" for name in RAW_TABLES}, quarantine, ingredients, resolved, notes, rows)
