@@ -47,6 +47,17 @@ def _is_spark(item) -> bool:
     return item.get_closest_marker("spark") is not None or any(part in path for part in SPARK_PATHS)
 
 
+def pytest_ignore_collect(collection_path, config):
+    """Without the group, the Spark modules and test files are not even imported (they import
+    pyspark/sqlglot at the top): not collected, as the header line says -- never a skip."""
+    if spark_missing() is None or _required():
+        return None
+    path = str(collection_path).replace(os.sep, "/")
+    if any(part in path + "/" for part in SPARK_PATHS) or collection_path.name.startswith("test_spark"):
+        return True
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     if spark_missing() is None or _required():
         return

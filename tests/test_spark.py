@@ -140,10 +140,10 @@ def demo_runs(spark, tmp_path_factory):
     con = cli._connect(root / "duckdb" / "warehouse.duckdb", cfg)
     cli.do_ingest(con, demo, cfg)
     risk = cli.do_privacy_report(con, cfg)
-    cli.do_validate(con, cfg, root / "duckdb" / "reports", root / "duckdb" / "warehouse.duckdb")
+    cli.do_validate(con, cfg, root / "duckdb" / "warehouse.duckdb")
     cli.do_transform(con, cfg)
     with logged_stage(con, "estimate", cfg):
-        duck_result = estimate_run(con, cfg, rebuild=None)
+        duck_result = estimate_run(con, cfg)
     cli.do_report(con, cfg, root / "duckdb" / "reports", duck_result, {"source": "demo", "demo": True, "k_anonymity": risk})
     spark_cfg = cfg.replace(engine={"name": "spark", "settings": {"spark.sql.shuffle.partitions": "2"}})
     spark_result = run_pipeline(demo, spark_cfg, root / "spark" / "warehouse.duckdb", root / "spark" / "reports",

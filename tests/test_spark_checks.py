@@ -9,17 +9,12 @@ gate's verdicts: same columns, same rules, same row counts, one line, no value.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import time
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
-
-if importlib.util.find_spec("pyspark") is None and os.environ.get("BENZO_REQUIRE_SPARK") != "1":
-    pytest.skip("pyspark is not installed (BENZO_REQUIRE_SPARK=1 makes this a failure)", allow_module_level=True)
 
 from pipeline.errors import PrivacyError
 from pipeline.privacy import gate as duck_gate

@@ -9,14 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import math
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-
-if importlib.util.find_spec("pyspark") is None and os.environ.get("BENZO_REQUIRE_SPARK") != "1":
-    pytest.skip("pyspark is not installed (BENZO_REQUIRE_SPARK=1 makes this a failure)", allow_module_level=True)
 
 from pipeline.config import load_config
 from pipeline.errors import PrivacyError
