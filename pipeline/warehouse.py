@@ -15,7 +15,7 @@ import json
 import re
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Sequence, Iterator
 
 import duckdb
 
@@ -84,6 +84,13 @@ def render_sql(template: str, **params: Any) -> str:
         return value if isinstance(value, str) else sql_literal(value)
 
     return _PLACEHOLDER.sub(fill, template)
+
+
+def values_rows(rows: Sequence[Sequence[Any]], types: Sequence[str] = ()) -> str:
+    """A SQL ``VALUES`` list of literal rows (an empty typed relation when there are none)."""
+    if not rows:
+        return "select " + ", ".join(f"NULL::{t}" for t in types) + " where false"
+    return "values " + ", ".join("(" + ", ".join(sql_literal(v) for v in row) + ")" for row in rows)
 
 
 def run_sql_file(con: duckdb.DuckDBPyConnection, path: Path, **params: Any) -> None:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.errors import StageOrderError
-from pipeline.transform import values_rows
+from pipeline.warehouse import values_rows
 from pipeline.warehouse import render_sql, table_exists
 
 SQL = Path(__file__).resolve().parent / "sql" / "sensitivity_patterns.sql"

@@ -27,6 +27,7 @@ sqlglot does not map by itself is rewritten here, as AST transforms:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
@@ -308,6 +309,50 @@ def run_script(spark: Any, sql: str, tables: "SparkTables") -> None:
                 tables.write(statement.target, spark.sql(statement.sql))
 
 
+_TABLE_MACRO = re.compile(r"create\s+or\s+replace\s+temp\s+macro\s+(\w+)\s*\(([^)]*)\)\s+as\s+table\s+(.*?);",
+                          re.IGNORECASE | re.DOTALL)
+
+
+def _collect_table_macros(sql: str, macros: dict) -> bool:
+    """DuckDB table macros (``create temp macro f(a, b) as table <query>``) of a SQL file into ``macros``;
+    True when the file holds nothing else (Spark has no table macros: their calls are expanded)."""
+    code = re.sub(r"--[^\n]*", "", sql)
+    found = _TABLE_MACRO.findall(code)
+    for name, params, body in found:
+        macros[name.lower()] = ([p.strip() for p in params.split(",") if p.strip()], body.strip())
+    return bool(found) and not _TABLE_MACRO.sub("", code).strip()
+
+
+def _expand_table_macros(sql: str, macros: dict) -> str:
+    """Each call ``f('raw_x', 'x')`` of a collected table macro as a subquery: ``query_table(param)``
+    becomes the named table, other uses of a parameter its literal, and the body's CTE names get the
+    macro's name as prefix (no clash with the caller's ``final``).
+
+    >>> m = {}
+    >>> _collect_table_macros("create or replace temp macro v(t, l) as table with final as "
+    ...                       "(select * from query_table(t) where x = l) select * from final;", m)
+    True
+    >>> _expand_table_macros("select * from v('raw_a', 'a')", m)
+    "select * from (with v_final as (select * from raw_a where x = 'a') select * from v_final)"
+    """
+    for name, (params, body) in macros.items():
+        ctes = re.findall(r"(?:\bwith\s+|,\s*)(\w+)\s+as\s*\(", body, flags=re.IGNORECASE)
+
+        def call(match, params=params, body=body, ctes=ctes, name=name):
+            args = [a.strip() for a in match.group(1).split(",")]
+            text = body
+            for cte in ctes:
+                text = re.sub(rf"\b{cte}\b", f"{name}_{cte}", text)
+            for param, arg in zip(params, args):
+                text = re.sub(rf"query_table\(\s*{param}\s*\)", arg.strip("'\""), text)
+                text = re.sub(rf"\b{param}\b", arg, text)
+            return f"({text})"
+
+        sql = re.sub(rf"\b{name}\(([^)]*)\)", call, sql, flags=re.IGNORECASE)
+    return sql
+
+
+
 def run(spark: Any, config: Config, tables: "SparkTables", files: list | None = None,
         params: dict | None = None, counts: bool = True) -> dict[str, int]:
     """The transform's SQL files on Spark; returns the row counts of the output tables (as on DuckDB)."""
@@ -316,9 +361,13 @@ def run(spark: Any, config: Config, tables: "SparkTables", files: list | None = 
 
     params = sql_parameters(config) if params is None else params
     timings = {}
+    macros: dict[str, tuple[list[str], str]] = {}
     for path in files if files is not None else sql_files():
         started = time.perf_counter()
-        run_script(spark, render_sql(path.read_text(encoding="utf-8"), **params), tables)
+        sql = render_sql(path.read_text(encoding="utf-8"), **params)
+        if _collect_table_macros(sql, macros):
+            continue  # a file of table macros defines nothing on Spark: its calls are expanded below
+        run_script(spark, _expand_table_macros(sql, macros), tables)
         timings[path.name] = round(time.perf_counter() - started, 2)
     if not counts:
         return timings

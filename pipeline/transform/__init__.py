@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import duckdb
 import pandas as pd
 
 from pipeline.config import Config
 from pipeline.errors import StageOrderError
-from pipeline.warehouse import ensure_audit_tables, run_sql_file, sql_literal, table_exists
+from pipeline.warehouse import ensure_audit_tables, run_sql_file, sql_literal, table_exists, values_rows
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 CONCEPT_SET_DIR = Path(__file__).resolve().parent.parent / "ingest" / "concept_sets"
@@ -44,13 +44,6 @@ OUTPUT_TABLES = (
     "analysis_person",
 )
 CLASS_INGREDIENT = "any_benzodiazepine"
-
-
-def values_rows(rows: Sequence[Sequence[Any]], types: Sequence[str] = ()) -> str:
-    """A SQL ``VALUES`` list of literal rows (an empty typed relation when there are none)."""
-    if not rows:
-        return "select " + ", ".join(f"NULL::{t}" for t in types) + " where false"
-    return "values " + ", ".join("(" + ", ".join(sql_literal(v) for v in row) + ")" for row in rows)
 
 
 def analysed_ingredients(config: Config) -> list[str]:
