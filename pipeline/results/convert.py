@@ -293,13 +293,17 @@ def flatten_settings(config: Config) -> dict[str, str]:
     >>> flat = flatten_settings(Config())
     >>> flat["episodes_persistence_window_days"], flat["drugs_ingredients"]
     ('30', 'clonazepam')
+    >>> flatten_settings(Config().replace(engine={"settings": {"spark.sql.shuffle.partitions": "2"}}))[
+    ...     "engine_settings_spark_sql_shuffle_partitions"]
+    '2'
+
     """
     flat: dict[str, str] = {}
 
     def add(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
-            for key, item in value.items():
-                add(f"{prefix}_{key}", item)
+            for key, item in value.items():  # a free-form key (e.g. a Spark setting) as a column name: word characters
+                add(f"{prefix}_{re.sub(r'[^0-9A-Za-z_]', '_', str(key))}", item)
         elif isinstance(value, (list, tuple)):
             flat[prefix] = ", ".join(str(v) for v in value)
         elif isinstance(value, bool):

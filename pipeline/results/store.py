@@ -51,7 +51,7 @@ def store_path(results_dir: Path | str) -> Path:
     return results_dir if results_dir.suffix == ".duckdb" else results_dir / STORE_FILE
 
 
-def _connect(path: Path, read_only: bool, wait_seconds: float = 15.0) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, read_only: bool, wait_seconds: float = 120.0) -> duckdb.DuckDBPyConnection:
     """Open the store; while another process holds its lock, retry for ``wait_seconds``."""
     deadline = time.monotonic() + wait_seconds
     while True:
