@@ -226,6 +226,19 @@ def do_privacy_report(con, cfg: Config) -> dict:
     }
 
 
+def quality_dir(warehouse: Path) -> Path:
+    """The analyst's quality folder of a warehouse: ``quality-internal`` beside ``warehouse.duckdb``, and
+    ``quality-internal-<name>`` beside any other file, so two warehouses in one folder (two sites run at
+    once) never write one Great Expectations folder together.
+
+    >>> quality_dir(Path("data/warehouse.duckdb")).as_posix(), quality_dir(Path("wh/south.duckdb")).as_posix()
+    ('data/quality-internal', 'wh/quality-internal-south')
+    """
+    warehouse = Path(warehouse)
+    name = "quality-internal" if warehouse.stem == "warehouse" else f"quality-internal-{warehouse.stem}"
+    return warehouse.parent / name
+
+
 def do_validate(con, cfg: Config, warehouse: Path):
     from pipeline.validate import run as validate_run
     from pipeline.warehouse import logged_stage
@@ -233,7 +246,7 @@ def do_validate(con, cfg: Config, warehouse: Path):
     _require(con, "raw_prescriptions", "ingest")
     with step("validate"), logged_stage(con, "validate", cfg):
         # Full results and GX Data Docs name records: the analyst's folder beside the warehouse, never reports/.
-        result = validate_run(con, cfg, quality_dir=Path(warehouse).parent / "quality-internal", warehouse_path=warehouse)
+        result = validate_run(con, cfg, quality_dir=quality_dir(warehouse), warehouse_path=warehouse)
     return result
 
 
