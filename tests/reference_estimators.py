@@ -1,62 +1,38 @@
-"""REFERENCE ONLY (used by tests/test_aggregated_estimators.py, never by the pipeline): the
-person-level estimate stage before it moved to sufficient statistics. Frozen copy of
-pipeline/estimate/run.py at ce1a28a (main), with ``stats`` the frozen person-level reference_stats.
+"""REFERENCE ONLY (used by tests/test_aggregated_estimators.py, never by the pipeline): the estimate
+stage on one row per person, with ``stats`` the person-level estimators of tests/reference_stats.py.
+Production (pipeline/estimate/run.py) aggregates persons to covariate patterns and event cells first;
+tests/test_aggregated_estimators.py checks that both give the same ``estimates`` rows (analysis,
+variable, level, time_days, method, counts, and estimates to 1e-9).
 
-Estimate stage: read ``analysis_person``, write the long ``estimates`` table.
-
-Conventions of ``estimates`` (see docs/estimation.md for the full list):
-
-- ``analysis``: headline, by_duration_band, by_stratum, components,
-  cumulative_incidence, dose_response, tolerance, withdrawal_by_ending,
-  weights, anchors, sensitivity (estimand (a): episode start to episode end
-  + 90 days); headline_fixed_window, by_duration_band_fixed_window,
-  weights_fixed_window (estimand (b): the fixed window after treatment ends);
-  diagnostics (positivity, convergence, records that assess nothing).
-- ``method`` starts with ``"primary: "`` (ascertainment-corrected, IPW) or
-  ``"complete_case: "`` (ascertained persons only, unweighted); other
-  prefixes (``anchor: ``, ``tolerance: ``, ``weights: ``) are descriptive.
-  Filter with ``method.str.startswith(PRIMARY)``.
-- the population of a row is production's explicit ``population`` column (not compared
-  here; ``variable`` is the bare variable, as production writes it).
-- ``n`` of a primary row = all persons in the group (ascertained or not);
-  ``n_assessed`` = those whose outcome was assessed; ``events`` = observed
-  events among the assessed (unweighted): ``events / n_assessed`` is the
-  complete-case share, ``events / n`` is nothing. ``n`` of a complete-case
-  row = ``n_assessed``.
-
->>> from bench.simulate import make_mar_person_table
->>> person, _ = make_mar_person_table(seed=3, persons=2000)
->>> result = headline_from_person_table(person, Config())
->>> sorted(result), sorted(result["headline"]["gt_4_weeks"])
-(['complete_case', 'config', 'headline'], ['ci_high', 'ci_low', 'estimate', 'events', 'method', 'n', 'n_assessed'])
+What is frozen here is the person-level row building around the estimators being compared. The
+labels, method texts, covariate lists, anchor figures and the plumbing that is not being compared
+(positivity, restriction labels, level order, headline.json entries, the typed frame) are
+production's own; the conventions of ``estimates`` are described in pipeline/estimate/columns.py
+and docs/estimation.md.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Callable
 
 import duckdb
 import numpy as np
 import pandas as pd
+import reference_stats as stats
 
 from pipeline.config import Config
-from pipeline.errors import PipelineError, StageOrderError
-import reference_stats as stats
-from pipeline.warehouse import table_exists
+from pipeline.estimate.run import (
+    COMPLETE_CASE, COMPONENTS, DOSE_RESPONSE_CATEGORICAL, ESTIMANDS, FIXED, HEADLINE_GROUPS, MARRIOTT_TYRER_DAYS,
+    MARRIOTT_TYRER_VALUE, METHOD_AJ_COMPLETE_CASE, METHOD_AJ_PRIMARY, METHOD_COMPLETE_CASE, METHOD_EXPOSURE,
+    METHOD_OR, METHOD_PRIMARY, MISUSE_STRATUM_SOURCE, PRIMARY, RICKELS_DAYS, RICKELS_VALUES, SENSITIVITY_SETTINGS,
+    STRATA, STRATUM_LABELS, CIF_GRID_DAYS, WEIGHT_BINARY, WEIGHT_CATEGORICAL, WEIGHT_CONTINUOUS, WEIGHT_STATS,
+    _headline_entry, _levels, _restrict, _unassessed_model, check_columns, fixed_window_view, positivity,
+    restriction_label, to_frame,
+)
+from pipeline.estimate.run import prepare as production_prepare
 
 log = logging.getLogger(__name__)
-
-# The labels, method texts, covariate lists and anchor figures are production's own (one
-# place holds them); what is frozen here is the person-level estimator logic.
-from pipeline.estimate.run import (  # noqa: E402
-    COMPLETE_CASE, COMPONENTS, DOSE_RESPONSE_CATEGORICAL, ESTIMANDS, ESTIMATE_COLUMNS, FIXED, HEADLINE_GROUPS,
-    MARRIOTT_TYRER_DAYS, MARRIOTT_TYRER_VALUE, METHOD_AJ_COMPLETE_CASE, METHOD_AJ_PRIMARY, METHOD_COMPLETE_CASE,
-    METHOD_EXPOSURE, METHOD_OR, METHOD_PRIMARY, MISUSE_STRATUM_SOURCE, PRIMARY, REQUIRED_COLUMNS, RICKELS_DAYS,
-    RICKELS_VALUES, RX_FLAGS, SENSITIVITY_SETTINGS, STRATA, STRATUM_LABELS, CIF_GRID_DAYS, WEIGHT_BINARY,
-    WEIGHT_CATEGORICAL, WEIGHT_CONTINUOUS, WEIGHT_STATS,
-)
 
 Rebuild = Callable[[Config], pd.DataFrame]
 
@@ -65,104 +41,32 @@ Rebuild = Callable[[Config], pd.DataFrame]
 
 
 def prepare(person: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Check ``analysis_person`` has what the estimators need; add helper columns.
-
-    Helper columns start with ``_``: ``_outcome_known`` (ascertained and
-    dependence not NULL), ``_gt_4_weeks``, ``_log_duration_days``, and
-    ``_cif_time`` / ``_cif_cause`` (days from episode start; 1 dependence,
-    2 death, 0 censored at days_followed).
-    """
-    missing = [c for c in REQUIRED_COLUMNS if c not in person.columns]
-    if missing:
-        raise PipelineError(
-            f"analysis_person lacks column(s) {', '.join(missing)}; rerun the transform stage "
-            "(python -m pipeline transform) so it matches docs/ARCHITECTURE.md"
-        )
-    if not len(person):
-        raise PipelineError("analysis_person is empty: no cohort persons to estimate from; check cohort_attrition")
-    person = person.reset_index(drop=True).copy()
-    dependence = stats.as_float(person["dependence"])
-    ascertained = np.nan_to_num(stats.as_float(person["ascertained"]), nan=0.0) > 0
-    known = ascertained & ~np.isnan(dependence)
-    person["_outcome_known"] = known
-    person["_dependence"] = np.where(known, dependence, np.nan)
-    for column in COMPONENTS:
-        # among ascertained persons a NULL component means "not recorded" = 0
-        person["_" + column] = np.where(known, np.nan_to_num(stats.as_float(person[column]), nan=0.0), np.nan)
-    duration = stats.as_float(person["duration_days"])
-    person["_gt_4_weeks"] = (person["headline_group"].astype("str") == "gt_4_weeks").to_numpy(dtype=float)
-    person["_log_duration_days"] = np.log(np.maximum(duration, 1.0))
+    """Production's helper columns (``_outcome_known``, ``_dependence``, ...) on one row per person (a
+    pattern of one person, ``_count`` 1), plus the curve's ``_cif_time`` / ``_cif_cause`` per person (days
+    from episode start; 1 dependence, 2 death, 0 censored at days_followed), which production sums
+    into event cells in SQL instead."""
+    check_columns(person.columns)
+    person = production_prepare(person.assign(_count=1), config)
+    known = person["_outcome_known"].to_numpy(dtype=bool)
+    dependent = known & (np.nan_to_num(person["_dependence"].to_numpy(dtype=float), nan=0.0) > 0)
     died = np.nan_to_num(stats.as_float(person["died_in_window"]), nan=0.0) > 0
-    dependent = known & (dependence > 0)
-    time_days = np.where(
-        dependent,
-        stats.as_float(person["days_to_dependence"]),
-        np.where(died, stats.as_float(person["days_to_death"]), stats.as_float(person["days_followed"])),
-    )
-    person["_cif_time"] = np.where(known, time_days, np.nan)
-    person["_cif_cause"] = np.where(dependent, 1, np.where(died, 2, 0))
-    # estimand (b): defined when the treatment ended while observed
-    person["_in_fixed_window"] = np.nan_to_num(stats.as_float(person["fixed_window_defined"]), nan=0.0) > 0
-    dependence_fixed = stats.as_float(person["dependence_fixed"])
-    known_fixed = (np.nan_to_num(stats.as_float(person["ascertained_fixed"]), nan=0.0) > 0) & ~np.isnan(dependence_fixed)
-    person["_outcome_known_fixed"] = known_fixed & person["_in_fixed_window"].to_numpy()
-    person["_dependence_fixed"] = np.where(person["_outcome_known_fixed"], dependence_fixed, np.nan)
-    person["_misuse_known"] = person[MISUSE_STRATUM_SOURCE]
+    days = {k: stats.as_float(person[k]) for k in ("days_to_dependence", "days_to_death", "days_followed")}
+    person["_cif_time"] = np.where(known, np.select([dependent, died], [days["days_to_dependence"],
+                                                                         days["days_to_death"]], days["days_followed"]),
+                                   np.nan)
+    person["_cif_cause"] = np.select([dependent, died], [1, 2], 0)
     return person
 
 
-def fixed_window_view(person: pd.DataFrame) -> pd.DataFrame:
-    """Estimand (b)'s person table: persons whose treatment ended while observed, with the
-    fixed window's ascertainment and outcome in ``_outcome_known`` / ``_dependence``."""
-    view = person[person["_in_fixed_window"].to_numpy(dtype=bool)].reset_index(drop=True).copy()
-    view["_outcome_known"] = view["_outcome_known_fixed"].to_numpy(dtype=bool)
-    view["_dependence"] = view["_dependence_fixed"]
-    return view
-
-
-def positivity(person: pd.DataFrame) -> tuple[np.ndarray, list[dict]]:
-    """Persons in weight-model levels that have assessed persons, and the levels that have none.
-
-    Without an assessed person in a level, no weight can stand for that level's
-    persons (a positivity violation): the estimand is restricted to the other
-    levels and labelled so. Dropping such a level drops no assessed person, so
-    one pass suffices.
-
-    >>> frame = pd.DataFrame({"sex": ["F", "F", "M", "M"], "_outcome_known": [True, False, False, False]})
-    >>> frame = frame.assign(age_band="50-64", indication="anxiety", dose_band="<5", duration_band="<14")
-    >>> for flag in WEIGHT_BINARY: frame[flag] = False
-    >>> keep, violations = positivity(frame)
-    >>> keep.tolist(), violations
-    ([True, True, False, False], [{'variable': 'sex', 'level': 'M', 'persons': 2}])
-    """
-    known = person["_outcome_known"].to_numpy(dtype=bool)
-    keep = np.ones(len(person), dtype=bool)
-    violations = []
-    for column in WEIGHT_CATEGORICAL:
-        values = person[column].astype("str").fillna("unknown").to_numpy(dtype=object)
-        for level in sorted(set(values)):
-            members = values == level
-            if not (members & known).any():
-                violations.append({"variable": column, "level": str(level), "persons": int(members.sum())})
-                keep &= ~members
-    for column in WEIGHT_BINARY:
-        members = np.nan_to_num(stats.as_float(person[column]), nan=0.0) > 0
-        if members.any() and not (members & known).any():
-            violations.append({"variable": column, "level": "true", "persons": int(members.sum())})
-            keep &= ~members
-    return keep, violations
-
-
-def restriction_label(violations: list[dict]) -> str:
-    """Suffix of every primary method string when positivity fails (no counts: methods are not suppressed).
-
-    >>> restriction_label([{"variable": "sex", "level": "M", "persons": 2}])
-    '; RESTRICTED to weight-model levels with assessed persons (excluded: sex: M)'
-    """
-    if not violations:
-        return ""
-    return "; RESTRICTED to weight-model levels with assessed persons (excluded: " + ", ".join(
-        f"{v['variable']}: {v['level']}" for v in violations) + ")"
+def _fit_logged(person: pd.DataFrame, config: Config, estimand: str, warnings_out: list[str]) -> stats.AscertainmentModel:
+    """The person-level weight model, its fit's warnings appended to ``warnings_out`` in production's words."""
+    if not person["_outcome_known"].any():
+        return _unassessed_model(person)
+    model = fit_weights(person, config)
+    warnings_out += [f"estimand ({estimand}) weight model: {text}" for text in model.fit_warnings]
+    if not model.converged:
+        warnings_out.append(f"estimand ({estimand}) weight model did not converge: its weights and estimates are unreliable")
+    return model
 
 
 def fit_weights(person: pd.DataFrame, config: Config) -> stats.AscertainmentModel:
@@ -214,17 +118,6 @@ def _proportion_rows(analysis, variable, level, person, model, group, outcome="_
     ], primary, complete
 
 
-def _levels(values: pd.Series, order=None) -> tuple[np.ndarray, list[str]]:
-    text = values.astype("str").fillna("unknown")
-    text = text.str.lower() if values.dtype == "boolean" or values.dtype == bool else text
-    present = list(pd.unique(text))
-    if order:
-        ordered = [lvl for lvl in order if lvl in present] + sorted(lvl for lvl in present if lvl not in order)
-    else:
-        ordered = sorted(present)
-    return text.to_numpy(dtype=object), ordered
-
-
 def headline_rows(person, model, config, analysis="headline", label="") -> tuple[list[dict], dict]:
     """Rows of analysis ``headline`` (or ``headline_fixed_window``) and the headline.json dict."""
     conf = config.estimate.confidence_level
@@ -239,46 +132,6 @@ def headline_rows(person, model, config, analysis="headline", label="") -> tuple
     new, _, _ = _proportion_rows(analysis, "headline_group", "all", person, model, np.ones(len(person), bool),
                                  confidence=conf, label=label)
     return rows + new, out
-
-
-def _headline_entry(result: dict, method: str) -> dict:
-    def number(value):
-        return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
-
-    return {
-        "estimate": number(result["estimate"]),
-        "ci_low": number(result["ci_low"]),
-        "ci_high": number(result["ci_high"]),
-        "n": int(result["n"]),
-        "n_assessed": int(result.get("n_ascertained", result.get("n_assessed", result["n"]))),
-        "events": int(result["events"]),
-        "method": method,
-    }
-
-
-def headline_from_person_table(person: pd.DataFrame, config: Config, estimand: str = "a") -> dict:
-    """The headline.json dict straight from an ``analysis_person`` DataFrame (``estimand`` "a" or "b")."""
-    person = prepare(person, config)
-    if estimand == "b":
-        person = fixed_window_view(person)
-    if not person["_outcome_known"].any():
-        return headline_rows(person, _unassessed_model(len(person)), config)[1]
-    keep, violations = positivity(person)
-    person = person[keep].reset_index(drop=True)
-    return headline_rows(person, fit_weights(person, config), config, label=restriction_label(violations))[1]
-
-
-def headline_from_estimates(estimates: pd.DataFrame, config: Config, analysis: str = "headline") -> dict:
-    """Rebuild the headline.json dict from the ``estimates`` table (for the publish stage)."""
-    rows = estimates[(estimates["analysis"] == analysis) & (estimates["variable"] == "headline_group")]
-    out = {"headline": {}, "complete_case": {}, "config": config.to_dict()}
-    for key, prefix in (("headline", PRIMARY), ("complete_case", COMPLETE_CASE)):
-        for group in HEADLINE_GROUPS:
-            match = rows[(rows["level"] == group) & rows["method"].str.startswith(prefix)]
-            if len(match) != 1:
-                raise StageOrderError(f"estimates has {len(match)} '{prefix.strip()}' headline rows for {group}; rerun the estimate stage")
-            out[key][group] = _headline_entry(match.iloc[0].to_dict(), match.iloc[0]["method"])
-    return out
 
 
 def duration_band_rows(person, model, config, analysis="by_duration_band", label="") -> list[dict]:
@@ -424,8 +277,6 @@ def withdrawal_rows(person, model, config) -> list[dict]:
     return rows
 
 
-
-
 def weight_rows(person, model, analysis="weights", label="") -> tuple[list[dict], dict]:
     """Distribution of the weights (percentiles, Kish effective sample size) per headline group."""
     rows, summaries = [], {}
@@ -480,8 +331,6 @@ def anchor_rows(person, model, config) -> tuple[list[dict], dict]:
     return rows, anchors
 
 
-
-
 def trend_rows(person, model, config) -> list[dict]:
     """Trends and geography (issue 15): per calendar year of treatment start and per region,
     the share of new users treated > ``headline_split_days`` (exposure rows: n = new users,
@@ -514,18 +363,6 @@ def trend_rows(person, model, config) -> list[dict]:
     return rows
 
 
-def to_frame(rows: list[dict]) -> pd.DataFrame:
-    """Rows as the typed ``estimates`` frame."""
-    frame = pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS))
-    for column in ("analysis", "variable", "level", "method"):
-        frame[column] = frame[column].astype("str")
-    for column in ("time_days", "n", "events"):
-        frame[column] = pd.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else int(v) for v in frame[column]], dtype="Int64")
-    for column in ("estimate", "ci_low", "ci_high"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    return frame
-
-
 def _labelled(rows: list[dict], label: str) -> list[dict]:
     """Append the positivity restriction label to every primary / complete-case method not yet carrying it."""
     if not label:
@@ -535,47 +372,6 @@ def _labelled(rows: list[dict], label: str) -> list[dict]:
         if method.startswith((PRIMARY, COMPLETE_CASE, "weights: ")) and not method.endswith(label):
             row["method"] = method + label
     return rows
-
-
-def _restrict(person: pd.DataFrame, estimand: str, warnings_out: list[str]) -> tuple[pd.DataFrame, list[dict], str]:
-    if len(person) and not person["_outcome_known"].any():
-        message = (f"estimand ({estimand}): no cohort person's outcome was assessed in the window (no follow-up with an "
-                   "outcome field, no dependence or withdrawal code): the estimand is not estimable")
-        warnings_out.append(message)
-        log.warning(message)
-        return person, [], ""
-    keep, violations = positivity(person)
-    if violations:
-        levels = ", ".join(f"{v['variable']}: {v['level']}" for v in violations)
-        message = (f"estimand ({estimand}): no person with an assessed outcome in weight-model level(s) {levels}; "
-                   f"no weight can stand for them, so estimand ({estimand}) is restricted to the other levels and "
-                   "labelled RESTRICTED (positivity)")
-        warnings_out.append(message)
-        log.warning(message)
-    return person[keep].reset_index(drop=True), violations, restriction_label(violations)
-
-
-def _unassessed_model(n: int) -> stats.AscertainmentModel:
-    """The weight model when nobody was assessed: every weight 0, so every estimate is NaN (not estimable)."""
-    return stats.AscertainmentModel(
-        design=np.ones((n, 1)), names=("intercept",), ascertained=np.zeros(n, dtype=bool),
-        probability=np.full(n, 1e-12), weight=np.zeros(n), inverse_information=np.zeros((1, 1)), converged=True,
-    )
-
-
-def _fit_logged(person: pd.DataFrame, config: Config, estimand: str, warnings_out: list[str]) -> stats.AscertainmentModel:
-    if not person["_outcome_known"].any():
-        return _unassessed_model(len(person))
-    model = fit_weights(person, config)
-    for text in model.fit_warnings:
-        message = f"estimand ({estimand}) weight model: {text}"
-        warnings_out.append(message)
-        log.warning(message)
-    if not model.converged:
-        message = f"estimand ({estimand}) weight model did not converge: its weights and estimates are unreliable"
-        warnings_out.append(message)
-        log.warning(message)
-    return model
 
 
 def diagnostic_rows(estimand: str, person: pd.DataFrame, kept: pd.DataFrame, model, violations, config) -> list[dict]:
@@ -698,79 +494,12 @@ def in_sample_sensitivity_rows(person, model, config, estimand: str, label: str)
 # --------------------------------------------------------------------------- warehouse
 
 
-def _read_person(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    if not table_exists(con, "analysis_person"):
-        raise StageOrderError("table analysis_person not found: run the transform stage first (python -m pipeline transform)")
-    return con.execute("select * from analysis_person").df()
-
-
-def _write(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, replace_settings: tuple[str, ...] | None = None) -> None:
-    """Replace ``estimates``; with ``replace_settings`` replace only the sensitivity rows of those settings."""
-    select = """
-        select analysis::varchar as analysis, variable::varchar as variable, level::varchar as level,
-               time_days::integer as time_days, n::bigint as n, n_assessed::bigint as n_assessed,
-               events::bigint as events, estimate::double as estimate, ci_low::double as ci_low,
-               ci_high::double as ci_high, method::varchar as method
-        from _estimates_frame"""
-    con.register("_estimates_frame", frame)
-    try:
-        if replace_settings is None or not table_exists(con, "estimates"):
-            con.execute("create or replace table estimates as " + select)
-        else:
-            con.execute("delete from estimates where analysis = 'sensitivity' and list_contains(?, split_part(variable, '|', 1))",
-                        [list(replace_settings)])
-            con.execute("insert into estimates by name " + select)  # production's explicit columns stay NULL
-    finally:
-        con.unregister("_estimates_frame")
-
-
-def run(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild | None = None) -> dict:
-    """Read ``analysis_person``, replace ``estimates``; with ``rebuild`` also add the sensitivity rows.
-
-    Returns DESIGN.md's headline.json dict (not yet disclosure-controlled)
-    both spread at the top level (``headline``, ``complete_case``, ``config``)
-    and whole as ``headline_json``; plus ``anchors`` and ``anchor_sentences``, ``weights``
-    (distribution per headline group), ``weight_model``, ``rows`` and ``seconds``.
-    """
-    started = time.perf_counter()
-    person = _read_person(con)
-    frame, extras = estimate_tables(person, config)
-    _write(con, frame)
-    rows = len(frame)
-    if rebuild is not None:
-        rows += len(sensitivity(con, config, rebuild, current=person))
-    # headline.json's keys at the top level too: result["headline"]["gt_4_weeks"] is the primary entry
-    for message in extras["warnings"]:
-        _log_warning(con, config, message)
-    return {**extras["headline_json"], **extras, "rows": rows, "seconds": round(time.perf_counter() - started, 2)}
-
-
-def _log_warning(con: duckdb.DuckDBPyConnection, config: Config, message: str) -> None:
-    """A warning of the estimate stage, kept in the run log (audit_run_log, status 'warning')."""
-    import datetime as dt
-    import json
-
-    from pipeline.warehouse import ensure_audit_tables
-
-    ensure_audit_tables(con)
-    now = dt.datetime.now()
-    con.execute("insert into audit_run_log (run_id, stage, started_at, finished_at, status, message, config_json) "
-                "values (?, ?, ?, ?, ?, ?, ?)",
-                ["estimate", "estimate", now, now, "warning", message[:500], json.dumps(config.to_dict())])
-
-
-
-
 def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild, current: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Headline estimates with one setting varied at a time; rows replace analysis ``sensitivity``.
-
-    ``rebuild(config) -> analysis_person DataFrame`` is supplied by the
-    transform stage and must not overwrite warehouse tables. The value equal
-    to the current setting reuses ``analysis_person`` as it is.
-    Rows: variable ``"<setting>|<headline group>"``, level = the value.
-    """
+    """The ``sensitivity`` rows (returned; nothing is written): headline estimates with one setting
+    varied at a time, each from ``rebuild(varied config) -> analysis_person`` (the value equal to the
+    current setting reuses ``analysis_person`` as it is)."""
     if current is None:
-        current = _read_person(con)
+        current = con.execute("select * from analysis_person").df()
     rows = []
     for section, key, values_key in SENSITIVITY_SETTINGS:
         for value in getattr(config.estimate, values_key):
@@ -778,7 +507,7 @@ def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild
             person = current if getattr(getattr(config, section), key) == value else rebuild(varied)
             person = prepare(person, varied)
             if not person["_outcome_known"].any():
-                model, violations = _unassessed_model(len(person)), []
+                model, violations = _unassessed_model(person), []
             else:
                 keep, violations = positivity(person)
                 person = person[keep].reset_index(drop=True)
@@ -787,6 +516,4 @@ def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild
             for row in headline:
                 if row["level"] in HEADLINE_GROUPS:
                     rows.append({**row, "analysis": "sensitivity", "variable": key, "level": str(value)})
-    frame = to_frame(rows)
-    _write(con, frame, replace_settings=tuple(key for _, key, _ in SENSITIVITY_SETTINGS))
-    return frame
+    return to_frame(rows)

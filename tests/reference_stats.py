@@ -1,638 +1,255 @@
 """REFERENCE ONLY (used by tests/test_aggregated_estimators.py, never by the pipeline): the
-person-level estimators as they were before the estimate stage moved to sufficient statistics
-(pipeline/estimate/aggregate.py). Frozen copy of pipeline/estimate/stats.py at 18201a8.
+person-level estimators, one array entry per cohort person, that the estimators on covariate
+patterns and event cells (pipeline/estimate/stats.py) must equal to 1e-9.
 
-Pure, vectorised estimators: Wilson intervals, inverse probability of
-ascertainment weighting (IPW), Aalen-Johansen cumulative incidence and
-weighted logistic regression, all with honest confidence intervals.
+Only what those tests compare is written here: the weight model's fit, the Hajek IPW proportion
+with its stacked sandwich, the Aalen-Johansen curve with its influence-function variance, the
+weighted logistic regression, the weight distribution and the median's interval, each summed over
+persons. The helpers that are not being compared -- ``z_value``, ``as_float``, ``wilson_interval``,
+``design_matrix`` and the ``AscertainmentModel`` container (one person a row when its ``count`` is
+None) -- are production's own. Why the variance is a stacked sandwich, with its references, is in
+pipeline/estimate/stats.py's docstring and docs/estimation.md.
 
-Every function takes numpy arrays (or pandas columns) with one entry per
-cohort person and returns plain numbers, dicts or DataFrames. Nothing here
-reads the warehouse; ``pipeline.estimate.run`` does that.
-
-Variance of IPW estimators (why a "stacked sandwich"): the weights 1/p are
-estimated by a logistic model, so each estimate solves two sets of
-estimating equations at once -- the weight model's score
-``X_i (R_i - p_i)`` and the estimate's own equation. The influence function
-of the estimate (M-estimation, Stefanski & Boos 2002; Lunceford & Davidian
-2004) is
-
-    IF_i = A_tt^-1 [ psi_i - A_tb H X_i (R_i - p_i) ]
-
-with ``A_tt`` the estimate's bread, ``A_tb`` the derivative of its equation
-with respect to the weight-model coefficients and ``H`` the inverse Fisher
-information of the weight model. ``Var = sum_i IF_i IF_i'`` (HC0). One fit of
-the weight model serves every group: the same formula with ``psi_i = 0``
-outside the group.
-
->>> import numpy as np
->>> low, high = wilson_interval(3, 10)
->>> round(float(low), 4), round(float(high), 4)
-(0.1078, 0.6032)
+>>> X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
+>>> model = fit_ascertainment_model(X, [1, 1, 0, 1, 0, 0])   # p = 2/3 and 1/3: weights 1.5, 1.5, 3
+>>> round(ipw_proportion([1, 0, np.nan, 1, np.nan, np.nan], model)["estimate"], 4)
+0.75
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 import scipy.special
 import scipy.stats
 import statsmodels.api as sm
 
+from pipeline.estimate.stats import AscertainmentModel, as_float, design_matrix, wilson_interval, z_value
 
-def z_value(confidence: float = 0.95) -> float:
-    """Two-sided normal quantile.
+__all__ = [
+    "AscertainmentModel", "aalen_johansen", "as_float", "complete_case_proportion", "design_matrix",
+    "fit_ascertainment_model", "fit_binomial_glm", "ipw_proportion", "logistic_odds_ratios", "median_interval",
+    "truncate_weights", "weight_summary", "wilson_interval", "z_value",
+]
 
-    >>> round(z_value(0.95), 4)
-    1.96
-    """
-    return float(scipy.stats.norm.ppf(0.5 + confidence / 2.0))
-
-
-def as_float(values: Iterable) -> np.ndarray:
-    """A column (bool, nullable bool, int, float) as float64 with NaN for missing.
-
-    >>> as_float(pd.array([True, None, False], dtype="boolean")).tolist()
-    [1.0, nan, 0.0]
-    """
-    series = values if isinstance(values, pd.Series) else pd.Series(values)
-    return series.astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
-
-
-# --------------------------------------------------------------------------- proportions
-
-
-def wilson_interval(events, n, confidence: float = 0.95):
-    """Wilson score interval for ``events`` out of ``n`` (scalars or arrays).
-
-    Closed form (Wilson 1927): centre ``(p + z^2/2n) / (1 + z^2/n)``, half-width
-    ``z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)``. ``n`` may be fractional (an
-    effective sample size). ``n = 0`` gives NaN.
-
-    >>> low, high = wilson_interval([0, 10], [10, 10])
-    >>> low.round(4).tolist(), high.round(4).tolist()
-    ([0.0, 0.7225], [0.2775, 1.0])
-    >>> wilson_interval(0, 0)
-    (nan, nan)
-    """
-    events_arr = np.asarray(events, dtype=float)
-    n_arr = np.asarray(n, dtype=float)
-    z = z_value(confidence)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = events_arr / n_arr
-        denominator = 1.0 + z * z / n_arr
-        centre = (p + z * z / (2.0 * n_arr)) / denominator
-        half = z * np.sqrt(p * (1.0 - p) / n_arr + z * z / (4.0 * n_arr * n_arr)) / denominator
-        low = np.clip(centre - half, 0.0, 1.0)
-        high = np.clip(centre + half, 0.0, 1.0)
-        low = np.where(events_arr <= 0, 0.0, low)  # exact ends, free of rounding
-        high = np.where(events_arr >= n_arr, 1.0, high)
-    low = np.where(n_arr > 0, low, np.nan)
-    high = np.where(n_arr > 0, high, np.nan)
-    if low.ndim == 0:
-        return float(low), float(high)
-    return low, high
+PERCENTILES = {"p1": 1, "p5": 5, "p25": 25, "p50": 50, "p75": 75, "p95": 95, "p99": 99}
 
 
 def complete_case_proportion(outcome, include=None, confidence: float = 0.95) -> dict:
-    """Share of ``outcome`` among persons with a known outcome (NaN = unknown), Wilson CI.
-
-    ``include`` restricts to a group. ``n`` = persons with a known outcome,
-    ``events`` = those with the outcome.
-
-    >>> result = complete_case_proportion([1, 0, 0, np.nan, 1], include=[True, True, True, True, False])
-    >>> {k: round(v, 4) for k, v in result.items()}
-    {'estimate': 0.3333, 'ci_low': 0.0615, 'ci_high': 0.7923, 'n': 3, 'events': 1}
-    """
+    """Events among persons with a known outcome (NaN = unknown), in ``include``; Wilson CI."""
     y = as_float(outcome)
-    known = ~np.isnan(y)
-    if include is not None:
-        known &= np.asarray(include, dtype=bool)
-    n = int(known.sum())
-    events = int(np.nansum(y[known]))
-    low, high = wilson_interval(events, n, confidence)
-    return {"estimate": events / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n, "events": events}
+    selected = ~np.isnan(y) & (True if include is None else np.asarray(include, dtype=bool))
+    persons, positive = int(selected.sum()), int(y[selected].sum())
+    low, high = wilson_interval(positive, persons, confidence)
+    share = positive / persons if persons else float("nan")
+    return {"estimate": share, "ci_low": low, "ci_high": high, "n": persons, "events": positive}
 
 
 def weight_summary(weights) -> dict:
-    """Distribution of positive weights: min, percentiles 1/5/25/50/75/95/99, max and
-    Kish's effective sample size ``(sum w)^2 / sum w^2``.
-
-    >>> {k: round(v, 4) for k, v in weight_summary([1.0, 1.0, 2.0, 4.0, 0.0]).items()}
-    {'min': 1.0, 'p1': 1.0, 'p5': 1.0, 'p25': 1.0, 'p50': 1.5, 'p75': 2.5, 'p95': 3.7, 'p99': 3.94, 'max': 4.0, 'ess': 2.9091, 'n': 4}
-    """
+    """Positive weights: min, numpy's percentiles of the persons' weights, max, Kish's ESS, persons."""
     w = np.asarray(weights, dtype=float)
     w = w[w > 0]
-    names = ("p1", "p5", "p25", "p50", "p75", "p95", "p99")
-    if not len(w):
-        return {"min": np.nan, **{k: np.nan for k in names}, "max": np.nan, "ess": 0.0, "n": 0}
-    values = np.percentile(w, [1, 5, 25, 50, 75, 95, 99])
-    return {
-        "min": float(w.min()),
-        **{k: float(v) for k, v in zip(names, values)},
-        "max": float(w.max()),
-        "ess": float(w.sum() ** 2 / np.square(w).sum()),
-        "n": int(len(w)),
-    }
+    if not w.size:
+        return {"min": np.nan, **dict.fromkeys(PERCENTILES, np.nan), "max": np.nan, "ess": 0.0, "n": 0}
+    quantiles = np.percentile(w, list(PERCENTILES.values()))
+    summary = {"min": float(w.min())} | {k: float(q) for k, q in zip(PERCENTILES, quantiles)}
+    return summary | {"max": float(w.max()), "ess": float(w.sum() ** 2 / (w * w).sum()), "n": int(w.size)}
 
 
 def median_interval(values, confidence: float = 0.95) -> dict:
-    """Median with a distribution-free order-statistic CI (binomial(n, 1/2) ranks).
-
-    >>> median_interval([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
-    {'estimate': 6.0, 'ci_low': 2.0, 'ci_high': 10.0, 'n': 11}
-    """
+    """numpy's median of the persons' values; CI between the order statistics of binomial(n, 1/2) ranks."""
     v = np.sort(as_float(values))
     v = v[~np.isnan(v)]
-    n = len(v)
-    if not n:
+    if not v.size:
         return {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0}
-    alpha = 1.0 - confidence
-    # ranks j, k with P(B < j) <= alpha/2, B ~ Binomial(n, 1/2): [x_(j), x_(n-j+1)]
-    j = int(scipy.stats.binom.ppf(alpha / 2.0, n, 0.5))
-    j = max(j, 1)
-    return {"estimate": float(np.median(v)), "ci_low": float(v[j - 1]), "ci_high": float(v[n - j]), "n": n}
+    rank = max(int(scipy.stats.binom.ppf((1.0 - confidence) / 2.0, v.size, 0.5)), 1)
+    return {"estimate": float(np.median(v)), "ci_low": float(v[rank - 1]), "ci_high": float(v[v.size - rank]),
+            "n": int(v.size)}
 
 
-# --------------------------------------------------------------------------- design matrices
-
-
-def design_matrix(
-    frame: pd.DataFrame,
-    categorical: Sequence[str] = (),
-    binary: Sequence[str] = (),
-    continuous: Sequence[str] = (),
-    references: Mapping[str, str] | None = None,
-    drop_collinear: bool = True,
-) -> tuple[np.ndarray, list[str]]:
-    """Intercept + treatment-coded dummies + 0/1 flags + centred numbers.
-
-    Categorical NULLs become the level ``"unknown"``; flag NULLs count as 0
-    (not flagged). The reference level is ``references[column]`` when given,
-    else the most frequent level. Columns that are constant or linear
-    combinations of earlier ones are dropped (pivoted QR), so the model is
-    always identifiable.
-
-    >>> frame = pd.DataFrame({"sex": ["F", "M", "F", None], "flag": [True, False, None, True]})
-    >>> X, names = design_matrix(frame, categorical=["sex"], binary=["flag"])
-    >>> names
-    ['intercept', 'sex[M]', 'sex[unknown]', 'flag']
-    >>> X.tolist()
-    [[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 1.0, 1.0]]
-    """
-    references = dict(references or {})
-    n = len(frame)
-    columns: list[np.ndarray] = [np.ones(n)]
-    names = ["intercept"]
-    for column in categorical:
-        codes, levels = pd.factorize(frame[column].astype("str").fillna("unknown"), sort=True)
-        counts = np.bincount(codes, minlength=len(levels))
-        reference = references.get(column)
-        if reference is None or reference not in set(levels):
-            reference = levels[int(np.argmax(counts))]
-        for position, level in enumerate(levels):
-            if level != reference:
-                columns.append((codes == position).astype(float))
-                names.append(f"{column}[{level}]")
-    for column in binary:
-        columns.append(np.nan_to_num(as_float(frame[column]), nan=0.0))
-        names.append(column)
-    for column in continuous:
-        x = as_float(frame[column])
-        columns.append(x - np.nanmean(x))
-        names.append(column)
-    X = np.column_stack(columns)
-    if drop_collinear and X.shape[1] > 1:
-        _, r, pivot = scipy.linalg.qr(X, mode="economic", pivoting=True)
-        diag = np.abs(np.diag(r))
-        rank = int((diag > diag[0] * 1e-9).sum())
-        keep = np.sort(pivot[:rank])
-        X = X[:, keep]
-        names = [names[i] for i in keep]
-    return X, names
-
-
-# --------------------------------------------------------------------------- weight model
-
-
-@dataclass(frozen=True)
-class AscertainmentModel:
-    """A fitted logistic model of ascertainment on covariates known for everyone.
-
-    ``weight`` is ``1/p`` for ascertained persons and 0 otherwise.
-    ``inverse_information`` is ``(sum_i X_i X_i' p_i (1 - p_i))^-1``.
-    """
-
-    design: np.ndarray
-    names: tuple[str, ...]
-    ascertained: np.ndarray
-    probability: np.ndarray
-    weight: np.ndarray
-    inverse_information: np.ndarray
-    converged: bool
-    fit_warnings: tuple[str, ...] = ()
-
-    def correction(self, cross: np.ndarray) -> np.ndarray:
-        """Per-person term ``A_tb H X_i (R_i - p_i)`` for one or more estimates.
-
-        ``cross`` has shape (k,) or (q, k); the result (n,) or (n, q).
-        """
-        residual = self.ascertained.astype(float) - self.probability
-        projected = self.design @ (self.inverse_information @ np.atleast_2d(cross).T)
-        out = projected * residual[:, None]
-        return out[:, 0] if np.ndim(cross) == 1 else out
-
-
-def fit_binomial_glm(
-    X: np.ndarray, y: np.ndarray, var_weights: np.ndarray | None = None
-) -> tuple[np.ndarray, bool, tuple[str, ...]]:
-    """Coefficients, convergence and the fit's warnings of a binomial GLM, fitted on distinct rows.
-
-    Persons sharing a covariate pattern, outcome and weight contribute
-    identical score terms, so fitting the distinct rows with their counts as
-    frequency weights gives the same maximum-likelihood coefficients as the
-    person-level fit -- with a design of a few thousand rows instead of one row
-    per person (the person-level design is what used the memory at scale).
-    Warnings (e.g. perfect separation) are not silenced: they are returned,
-    deduplicated, for the caller to log and show.
-
-    >>> X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
-    >>> coef, converged, notes = fit_binomial_glm(X, np.array([0, 1, 1, 0, 0, 1.0]))
-    >>> np.round(coef, 3).tolist(), converged, notes
-    ([0.693, -1.386], True, ())
-    """
-    w = np.ones(len(y)) if var_weights is None else np.asarray(var_weights, dtype=float)
-    stacked = np.ascontiguousarray(np.column_stack([X, y, w]), dtype=float)
-    # Hash the rows (each row's bytes as one value): pandas' factorize is a hash
-    # table, an order of magnitude faster than np.unique's sort over rows.
-    codes, _ = pd.factorize(stacked.view(np.dtype((np.void, 8 * stacked.shape[1]))).ravel())
-    counts = np.bincount(codes)
-    first = np.zeros(len(counts), dtype=np.int64)
-    first[codes[::-1]] = np.arange(len(codes))[::-1]
-    distinct = stacked[first]
+def fit_binomial_glm(X: np.ndarray, y: np.ndarray, var_weights: np.ndarray | None = None):
+    """statsmodels' binomial GLM on one row per person: coefficients, convergence, its warnings (deduplicated)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = sm.GLM(
-            distinct[:, -2], distinct[:, :-2], family=sm.families.Binomial(),
-            freq_weights=counts.astype(float), var_weights=distinct[:, -1],
-        ).fit(maxiter=100)
-    notes = tuple(dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught))
-    return np.asarray(fit.params, dtype=float), bool(getattr(fit, "converged", True)), notes
+        fit = sm.GLM(np.asarray(y, dtype=float), np.asarray(X, dtype=float), family=sm.families.Binomial(),
+                     var_weights=None if var_weights is None else np.asarray(var_weights, dtype=float)).fit(maxiter=100)
+    seen = [f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught]
+    return np.asarray(fit.params, dtype=float), bool(getattr(fit, "converged", True)), tuple(dict.fromkeys(seen))
 
 
 def fit_ascertainment_model(design: np.ndarray, ascertained, names: Sequence[str] = ()) -> AscertainmentModel:
-    """Fit ``P(ascertained | X)`` by a binomial GLM (statsmodels, IRLS) on the whole cohort.
-
-    >>> rng = np.random.default_rng(1)
-    >>> x = rng.integers(0, 2, 2000).astype(float)
-    >>> r = rng.random(2000) < np.where(x == 1, 0.8, 0.4)
-    >>> model = fit_ascertainment_model(np.column_stack([np.ones(2000), x]), r)
-    >>> [round(float(model.probability[x == v][0]), 2) for v in (0, 1)]
-    [0.41, 0.8]
-    >>> bool(np.allclose(model.weight[r], 1 / model.probability[r]))
-    True
-    """
+    """P(ascertained | X) fitted on the persons; weight 1/p for the ascertained, 0 otherwise."""
     X = np.asarray(design, dtype=float)
     r = np.nan_to_num(as_float(ascertained), nan=0.0) > 0
     coef, converged, notes = fit_binomial_glm(X, r.astype(float))
-    raw = scipy.special.expit(X @ coef)
-    extreme = int(((raw < 1e-6) | (raw > 1 - 1e-6)).sum())
-    if extreme:
-        # quasi-separation: a covariate pattern (almost) always or never ascertained
-        notes = notes + (f"fitted probability of ascertainment within 1e-6 of 0 or 1 for {extreme} persons "
-                         "(quasi-separation: a covariate pattern is (almost) always or never assessed)",)
-    p = np.clip(raw, 1e-12, 1 - 1e-12)
-    information = (X * (p * (1 - p))[:, None]).T @ X
-    weight = np.where(r, 1.0 / p, 0.0)
-    return AscertainmentModel(
-        design=X,
-        names=tuple(names) or tuple(f"x{i}" for i in range(X.shape[1])),
-        ascertained=r,
-        probability=p,
-        weight=weight,
-        inverse_information=np.linalg.pinv(information),
-        converged=converged,
-        fit_warnings=notes,
-    )
+    fitted = scipy.special.expit(X @ coef)
+    near_edge = int(np.count_nonzero((fitted < 1e-6) | (fitted > 1 - 1e-6)))
+    if near_edge:  # production's wording, compared with the estimate stage's warnings
+        notes += (f"fitted probability of ascertainment within 1e-6 of 0 or 1 for {near_edge} persons "
+                  "(quasi-separation: a covariate pattern is (almost) always or never assessed)",)
+    p = np.clip(fitted, 1e-12, 1 - 1e-12)
+    fisher = X.T @ (X * (p * (1 - p))[:, None])
+    names = tuple(names) or tuple(f"x{i}" for i in range(X.shape[1]))
+    return AscertainmentModel(design=X, names=names, ascertained=r, probability=p, weight=np.where(r, 1.0 / p, 0.0),
+                              inverse_information=np.linalg.pinv(fisher), converged=converged, fit_warnings=notes)
 
 
-def truncate_weights(model: AscertainmentModel, low_percentile: float = 1.0, high_percentile: float = 99.0) -> AscertainmentModel:
-    """The model with the assessed persons' weights clipped to two percentiles of their distribution.
-
-    A sensitivity analysis (Cole & Hernan 2008): a few extreme weights can drive
-    an IPW estimate. The variance keeps the stacked formula with the clipped
-    weights (an approximation: clipping is not the weight model's score).
-
-    >>> X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
-    >>> model = fit_ascertainment_model(X, [1, 1, 0, 1, 0, 0])   # weights 1.5, 1.5, 3
-    >>> truncate_weights(model, 0, 50).weight.round(2).tolist()
-    [1.5, 1.5, 0.0, 1.5, 0.0, 0.0]
-    """
+def truncate_weights(model: AscertainmentModel, low_percentile: float = 1.0, high_percentile: float = 99.0):
+    """The assessed persons' weights clipped to numpy's percentiles of their weights."""
     assessed = model.weight[model.ascertained]
-    if not len(assessed):
+    if not assessed.size:
         return model
-    low, high = np.percentile(assessed, [low_percentile, high_percentile])
-    clipped = np.where(model.ascertained, np.clip(model.weight, low, high), 0.0)
-    return dataclasses.replace(model, weight=clipped)
+    bounds = np.percentile(assessed, [low_percentile, high_percentile])
+    return dataclasses.replace(model, weight=np.where(model.ascertained, np.clip(model.weight, *bounds), 0.0))
 
 
-# --------------------------------------------------------------------------- IPW proportion
+def ipw_proportion(outcome, model: AscertainmentModel, group=None, among=None, confidence: float = 0.95) -> dict:
+    """Hajek IPW share of ``outcome`` in ``group`` (and ``among``), summed over persons.
 
-
-def ipw_proportion(
-    outcome,
-    model: AscertainmentModel,
-    group=None,
-    among=None,
-    confidence: float = 0.95,
-    account_for_weight_estimation: bool = True,
-) -> dict:
-    """Hajek (weight-normalised) IPW proportion of ``outcome`` in ``group``.
-
-    ``outcome`` is 0/1 for ascertained persons (NaN elsewhere is fine);
-    ``among`` optionally restricts the denominator further (e.g. dependent
-    persons only). The CI is a Wilson interval at the effective sample size
-    ``n_eff = p(1-p) / Var`` where Var is the stacked sandwich variance that
-    accounts for the estimated weights (``account_for_weight_estimation=False``
-    treats the weights as known, for comparison). When the estimate is 0 or 1
-    the Kish effective sample size of the weights is used instead.
-
-    Returns estimate, ci_low, ci_high, se, n (persons in the group [and
-    ``among``]), events (observed, unweighted, among ascertained),
-    n_ascertained, n_effective and the weight distribution.
-
-    >>> X = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1]])
-    >>> model = fit_ascertainment_model(X, [1, 1, 0, 1, 0, 0])   # p = 2/3 and 1/3
-    >>> result = ipw_proportion([1, 0, np.nan, 1, np.nan, np.nan], model)
-    >>> round(result["estimate"], 4)   # (1.5 * 1 + 1.5 * 0 + 3 * 1) / (1.5 + 1.5 + 3)
-    0.75
-    >>> result["n"], result["events"], result["n_ascertained"]
-    (6, 2, 3)
+    Variance: the stacked sandwich ``sum_i (psi_i - A_tb H X_i (R_i - p_i))^2 / W^2`` with
+    ``psi_i = w_i (y_i - estimate)``; the CI is Wilson's at ``n_eff = p(1-p)/Var`` (Kish's ESS
+    when the share is 0 or 1).
     """
-    n_all = len(model.probability)
     y = np.nan_to_num(as_float(outcome), nan=0.0)
-    in_group = np.ones(n_all, dtype=bool) if group is None else np.asarray(group, dtype=bool)
+    members = np.ones(len(y), dtype=bool) if group is None else np.asarray(group, dtype=bool)
     if among is not None:
-        in_group = in_group & (np.nan_to_num(as_float(among), nan=0.0) > 0)
-    included = in_group & model.ascertained
-    w = np.where(included, model.weight, 0.0)
-    total = w.sum()
-    summary = weight_summary(w)
-    base = {
-        "n": int(in_group.sum()),
-        "events": int(y[included].sum()),
-        "n_ascertained": int(included.sum()),
-        "weights": summary,
-    }
-    if total <= 0:
-        return {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "se": np.nan, "n_effective": 0.0, **base}
-    estimate = float((w * y).sum() / total)
-    residual = np.where(included, y - estimate, 0.0)
-    psi = w * residual
-    if account_for_weight_estimation:
-        cross = (w * (1 - model.probability) * residual) @ model.design
-        influence = (psi - model.correction(cross)) / total
-    else:
-        influence = psi / total
-    variance = float(np.square(influence).sum())
-    return {**_wilson_effective(estimate, variance, summary["ess"], confidence), **base}
+        members = members & (np.nan_to_num(as_float(among), nan=0.0) > 0)
+    counted = members & model.ascertained
+    w = np.where(counted, model.weight, 0.0)
+    spread = weight_summary(w)
+    counts = {"n": int(members.sum()), "events": int(y[counted].sum()), "n_ascertained": int(counted.sum()),
+              "weights": spread}
+    W = w.sum()
+    if not W > 0:
+        return {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "se": np.nan, "n_effective": 0.0, **counts}
+    share = float(w @ y / W)
+    deviation = np.where(counted, y - share, 0.0)
+    derivative = (w * (1.0 - model.probability) * deviation) @ model.design
+    variance = float(np.sum(((w * deviation - model.correction(derivative)) / W) ** 2))
+    n_eff = share * (1 - share) / variance if 0.0 < share < 1.0 and variance > 0 else spread["ess"]
+    low, high = wilson_interval(share * n_eff, n_eff, confidence)
+    return {"estimate": share, "ci_low": low, "ci_high": high, "se": float(np.sqrt(variance)),
+            "n_effective": float(n_eff), **counts}
 
 
-def _wilson_effective(estimate: float, variance: float, fallback_n: float, confidence: float) -> dict:
-    if 0.0 < estimate < 1.0 and variance > 0:
-        n_effective = estimate * (1 - estimate) / variance
-    else:
-        n_effective = fallback_n
-    low, high = wilson_interval(estimate * n_effective, n_effective, confidence)
-    return {
-        "estimate": estimate,
-        "ci_low": low,
-        "ci_high": high,
-        "se": float(np.sqrt(variance)),
-        "n_effective": float(n_effective),
-    }
+def _selected(values: np.ndarray, include, model: AscertainmentModel | None, weight=None):
+    """Persons with a known value inside ``include`` (ascertained ones with ``model``), and their weights."""
+    chosen = ~np.isnan(values) & (True if include is None else np.asarray(include, dtype=bool))
+    if model is not None:
+        return chosen & model.ascertained, model.weight
+    return chosen, np.ones(len(values)) if weight is None else as_float(weight)
 
 
-# --------------------------------------------------------------------------- Aalen-Johansen
+def aalen_johansen(time, cause, *, include=None, weight=None, model: AscertainmentModel | None = None, times=None,
+                   confidence: float = 0.95) -> pd.DataFrame:
+    """Cumulative incidence of cause 1 (cause 2 competing, 0 censored), one row per person.
 
+    Ties: at a time all events leave together, censorings after them. With ``model`` the
+    ascertained persons enter with weights 1/p and the variance adds the weight model's
+    correction; CI on the log(-log F) scale. Returns time_days, at_risk, events, estimate, se,
+    ci_low, ci_high at ``times`` (default: the cause-1 event times).
 
-def aalen_johansen(
-    time,
-    cause,
-    *,
-    include=None,
-    weight=None,
-    model: AscertainmentModel | None = None,
-    times=None,
-    confidence: float = 0.95,
-) -> pd.DataFrame:
-    """Cumulative incidence of cause 1 with cause 2 competing (Aalen-Johansen).
-
-    ``cause``: 0 censored, 1 event of interest, 2 competing event (death).
-    Ties are handled exactly: at each distinct time all cause-1 and cause-2
-    events leave together (hazards d1/Y and d2/Y) and censorings at that time
-    are still in the risk set Y (censored after events). Weights enter the
-    counts d1, d2 and Y. With ``model``, weights are ``model.weight`` and only
-    ascertained persons enter; the variance then also accounts for estimating
-    the weights.
-
-    Variance: delta-method / influence-function (Greenwood-type) variance,
-    exact for tied discrete times; without competing events it equals
-    Greenwood's formula. CI on the log(-log F) scale,
-    ``F ** exp(+-z se / (F |log F|))``, which stays inside (0, 1).
-
-    ``times``: days at which to report the curve (right-continuous step
-    function); default the distinct event times. Returns time_days, at_risk
-    (unweighted persons with time >= t), events (unweighted cumulative cause-1
-    events <= t), estimate, se, ci_low, ci_high.
-
-    Hand example (no weights): times 1, 2, 2, 2, 3, 4 with causes 1, 1, 2, 0,
-    1, 0. At t=1: Y=6, d1=1 -> F = 1/6, S = 5/6. At t=2: Y=5, d1=1, d2=1 ->
-    F += 5/6 * 1/5 = 1/6 -> 1/3; S = 5/6 * 3/5 = 1/2. At t=3: Y=2, d1=1 ->
-    F += 1/2 * 1/2 -> 7/12.
-
-    >>> curve = aalen_johansen([1, 2, 2, 2, 3, 4], [1, 1, 2, 0, 1, 0])
-    >>> curve["estimate"].round(4).tolist(), curve["time_days"].tolist()
-    ([0.1667, 0.3333, 0.5833], [1.0, 2.0, 3.0])
+    >>> aalen_johansen([1, 2, 2, 2, 3, 4], [1, 1, 2, 0, 1, 0])["estimate"].round(4).tolist()
+    [0.1667, 0.3333, 0.5833]
     """
     t_all = as_float(time)
     c_all = np.nan_to_num(as_float(cause), nan=0.0).astype(int)
-    n_all = len(t_all)
-    mask = ~np.isnan(t_all)
-    if include is not None:
-        mask &= np.asarray(include, dtype=bool)
-    if model is not None:
-        mask &= model.ascertained
-        w_all = model.weight
-    elif weight is not None:
-        w_all = as_float(weight)
-    else:
-        w_all = np.ones(n_all)
-    mask &= w_all > 0
-    t, c, w = t_all[mask], c_all[mask], w_all[mask]
+    chosen, w_all = _selected(t_all, include, model, weight)
+    chosen &= w_all > 0
+    t, c, w = t_all[chosen], c_all[chosen], w_all[chosen]
     columns = ["time_days", "at_risk", "events", "estimate", "se", "ci_low", "ci_high"]
-    if not len(t):
+    if not t.size:
         return pd.DataFrame({k: pd.Series(dtype=float) for k in columns})
-    total = w.sum()
-    distinct, index = np.unique(t, return_inverse=True)
-    m = len(distinct)
-    d1 = np.bincount(index, weights=w * (c == 1), minlength=m)
-    d2 = np.bincount(index, weights=w * (c == 2), minlength=m)
-    leaving = np.bincount(index, weights=w, minlength=m)
-    at_risk = total - np.cumsum(leaving) + leaving  # weighted persons with time >= t_j
-    hazard1 = d1 / at_risk
-    hazard = (d1 + d2) / at_risk
-    survival = np.cumprod(1.0 - hazard)
-    survival_before = np.concatenate([[1.0], survival[:-1]])
-    cif = np.cumsum(survival_before * hazard1)
-
-    # unweighted counts for reporting
-    n_events = np.cumsum(np.bincount(index, weights=(c == 1).astype(float), minlength=m))
-
-    if times is None:
-        targets = distinct[d1 > 0]
-    else:
-        targets = np.asarray(times, dtype=float)
-    position = np.searchsorted(distinct, targets, side="right") - 1  # last distinct time <= target
-
-    # Influence function (weighted empirical measure, y = Y / total):
-    # IF_i(t) = sum_{v<=t} S(v-) dM1_i(v) / y(v) - [F(t) - F(v)] dM_i(v) / (y(v) (1 - dL(v)))
-    y_share = at_risk / total
+    # per distinct time: weighted cause-1 and cause-2 events and persons leaving (pandas, not bincount)
+    table = pd.DataFrame({"t": t, "e1": w * (c == 1), "e2": w * (c == 2), "out": w, "n1": (c == 1) * 1.0})
+    by_time = table.groupby("t", sort=True).sum()
+    distinct = by_time.index.to_numpy(dtype=float)
+    index = np.searchsorted(distinct, t)
+    W = w.sum()
+    risk = W - by_time["out"].cumsum().to_numpy() + by_time["out"].to_numpy()
+    dl1 = by_time["e1"].to_numpy() / risk
+    dl = (by_time["e1"].to_numpy() + by_time["e2"].to_numpy()) / risk
+    s_before = np.concatenate([[1.0], np.cumprod(1.0 - dl)[:-1]])
+    F = np.cumsum(s_before * dl1)
+    targets = distinct[by_time["e1"].to_numpy() > 0] if times is None else np.asarray(times, dtype=float)
+    at = np.searchsorted(distinct, targets, side="right") - 1  # last distinct time <= target
+    # influence of person i on F(t), risk share y = Y / W:
+    # sum_{v <= t} S(v-) dM1_i(v) / y(v) - [F(t) - F(v)] dM_i(v) / (y(v) (1 - dL(v)))
+    y_share = risk / W
     with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.where(1.0 - hazard > 0, 1.0 / (y_share * (1.0 - hazard)), 0.0)
-    cum_term1 = np.cumsum(survival_before * hazard1 / y_share)
-    cum_a = np.cumsum(a * hazard)
-    cum_fa = np.cumsum(cif * a * hazard)
-    event1 = (c == 1).astype(float)
-    event_any = (c > 0).astype(float)
-
-    estimate = np.where(position >= 0, cif[np.maximum(position, 0)], 0.0)
-    variance = np.zeros(len(targets))
-    chunk = max(1, 4_000_000 // max(len(t), 1))
-    for start in range(0, len(targets), chunk):
-        J = position[start : start + chunk]
-        valid = J >= 0
-        Jc = np.maximum(J, 0)
-        F_t = cif[Jc][None, :]
-        K = np.minimum(index[:, None], Jc[None, :])
-        happened = index[:, None] <= Jc[None, :]
-        term1 = happened * (event1 * survival_before[index] / y_share[index])[:, None] - cum_term1[K]
-        term2 = happened * (event_any * a[index])[:, None] * (F_t - cif[index][:, None]) - (F_t * cum_a[K] - cum_fa[K])
-        influence = (term1 - term2) * valid[None, :]  # (persons, targets)
-        psi = w[:, None] * influence / total
+        g = np.where(1.0 - dl > 0, 1.0 / (y_share * (1.0 - dl)), 0.0)
+    cum1, cum_g, cum_fg = np.cumsum(s_before * dl1 / y_share), np.cumsum(g * dl), np.cumsum(F * g * dl)
+    estimate = np.where(at >= 0, F[np.maximum(at, 0)], 0.0)
+    variance = np.zeros(targets.size)
+    step = max(1, 4_000_000 // t.size)
+    for first in range(0, targets.size, step):
+        J = np.maximum(at[first : first + step], 0)
+        F_t = F[J][None, :]
+        K = np.minimum(index[:, None], J[None, :])
+        before = index[:, None] <= J[None, :]
+        own1 = before * ((c == 1) * s_before[index] / y_share[index])[:, None] - cum1[K]
+        own = before * ((c > 0) * g[index])[:, None] * (F_t - F[index][:, None]) - (F_t * cum_g[K] - cum_fg[K])
+        influence = (own1 - own) * (at[first : first + step] >= 0)[None, :]
+        psi = w[:, None] * influence / W
         if model is not None:
-            cross = ((w * (1 - model.probability[mask]))[:, None] * influence).T @ model.design[mask] / total
-            full = np.zeros((n_all, psi.shape[1]))
-            full[mask] = psi
-            full -= model.correction(cross if cross.shape[0] > 1 else cross[0]).reshape(n_all, -1)
-            variance[start : start + chunk] = np.square(full).sum(axis=0)
-        else:
-            variance[start : start + chunk] = np.square(psi).sum(axis=0)
+            derivative = ((w * (1 - model.probability[chosen]))[:, None] * influence).T @ model.design[chosen] / W
+            every = np.zeros((chosen.size, psi.shape[1]))
+            every[chosen] = psi
+            every -= model.correction(derivative).reshape(chosen.size, -1)
+            psi = every
+        variance[first : first + step] = (psi * psi).sum(axis=0)
     se = np.sqrt(variance)
     z = z_value(confidence)
+    inside = (estimate > 0) & (estimate < 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        spread = np.exp(z * se / np.abs(estimate * np.log(estimate)))
-        low = np.where((estimate > 0) & (estimate < 1), estimate**spread, estimate)
-        high = np.where((estimate > 0) & (estimate < 1), estimate ** (1.0 / spread), estimate)
-    Pc = np.maximum(position, 0)
-    sorted_times = np.sort(t)
-    return pd.DataFrame(
-        {
-            "time_days": targets,
-            "at_risk": len(t) - np.searchsorted(sorted_times, targets, side="left"),
-            "events": np.where(position >= 0, n_events[Pc], 0.0).astype(int),
-            "estimate": estimate,
-            "se": se,
-            "ci_low": low,
-            "ci_high": high,
-        }
-    )
+        factor = np.exp(z * se / np.abs(estimate * np.log(estimate)))
+    cumulative_events = by_time["n1"].cumsum().to_numpy()
+    return pd.DataFrame({
+        "time_days": targets,
+        "at_risk": t.size - np.searchsorted(np.sort(t), targets, side="left"),
+        "events": np.where(at >= 0, cumulative_events[np.maximum(at, 0)], 0.0).astype(int),
+        "estimate": estimate,
+        "se": se,
+        "ci_low": np.where(inside, estimate ** factor, estimate),
+        "ci_high": np.where(inside, estimate ** (1.0 / factor), estimate),
+    })
 
 
-# --------------------------------------------------------------------------- logistic regression
-
-
-def logistic_odds_ratios(
-    outcome,
-    design: np.ndarray,
-    names: Sequence[str],
-    *,
-    include=None,
-    model: AscertainmentModel | None = None,
-    confidence: float = 0.95,
-) -> pd.DataFrame:
-    """Logistic regression of a 0/1 outcome -> odds ratios with Wald CIs.
-
-    Fitted by statsmodels' binomial GLM with ``var_weights`` = the IPW weights
-    (when ``model`` is given) among ascertained persons. The covariance is a
-    stacked sandwich (HC0) that also accounts for the estimated weights;
-    without ``model`` it is the ordinary robust (HC0) sandwich.
-
-    Returns one row per coefficient except the intercept: term, estimate (OR),
-    ci_low, ci_high, se (log-odds scale), n (persons with the term = 1, or all
-    for numbers) and events among them.
-
-    >>> rng = np.random.default_rng(7)
-    >>> x = rng.integers(0, 2, 4000).astype(float)
-    >>> y = (rng.random(4000) < np.where(x == 1, 0.5, 0.2)).astype(float)   # OR = 4
-    >>> table = logistic_odds_ratios(y, np.column_stack([np.ones(4000), x]), ["intercept", "x"])
-    >>> round(float(table["estimate"].iloc[0]), 1), bool(table["ci_low"].iloc[0] < 4 < table["ci_high"].iloc[0])
-    (3.5, True)
-    """
+def logistic_odds_ratios(outcome, design: np.ndarray, names: Sequence[str], *, include=None,
+                         model: AscertainmentModel | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """Odds ratios of a 0/1 outcome (IPW-weighted with ``model``), Wald CIs from the person-level stacked
+    sandwich (HC0; the weight model's correction with ``model``). One row per term except the intercept."""
     y_all = as_float(outcome)
     Z = np.asarray(design, dtype=float)
-    mask = ~np.isnan(y_all)
-    if include is not None:
-        mask &= np.asarray(include, dtype=bool)
-    if model is not None:
-        mask &= model.ascertained
-        w_all = model.weight
-    else:
-        w_all = np.ones(len(y_all))
-    y = np.where(mask, np.nan_to_num(y_all), 0.0)
-    w = np.where(mask, w_all, 0.0)
-    keep_columns = np.flatnonzero(Z[mask].std(axis=0) > 0)
-    keep_columns = np.union1d([0], keep_columns) if names and names[0] == "intercept" else keep_columns
-    Z = Z[:, keep_columns]
-    names = [names[i] for i in keep_columns]
-    # separation warnings of the outcome model are not silenced: they reach the caller's log
-    coef, _, notes = fit_binomial_glm(Z[mask], y[mask], w[mask])
+    chosen, w_all = _selected(y_all, include, model)
+    y = np.where(chosen, np.nan_to_num(y_all), 0.0)
+    w = np.where(chosen, w_all, 0.0)
+    varying = np.flatnonzero(Z[chosen].std(axis=0) > 0)
+    if names and names[0] == "intercept":
+        varying = np.union1d([0], varying)
+    Z, names = Z[:, varying], [names[i] for i in varying]
+    coef, _, notes = fit_binomial_glm(Z[chosen], y[chosen], w[chosen])
     for note in notes:
         warnings.warn(f"dose-response model: {note}", RuntimeWarning, stacklevel=2)
     mu = scipy.special.expit(Z @ coef)
-    residual = np.where(mask, y - mu, 0.0)
-    psi = (w * residual)[:, None] * Z
-    bread = (Z * (w * mu * (1 - mu))[:, None]).T @ Z
+    deviation = np.where(chosen, y - mu, 0.0)
+    score = (w * deviation)[:, None] * Z
     if model is not None:
-        cross = (Z * (w * (1 - model.probability) * residual)[:, None]).T @ model.design
-        psi = psi - model.correction(cross)
-    bread_inverse = np.linalg.pinv(bread)
-    influence = psi @ bread_inverse.T
-    covariance = influence.T @ influence
-    se = np.sqrt(np.diag(covariance))
+        score = score - model.correction((Z * (w * (1 - model.probability) * deviation)[:, None]).T @ model.design)
+    influence = score @ np.linalg.pinv(Z.T @ (Z * (w * mu * (1 - mu))[:, None])).T
+    se = np.sqrt(np.diag(influence.T @ influence))
     z = z_value(confidence)
     rows = []
-    for j, name in enumerate(names):
-        if name == "intercept":
+    for j, term in enumerate(names):
+        if term == "intercept":
             continue
-        column = Z[:, j]
-        is_indicator = set(np.unique(column[mask])) <= {0.0, 1.0}
-        members = mask & (column == 1) if is_indicator else mask
-        rows.append(
-            {
-                "term": name,
-                "estimate": float(np.exp(coef[j])),
-                "ci_low": float(np.exp(coef[j] - z * se[j])),
-                "ci_high": float(np.exp(coef[j] + z * se[j])),
-                "se": float(se[j]),
-                "n": int(members.sum()),
-                "events": int(y[members].sum()),
-            }
-        )
+        indicator = set(np.unique(Z[chosen, j])) <= {0.0, 1.0}
+        members = chosen & (Z[:, j] == 1) if indicator else chosen
+        rows.append({"term": term, "estimate": float(np.exp(coef[j])), "ci_low": float(np.exp(coef[j] - z * se[j])),
+                     "ci_high": float(np.exp(coef[j] + z * se[j])), "se": float(se[j]), "n": int(members.sum()),
+                     "events": int(y[members].sum())})
     return pd.DataFrame(rows, columns=["term", "estimate", "ci_low", "ci_high", "se", "n", "events"])

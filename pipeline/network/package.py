@@ -40,6 +40,7 @@ import pandas as pd
 
 from pipeline import __version__
 from pipeline.errors import PipelineError, PrivacyError, StageOrderError
+from pipeline.estimate.columns import estimator_kind
 from pipeline.network import meta
 from pipeline.privacy.disclosure import estimate_step, published_number
 
@@ -51,7 +52,12 @@ NON_ANALYSIS_SECTIONS = ("extract", "warehouse", "demo", "engine")
 # Analyses pooled across sites and the scale each is pooled on.
 POOLED_ANALYSES = {"headline": "proportion", "by_duration_band": "proportion", "dose_response": "odds_ratio"}
 SCALES = {"proportion": "logit", "odds_ratio": "log_odds_ratio"}
-ESTIMATORS = ("primary", "complete_case")
+ESTIMATORS = ("primary", "complete_case")  # estimator kinds pooled (pipeline.estimate.columns.estimator_kind)
+# The interval each pooled estimator publishes, by its name in the estimates' ``estimator`` column
+# (pipeline/estimate/columns.py ESTIMATORS describes them; tests/test_network_meta.py checks the names).
+INTERVALS = {"hajek_ipw": "wilson", "complete_case": "wilson", "logistic_or_ipw": "log_wald",
+             "logistic_or_ipw_trend": "log_wald"}
+REFERENCE_LEVEL = "reference_level"  # the estimator of an odds-ratio model's reference rows (OR 1, no interval)
 # The estimand when the exports name none (DESIGN.md's estimand (a)).
 DEFAULT_ESTIMAND = "episode_window"
 POOLING_COLUMNS = (
@@ -89,33 +95,19 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def _estimator(row: pd.Series) -> str | None:
-    if "estimator" in row.index and isinstance(row["estimator"], str) and row["estimator"] in ESTIMATORS:
-        return row["estimator"]
-    method = str(row.get("method") or "")
-    for estimator in ESTIMATORS:
-        if method.startswith(estimator + ": "):
-            return estimator
-    return None
+    """``primary`` or ``complete_case``: the kind of the row's ``estimator`` (pipeline/estimate/columns.py);
+    None for descriptive rows, which are not pooled."""
+    kind = estimator_kind(row["estimator"])
+    return kind if kind in ESTIMATORS else None
 
 
-def interval_kind(method: str, kind: str) -> str | None:
-    """The interval method named in an estimates row's ``method`` (the only place the current exports say it).
+def interval_kind(estimator: str) -> str | None:
+    """How the interval of an estimator's rows was built (``meta.se_from_interval`` inverts it).
 
-    >>> interval_kind("primary: IPW (Hajek), Wilson CI at sandwich effective n, weight model stacked", "proportion")
-    'wilson'
-    >>> interval_kind("primary: IPW logistic regression, odds ratio, stacked sandwich CI (bands model)", "odds_ratio")
-    'log_wald'
-    >>> interval_kind("primary: something new", "proportion") is None
-    True
+    >>> interval_kind("hajek_ipw"), interval_kind("logistic_or_ipw"), interval_kind("median")
+    ('wilson', 'log_wald', None)
     """
-    text = method.lower()
-    if kind == "odds_ratio":
-        return "log_wald" if "odds ratio" in text and "ci" in text else None
-    if "wilson" in text:
-        return "wilson"
-    if "logit" in text:
-        return "logit_wald"
-    return None
+    return INTERVALS.get(str(estimator))
 
 
 def _count(value: Any) -> int | None:
@@ -129,7 +121,7 @@ def pooling_rows(estimates: pd.DataFrame, confidence: float, rounding_base: int 
     Reference rows of the odds-ratio model (OR = 1 by definition, no interval)
     and rows of other analyses are left out.
     """
-    missing = [c for c in ("analysis", "variable", "level", "estimate", "ci_low", "ci_high", "n", "events", "method")
+    missing = [c for c in ("analysis", "estimator", "variable", "level", "estimate", "ci_low", "ci_high", "n", "events")
                if c not in estimates.columns]
     if missing:
         raise PipelineError(f"exports/estimates.csv lacks column(s) {', '.join(missing)}: not an export of this pipeline")
@@ -139,12 +131,9 @@ def pooling_rows(estimates: pd.DataFrame, confidence: float, rounding_base: int 
         selected = selected[selected["time_days"].isna()]
     # An odds ratio means something only against its reference level, which each site's model
     # chose for itself (the most frequent level, unless configured): carried so pooling can check it.
-    is_reference = selected["method"].astype("string").str.contains("reference level", regex=False).fillna(False)
+    is_reference = (selected["estimator"].astype("string") == REFERENCE_LEVEL).fillna(False)
     references = dict(zip(selected.loc[is_reference, "variable"].astype(str), selected.loc[is_reference, "level"].astype(str)))
-    for _, row in selected.iterrows():
-        method = str(row.get("method") or "")
-        if "reference level" in method:
-            continue
+    for _, row in selected[~is_reference].iterrows():
         estimator = _estimator(row)
         if estimator is None:
             continue
@@ -156,7 +145,7 @@ def pooling_rows(estimates: pd.DataFrame, confidence: float, rounding_base: int 
             note = "withheld by disclosure control" if suppressed else "no estimate published"
         else:
             step = estimate_step(published_number(row.get("n")), rounding_base)  # disclosure control's rounding
-            se, basis = meta.se_from_interval(estimate, low, high, confidence, interval_kind(method, kind) or "unknown",
+            se, basis = meta.se_from_interval(estimate, low, high, confidence, interval_kind(row["estimator"]) or "unknown",
                                               rounding_step=step)
             note = "" if se is not None else basis
             basis = basis if se is not None else ""
