@@ -1,7 +1,7 @@
 """The demo extract: deterministic, on contract, invalid rows planted, truth recoverable.
 
 The recovery test re-derives episodes, the cohort, ascertainment and the outcome
-from the written files with a small independent SQL reference (the DESIGN.md
+from the written files with a small independent SQL reference (the docs/episodes.md
 default definitions) and requires an exact match with truth_persons.parquet.
 """
 
@@ -296,7 +296,7 @@ SELECT * FROM final ORDER BY person_id
 
 
 def test_prescription_misuse_signals_are_recoverable(small):
-    """The observable misuse signal the ascertainment model uses is what the records show (DESIGN.md rules)."""
+    """The observable misuse signal the ascertainment model uses is what the records show (docs/episodes.md rules)."""
     out, _ = small
     con = duckdb.connect()
     con.execute(REFERENCE_SQL.format(out=out))

@@ -1,4 +1,4 @@
-"""Synthetic demo extract with a known truth (DESIGN.md "The demo extract").
+"""Synthetic demo extract with a known truth (docs/demo_model.md).
 
 ``generate(out_dir, persons, seed, config)`` writes ``persons``,
 ``prescriptions``, ``diagnoses`` and ``follow_ups`` (CSV or Parquet, the native
@@ -31,7 +31,7 @@ from pipeline.demo import model as m
 from pipeline.errors import PipelineError
 
 FORMATS = ("csv", "parquet")
-# The truth is defined under the DESIGN.md defaults; the extract is built so that
+# The truth is defined under the default settings (config/default.toml); the extract is built so that
 # episodes are the same for any persistence window >= 21 days (gaps <= 20).
 TRUTH_DEFINITIONS = {
     "ingredient": "clonazepam",

@@ -58,7 +58,7 @@ ESTIMATORS = ("primary", "complete_case")  # estimator kinds pooled (pipeline.es
 INTERVALS = {"hajek_ipw": "wilson", "complete_case": "wilson", "logistic_or_ipw": "log_wald",
              "logistic_or_ipw_trend": "log_wald"}
 REFERENCE_LEVEL = "reference_level"  # the estimator of an odds-ratio model's reference rows (OR 1, no interval)
-# The estimand when the exports name none (DESIGN.md's estimand (a)).
+# The estimand when the exports name none: estimand (a) (docs/estimation.md, "Two estimands").
 DEFAULT_ESTIMAND = "episode_window"
 POOLING_COLUMNS = (
     "analysis", "variable", "level", "estimator", "estimand", "scale", "reference", "estimate", "ci_low", "ci_high",

@@ -12,7 +12,7 @@
    standard error, is left out of that cell with a note -- never imputed; a
    cell with fewer than 2 sites left is not pooled, with a note.
 4. Write ``DIR/`` laid out as a run's ``reports/``: ``index.html`` (forest
-   plots) and ``exports/`` -- ``headline.json`` (DESIGN.md's format, pooled),
+   plots) and ``exports/`` -- ``headline.json`` (a run's format, docs/report.md, pooled),
    ``pooled_estimates.csv`` (every cell: pooled value, HKSJ and Wald
    intervals, prediction interval, tau^2, I^2, Q, sites used and left out),
    ``summarised_result.csv`` + ``settings.csv`` (omopgenerics' 13 columns; each
@@ -378,7 +378,7 @@ def method_text(method: str, k: int, scale: str) -> str:
 
 
 def pooled_headline(pooled: pd.DataFrame, config: dict[str, Any]) -> dict[str, Any]:
-    """DESIGN.md's headline.json from the pooled headline cells (primary and complete case)."""
+    """headline.json (docs/report.md) from the pooled headline cells (primary and complete case)."""
     out: dict[str, Any] = {"headline": {}, "complete_case": {}, "config": config}
     for block, estimator in (("headline", "primary"), ("complete_case", "complete_case")):
         for group in HEADLINE_GROUPS:

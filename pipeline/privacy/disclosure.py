@@ -321,7 +321,7 @@ def suppress(
 
 
 def suppress_headline(headline: Mapping[str, Any], min_cell_count: Any = 11) -> dict:
-    """The headline.json dict of DESIGN.md with its counts suppressed.
+    """The headline.json dict (docs/report.md) with its counts suppressed.
 
     Every top-level section except ``config`` maps group -> {estimate, ci_low,
     ci_high, n, events, method}; the groups of a section partition the cohort.

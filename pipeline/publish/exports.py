@@ -8,7 +8,7 @@ are both generated:
 - ``cohort_attrition`` the cohort's exclusion steps
 - ``data_quality``     load volumes, validation results and quarantine counts
 
-plus ``headline.json`` (DESIGN.md "Outputs"), ``schema.json``, ``data_dictionary.csv``/``.md``
+plus ``headline.json`` (docs/report.md), ``schema.json``, ``data_dictionary.csv``/``.md``
 and ``schema_version.txt``. Every file is read by the output checker
 (``pipeline.publish.checker``) before the set is published; one violation stops
 the publication. ``quality/validation.json`` (``write_quality``) is the published

@@ -275,7 +275,7 @@ def _entry(row: pd.Series | None) -> dict[str, Any]:
 
 
 def headline_from_estimates(published: pd.DataFrame, config: Config) -> dict[str, Any] | None:
-    """The DESIGN.md headline dict from the (already suppressed) headline rows, or None if there are none."""
+    """The headline.json dict (docs/report.md) from the (already suppressed) headline rows, or None if there are none."""
     rows = published[(published["analysis"] == "headline") & published["level"].isin(HEADLINE_GROUPS)]
     if rows.empty:
         return None
@@ -297,10 +297,10 @@ def _headline_blocks(rows: pd.DataFrame, primary_key: str, complete_key: str) ->
 
 
 def headline_from_result(estimate_result: dict[str, Any] | None, config: Config) -> dict[str, Any] | None:
-    """The headline part of the estimate stage's return value, normalised to DESIGN.md's keys."""
+    """The headline part of the estimate stage's return value, normalised to headline.json's keys."""
     if not estimate_result or not isinstance(estimate_result.get("headline"), dict):
         return None
-    if isinstance(estimate_result["headline"].get("headline"), dict):  # the whole DESIGN.md dict, nested
+    if isinstance(estimate_result["headline"].get("headline"), dict):  # the whole headline.json dict, nested
         estimate_result = estimate_result["headline"]
     result: dict[str, Any] = {}
     for key in ("headline", "complete_case"):
@@ -314,7 +314,7 @@ def headline_from_result(estimate_result: dict[str, Any] | None, config: Config)
 def suppress_headline_dict(headline: dict[str, Any], min_cell_count: int, rounding_base: int = 1,
                            confidence_level: float = 0.95) -> dict[str, Any]:
     """Disclosure control for headline.json (suppression, then rounding: the same rules as the
-    estimates table, so a headline taken from it is unchanged), normalised to DESIGN.md's keys."""
+    estimates table, so a headline taken from it is unchanged), normalised to headline.json's keys."""
     suppressed = _disclosure().suppress_headline(headline, min_cell_count)
     out: dict[str, Any] = {"headline": {}, "complete_case": {}, "config": headline["config"]}
     records = []
