@@ -13,7 +13,6 @@ and docs/estimation.md.
 
 from __future__ import annotations
 
-import logging
 from typing import Callable
 
 import duckdb
@@ -23,16 +22,15 @@ import reference_stats as stats
 
 from pipeline.config import Config
 from pipeline.estimate.run import (
-    COMPLETE_CASE, COMPONENTS, DOSE_RESPONSE_CATEGORICAL, ESTIMANDS, FIXED, HEADLINE_GROUPS, MARRIOTT_TYRER_DAYS,
-    MARRIOTT_TYRER_VALUE, METHOD_AJ_COMPLETE_CASE, METHOD_AJ_PRIMARY, METHOD_COMPLETE_CASE, METHOD_EXPOSURE,
-    METHOD_OR, METHOD_PRIMARY, MISUSE_STRATUM_SOURCE, PRIMARY, RICKELS_DAYS, RICKELS_VALUES, SENSITIVITY_SETTINGS,
+    COMPLETE_CASE, COMPONENTS, DOSE_RESPONSE_CATEGORICAL, ESTIMANDS, FIXED, HEADLINE_GROUPS, METHOD_AJ_COMPLETE_CASE,
+    METHOD_AJ_PRIMARY, METHOD_COMPLETE_CASE, METHOD_EXPOSURE, METHOD_OR, METHOD_PRIMARY, PRIMARY, SENSITIVITY_SETTINGS,
     STRATA, STRATUM_LABELS, CIF_GRID_DAYS, WEIGHT_BINARY, WEIGHT_CATEGORICAL, WEIGHT_CONTINUOUS, WEIGHT_STATS,
     _headline_entry, _levels, _restrict, _unassessed_model, check_columns, fixed_window_view, positivity,
     restriction_label, to_frame,
 )
+from pipeline.estimate.anchors import MARRIOTT_TYRER, RICKELS
 from pipeline.estimate.run import prepare as production_prepare
 
-log = logging.getLogger(__name__)
 
 Rebuild = Callable[[Config], pd.DataFrame]
 
@@ -70,15 +68,10 @@ def _fit_logged(person: pd.DataFrame, config: Config, estimand: str, warnings_ou
 
 
 def fit_weights(person: pd.DataFrame, config: Config) -> stats.AscertainmentModel:
-    """The weight model, fitted once on the whole cohort (``person`` from ``prepare``)."""
-    X, names = stats.design_matrix(
-        person,
-        categorical=WEIGHT_CATEGORICAL,
-        binary=WEIGHT_BINARY,
-        continuous=WEIGHT_CONTINUOUS,
-        references={"duration_band": config.estimate.band_labels()[0]},
-    )
-    return stats.fit_ascertainment_model(X, person["_outcome_known"].to_numpy(), names)
+    """The person-level weight model on production's covariates and reference level."""
+    design, names = stats.design_matrix(person, WEIGHT_CATEGORICAL, WEIGHT_BINARY, WEIGHT_CONTINUOUS,
+                                        references={"duration_band": config.estimate.band_labels()[0]})
+    return stats.fit_ascertainment_model(design, person["_outcome_known"].to_numpy(), names)
 
 
 def truncated(model: stats.AscertainmentModel, config: Config) -> stats.AscertainmentModel:
@@ -91,19 +84,12 @@ def truncated(model: stats.AscertainmentModel, config: Config) -> stats.Ascertai
 
 
 def _row(analysis, variable, level, result, method, time_days=None, n=None, events=None, n_assessed=None) -> dict:
-    return {
-        "analysis": analysis,
-        "variable": variable,
-        "level": str(level),
-        "time_days": time_days,
-        "n": result.get("n") if n is None else n,
-        "n_assessed": result.get("n_ascertained") if n_assessed is None else n_assessed,
-        "events": result.get("events") if events is None else events,
-        "estimate": result.get("estimate"),
-        "ci_low": result.get("ci_low"),
-        "ci_high": result.get("ci_high"),
-        "method": method,
-    }
+    """One row in the columns the comparison reads (production's explicit columns stay empty here)."""
+    given = {"n": n, "n_ascertained": n_assessed, "events": events}
+    n, n_assessed, events = (result.get(key) if value is None else value for key, value in given.items())
+    return {"analysis": analysis, "variable": variable, "level": str(level), "time_days": time_days, "n": n,
+            "n_assessed": n_assessed, "events": events, "estimate": result.get("estimate"),
+            "ci_low": result.get("ci_low"), "ci_high": result.get("ci_high"), "method": method}
 
 
 def _proportion_rows(analysis, variable, level, person, model, group, outcome="_dependence", among=None, confidence=0.95,
@@ -119,55 +105,58 @@ def _proportion_rows(analysis, variable, level, person, model, group, outcome="_
 
 
 def headline_rows(person, model, config, analysis="headline", label="") -> tuple[list[dict], dict]:
-    """Rows of analysis ``headline`` (or ``headline_fixed_window``) and the headline.json dict."""
+    """Rows of each headline group, then of everyone; and the headline.json dict of the two groups."""
+    out = {"headline": {}, "complete_case": {}, "config": config.to_dict()}
+    rows = []
+    for group, members in _by_headline_group(person):
+        pair, primary, complete = _proportion_rows(analysis, "headline_group", group, person, model, members,
+                                                   confidence=config.estimate.confidence_level, label=label)
+        rows += pair
+        if group in HEADLINE_GROUPS:
+            out["headline"][group] = _headline_entry(primary, METHOD_PRIMARY + label)
+            out["complete_case"][group] = _headline_entry(complete, METHOD_COMPLETE_CASE + label)
+    return rows, out
+
+
+def _groups(values: pd.Series, order=None, labels=None) -> list[tuple[str, np.ndarray]]:
+    """(label, persons) for each level of ``values`` in production's level order (``_levels``)."""
+    text, levels = _levels(values, order)
+    return [((labels or {}).get(level, level), text == level) for level in levels]
+
+
+def _by_headline_group(person: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    group = person["headline_group"].astype("str").to_numpy(dtype=object)
+    return [(name, group == name) for name in HEADLINE_GROUPS] + [("all", np.ones(len(person), dtype=bool))]
+
+
+def _pairs(analysis, variable, person, model, groups, config, **options) -> list[dict]:
+    """The primary and complete-case rows of each (level, persons) in ``groups``."""
     conf = config.estimate.confidence_level
-    rows, out = [], {"headline": {}, "complete_case": {}, "config": config.to_dict()}
-    group_values = person["headline_group"].astype("str").to_numpy(dtype=object)
-    for group in HEADLINE_GROUPS:
-        new, primary, complete = _proportion_rows(analysis, "headline_group", group, person, model, group_values == group,
-                                                  confidence=conf, label=label)
-        rows += new
-        out["headline"][group] = _headline_entry(primary, METHOD_PRIMARY + label)
-        out["complete_case"][group] = _headline_entry(complete, METHOD_COMPLETE_CASE + label)
-    new, _, _ = _proportion_rows(analysis, "headline_group", "all", person, model, np.ones(len(person), bool),
-                                 confidence=conf, label=label)
-    return rows + new, out
+    return [row for level, members in groups
+            for row in _proportion_rows(analysis, variable, level, person, model, members, confidence=conf, **options)[0]]
 
 
 def duration_band_rows(person, model, config, analysis="by_duration_band", label="") -> list[dict]:
-    rows = []
-    values, levels = _levels(person["duration_band"], config.estimate.band_labels())
-    for level in levels:
-        rows += _proportion_rows(analysis, "duration_band", level, person, model, values == level,
-                                 confidence=config.estimate.confidence_level, label=label)[0]
-    return rows
+    bands = _groups(person["duration_band"], config.estimate.band_labels())
+    return _pairs(analysis, "duration_band", person, model, bands, config, label=label)
 
 
 def stratum_rows(person, model, config) -> list[dict]:
+    """Each stratum's levels among those treated longer than the split (by_stratum) and among everyone
+    (by_stratum_overall); the misuse stratum is the prescription signal known for everyone."""
+    longer = person["_gt_4_weeks"].to_numpy() > 0
     rows = []
-    # by_stratum: within > 4 weeks (the population of the headline question); by_stratum_overall: whole cohort
-    populations = {"by_stratum": person["_gt_4_weeks"].to_numpy() > 0, "by_stratum_overall": np.ones(len(person), dtype=bool)}
     for column in STRATA:
-        values, levels = _levels(person["_misuse_known"] if column == "misuse" else person[column])
-        labels = STRATUM_LABELS.get(column, {})
-        for analysis, in_population in populations.items():
-            for level in levels:
-                group = in_population & (values == level)
-                rows += _proportion_rows(
-                    analysis, column, labels.get(level, level), person, model, group,
-                    confidence=config.estimate.confidence_level,
-                )[0]
+        levels = _groups(person["_misuse_known" if column == "misuse" else column], labels=STRATUM_LABELS.get(column))
+        rows += _pairs("by_stratum", column, person, model, [(lvl, longer & m) for lvl, m in levels], config)
+        rows += _pairs("by_stratum_overall", column, person, model, levels, config)
     return rows
 
 
 def component_rows(person, model, config) -> list[dict]:
-    rows = []
-    group_values = person["headline_group"].astype("str").to_numpy(dtype=object)
-    groups = {g: group_values == g for g in HEADLINE_GROUPS} | {"all": np.ones(len(person), dtype=bool)}
-    for component in COMPONENTS:
-        for level, group in groups.items():
-            rows += _proportion_rows("components", component, level, person, model, group, outcome="_" + component, confidence=config.estimate.confidence_level)[0]
-    return rows
+    return [row for component in COMPONENTS
+            for row in _pairs("components", component, person, model, _by_headline_group(person), config,
+                              outcome="_" + component)]
 
 
 def cumulative_incidence_rows(person, model, config) -> list[dict]:
@@ -197,169 +186,143 @@ def cumulative_incidence_rows(person, model, config) -> list[dict]:
 
 
 def dose_response_rows(person, model, config) -> list[dict]:
-    """Odds ratios of dependence: bands model (duration band, dose band, age, sex,
-    indication, misuse) and a trend model with log2(duration) instead of bands."""
-    rows = []
-    conf = config.estimate.confidence_level
+    """Person-level IPW logistic models of dependence: every term of the bands model, each variable's reference
+    level (OR 1, with its persons and events), then the trend model's log2(duration) term."""
     known = person["_outcome_known"].to_numpy(dtype=bool)
-    outcome = np.nan_to_num(stats.as_float(person["_dependence"]))[known]
-    if outcome.size == 0 or outcome.min() == outcome.max():
-        # No persons with a known outcome, or no contrast (zero events is a result,
-        # but no model can be fitted to it): the report says there is no model.
-        return rows
-    references = {"duration_band": config.estimate.band_labels()[0]}
-    frame = person.assign(
-        misuse=np.nan_to_num(stats.as_float(person["misuse"]), nan=0.0),
-        log2_duration_days=np.log2(np.maximum(stats.as_float(person["duration_days"]), 1.0)),
-    )
-    specs = (
-        ("bands", DOSE_RESPONSE_CATEGORICAL, ("misuse",), ()),
-        ("trend", DOSE_RESPONSE_CATEGORICAL[1:], ("misuse",), ("log2_duration_days",)),
-    )
-    for label, categorical, binary, continuous in specs:
-        X, names = stats.design_matrix(frame, categorical, binary, continuous, references=references)
-        table = stats.logistic_odds_ratios(person["_dependence"], X, names, model=model, confidence=conf)
-        known = person["_outcome_known"].to_numpy()
-        y = np.nan_to_num(person["_dependence"].to_numpy())
-        for record in table.to_dict("records"):
-            term = record["term"]
-            if label == "trend" and term != "log2_duration_days":
-                continue  # the trend model's other terms repeat the bands model
-            if "[" in term:
-                variable, level = term[:-1].split("[", 1)
-            elif term == "log2_duration_days":
-                variable, level = "duration_days", "per doubling"
-            else:
-                variable, level = term, "true"
-            rows.append(_row("dose_response", variable, level, record, f"{METHOD_OR} ({label} model)"))
-        if label == "bands":
-            for column in categorical:  # reference rows: OR 1 by definition
-                values, levels = _levels(frame[column])
-                used = {r["term"][len(column) + 1 : -1] for r in table.to_dict("records") if r["term"].startswith(column + "[")}
-                for level in levels:
-                    if level not in used:
-                        members = known & (values == level)
-                        rows.append(_row("dose_response", column, level, {"estimate": 1.0}, f"{METHOD_OR} (bands model; reference level)",
-                                         n=int(members.sum()), events=int(y[members].sum())))
-            members = known & (frame["misuse"].to_numpy() == 0)
-            rows.append(_row("dose_response", "misuse", "false", {"estimate": 1.0}, f"{METHOD_OR} (bands model; reference level)",
-                             n=int(members.sum()), events=int(y[members].sum())))
-    return rows
+    y = np.nan_to_num(person["_dependence"].to_numpy(dtype=float))
+    if not known.any() or y[known].min() == y[known].max():
+        return []  # nothing assessed, or no contrast: no model can be fitted
+    frame = person.assign(misuse=np.nan_to_num(stats.as_float(person["misuse"]), nan=0.0),
+                          log2_duration_days=np.log2(np.maximum(stats.as_float(person["duration_days"]), 1.0)))
+
+    def odds_ratios(categorical, continuous) -> list[dict]:
+        design, names = stats.design_matrix(frame, categorical, ("misuse",), continuous,
+                                            references={"duration_band": config.estimate.band_labels()[0]})
+        return stats.logistic_odds_ratios(person["_dependence"], design, names, model=model,
+                                          confidence=config.estimate.confidence_level).to_dict("records")
+
+    bands = odds_ratios(DOSE_RESPONSE_CATEGORICAL, ())
+    rows = []
+    for record in bands:
+        variable, _, level = (record["term"][:-1] if record["term"].endswith("]") else record["term"]).partition("[")
+        rows.append(_row("dose_response", variable, level or "true", record, f"{METHOD_OR} (bands model)"))
+    reference_method = f"{METHOD_OR} (bands model; reference level)"
+    for column in DOSE_RESPONSE_CATEGORICAL:
+        fitted = {r["term"][len(column) + 1 : -1] for r in bands if r["term"].startswith(column + "[")}
+        for level, members in _groups(frame[column]):
+            if level not in fitted:
+                chosen = known & members
+                rows.append(_row("dose_response", column, level, {"estimate": 1.0}, reference_method,
+                                 n=int(chosen.sum()), events=int(y[chosen].sum())))
+    unflagged = known & (frame["misuse"].to_numpy() == 0)
+    rows.append(_row("dose_response", "misuse", "false", {"estimate": 1.0}, reference_method,
+                     n=int(unflagged.sum()), events=int(y[unflagged].sum())))
+    trend = odds_ratios(DOSE_RESPONSE_CATEGORICAL[1:], ("log2_duration_days",))
+    return rows + [_row("dose_response", "duration_days", "per doubling", record, f"{METHOD_OR} (trend model)")
+                   for record in trend if record["term"] == "log2_duration_days"]
 
 
 def tolerance_rows(person, config) -> list[dict]:
-    """Dose escalation by indication (all cohort persons; from prescriptions, so no weighting)."""
-    rows = []
+    """Per indication and overall: the share with a dose increase and the median escalation ratio (no weights)."""
     conf = config.estimate.confidence_level
-    values, levels = _levels(person["indication"])
-    increased = stats.as_float(person["days_to_first_increase"])
+    increased = ~np.isnan(stats.as_float(person["days_to_first_increase"]))
     ratio = stats.as_float(person["dose_escalation_ratio"])
-    for level in [*levels, "all"]:
-        group = np.ones(len(person), bool) if level == "all" else values == level
-        share = stats.complete_case_proportion(np.where(group, ~np.isnan(increased), np.nan), confidence=conf)
-        rows.append(_row("tolerance", "indication", level, share, "tolerance: share with a dose increase, Wilson CI"))
-        median = stats.median_interval(ratio[group], conf)
-        rows.append(_row("tolerance", "indication", level, median, "tolerance: median dose escalation ratio, order-statistic CI", events=None))
+    rows = []
+    for level, members in _groups(person["indication"]) + [("all", np.ones(len(person), dtype=bool))]:
+        share = stats.complete_case_proportion(np.where(members, increased, np.nan), confidence=conf)
+        median = stats.median_interval(ratio[members], conf)
+        rows += [_row("tolerance", "indication", level, share, "tolerance: share with a dose increase, Wilson CI"),
+                 _row("tolerance", "indication", level, median,
+                      "tolerance: median dose escalation ratio, order-statistic CI", events=None)]
     return rows
 
 
 def withdrawal_rows(person, model, config) -> list[dict]:
-    """Withdrawal symptoms by how the episode ended: among ascertained and among dependent persons."""
-    rows = []
-    values, levels = _levels(person["ending"], ["taper", "abrupt", "ongoing"])
+    """Withdrawal by how the episode ended, among the ascertained and among the dependent."""
     dependent = np.nan_to_num(person["_dependence"].to_numpy(), nan=0.0)
-    for level in levels:
-        group = values == level
-        rows += _proportion_rows("withdrawal_by_ending", "ending_among_ascertained", level, person, model, group,
-                                 outcome="_dep_withdrawal", confidence=config.estimate.confidence_level)[0]
-        rows += _proportion_rows("withdrawal_by_ending", "ending_among_dependent", level, person, model, group,
-                                 outcome="_dep_withdrawal", among=dependent, confidence=config.estimate.confidence_level)[0]
+    rows = []
+    for level in _groups(person["ending"], ["taper", "abrupt", "ongoing"]):
+        rows += _pairs("withdrawal_by_ending", "ending_among_ascertained", person, model, [level], config,
+                       outcome="_dep_withdrawal")
+        rows += _pairs("withdrawal_by_ending", "ending_among_dependent", person, model, [level], config,
+                       outcome="_dep_withdrawal", among=dependent)
     return rows
 
 
+WEIGHTS_METHOD = "weights: inverse probability of ascertainment (ess = Kish effective sample size)"
+
+
 def weight_rows(person, model, analysis="weights", label="") -> tuple[list[dict], dict]:
-    """Distribution of the weights (percentiles, Kish effective sample size) per headline group."""
-    rows, summaries = [], {}
-    group_values = person["headline_group"].astype("str").to_numpy(dtype=object)
-    groups = {"all": np.ones(len(person), dtype=bool)} | {g: group_values == g for g in HEADLINE_GROUPS}
-    for population, group in groups.items():
-        summary = stats.weight_summary(np.where(group, model.weight, 0.0))
-        summaries[population] = summary
-        for stat in WEIGHT_STATS:
-            rows.append(_row(analysis, stat, population, {"estimate": summary[stat]},
-                             "weights: inverse probability of ascertainment (ess = Kish effective sample size)" + label,
-                             n=int(group.sum()), events=summary["n"], n_assessed=summary["n"]))
+    """The weights' distribution (person-level percentiles, Kish ESS) for everyone and per headline group."""
+    groups = _by_headline_group(person)
+    summaries = {name: stats.weight_summary(np.where(members, model.weight, 0.0)) for name, members in groups[-1:] + groups[:-1]}
+    persons = dict(groups)
+    rows = [_row(analysis, statistic, name, {"estimate": summary[statistic]}, WEIGHTS_METHOD + label,
+                 n=int(persons[name].sum()), events=summary["n"], n_assessed=summary["n"])
+            for name, summary in summaries.items() for statistic in WEIGHT_STATS]
     return rows, summaries
 
 
 def anchor_rows(person, model, config) -> tuple[list[dict], dict]:
-    """Our estimates for the groups comparable to the published anchors."""
-    conf = config.estimate.confidence_level
-    duration = stats.as_float(person["duration_days"])
+    """The person-level IPW share in each group comparable to a published anchor (pipeline/estimate/anchors.py),
+    the published figure, and whether it lies inside our interval."""
+    days = stats.as_float(person["duration_days"])
     ended = person["ending"].astype("str").isin(["taper", "abrupt"]).to_numpy()
-    specs = [
-        ("marriott_tyrer_1993", ">=28 days", duration >= MARRIOTT_TYRER_DAYS, "_dependence", MARRIOTT_TYRER_VALUE,
-         "Marriott & Tyrer (1993) reported dependence in 'almost one-third' of patients on regular prescriptions for 4 weeks or longer",
-         "of persons treated for 4 weeks or longer developed physical dependence within the outcome window"),
-        ("rickels_1983", "<240 days, ended", (duration < RICKELS_DAYS) & ended, "_dep_withdrawal", RICKELS_VALUES["lt_240_days"],
-         "Rickels et al. (1983) reported withdrawal in 5% after < 8 months of diazepam",
-         "of persons whose episode ended after less than 8 months (240 days) had withdrawal symptoms recorded"),
-        ("rickels_1983", ">=240 days, ended", (duration >= RICKELS_DAYS) & ended, "_dep_withdrawal", RICKELS_VALUES["ge_240_days"],
-         "Rickels et al. (1983) reported withdrawal in 43% after >= 8 months of diazepam",
-         "of persons whose episode ended after 8 months (240 days) or more had withdrawal symptoms recorded"),
-    ]
+    mt, rk = MARRIOTT_TYRER, RICKELS
+    weeks = mt.days // 7
+    anchors_spec = (
+        (mt.key, f">={mt.days} days", days >= mt.days, "_dependence", mt.value,
+         f"Marriott & Tyrer (1993) reported dependence in '{mt.value_words}' of patients on regular prescriptions "
+         f"for {weeks} weeks or longer",
+         f"of persons treated for {weeks} weeks or longer developed physical dependence within the outcome window"),
+        (rk.key, f"<{rk.days} days, ended", (days < rk.days) & ended, "_dep_withdrawal", rk.short_value,
+         f"Rickels et al. (1983) reported withdrawal in {rk.short_value:.0%} after < {rk.months} months of diazepam",
+         f"of persons whose episode ended after less than {rk.months} months ({rk.days} days) had withdrawal "
+         "symptoms recorded"),
+        (rk.key, f">={rk.days} days, ended", (days >= rk.days) & ended, "_dep_withdrawal", rk.long_value,
+         f"Rickels et al. (1983) reported withdrawal in {rk.long_value:.0%} after >= {rk.months} months of diazepam",
+         f"of persons whose episode ended after {rk.months} months ({rk.days} days) or more had withdrawal "
+         "symptoms recorded"),
+    )
     rows, anchors = [], {}
-    for key, level, group, outcome, value, published, ours in specs:
-        result = stats.ipw_proportion(person[outcome], model, group=group, confidence=conf)
-        estimable = not np.isnan(result["estimate"])
-        consistent = bool(estimable and result["ci_low"] <= value <= result["ci_high"])
-        rows.append(_row("anchors", key, level, result, METHOD_PRIMARY))
-        rows.append(_row("anchors", key, level, {"estimate": value}, f"anchor: {published}", n=None, events=None))
-        rows.append(_row("anchors", key, level, {"estimate": float(consistent) if estimable else None},
-                         "anchor: published figure inside our CI (1 = yes, 0 = no)", n=None, events=None))
-        if estimable:
-            sentence = (
-                f"An estimated {result['estimate']:.1%} (95% CI {result['ci_low']:.1%} to {result['ci_high']:.1%}) {ours}. "
-                f"{published}: our interval {'is consistent with' if consistent else 'excludes'} {value:.0%}."
-            )
-        else:
-            sentence = f"Not estimable: no ascertained persons in the group comparable to {published.split(' reported')[0]}."
-        anchors[f"{key}|{level}"] = {
-            "group": level, "outcome": outcome.lstrip("_"), "anchor": value, "estimate": result["estimate"],
-            "ci_low": result["ci_low"], "ci_high": result["ci_high"], "consistent": consistent, "sentence": sentence,
-        }
+    for key, level, members, outcome, value, published, ours in anchors_spec:
+        result = stats.ipw_proportion(person[outcome], model, group=members, confidence=config.estimate.confidence_level)
+        low, high, share = result["ci_low"], result["ci_high"], result["estimate"]
+        estimable = not np.isnan(share)
+        inside = bool(estimable and low <= value <= high)
+        rows += [_row("anchors", key, level, result, METHOD_PRIMARY),
+                 _row("anchors", key, level, {"estimate": value}, f"anchor: {published}", n=None, events=None),
+                 _row("anchors", key, level, {"estimate": float(inside) if estimable else None},
+                      "anchor: published figure inside our CI (1 = yes, 0 = no)", n=None, events=None)]
+        verdict = "is consistent with" if inside else "excludes"
+        sentence = (f"An estimated {share:.1%} (95% CI {low:.1%} to {high:.1%}) {ours}. "
+                    f"{published}: our interval {verdict} {value:.0%}." if estimable else
+                    f"Not estimable: no ascertained persons in the group comparable to {published.split(' reported')[0]}.")
+        anchors[f"{key}|{level}"] = {"group": level, "outcome": outcome.lstrip("_"), "anchor": value, "estimate": share,
+                                     "ci_low": low, "ci_high": high, "consistent": inside, "sentence": sentence}
     return rows, anchors
 
 
 def trend_rows(person, model, config) -> list[dict]:
-    """Trends and geography (issue 15): per calendar year of treatment start and per region,
-    the share of new users treated > ``headline_split_days`` (exposure rows: n = new users,
-    events = those treated longer; duration is known for everyone, so no weighting) and
-    dependence among all new users and among those treated longer (primary and complete case).
-
-    Analyses ``by_calendar_year`` / ``by_region``; ``variable`` is ``calendar_year`` or
-    ``region`` with the population after ``|`` for the dependence rows, as in ``by_stratum``.
-    Years come from ``episode_start``: a provider's per-person date shift moves them too.
-    """
-    rows = []
-    conf = config.estimate.confidence_level
+    """Per calendar year of episode_start and per region (when the person table has them): the share treated
+    longer than the split (no weights), then dependence among everyone and among those treated longer."""
     longer = person["_gt_4_weeks"].to_numpy() > 0
-    breakdowns = {}  # a person table without the column (e.g. a simulation's) has no such breakdown
+    everyone = np.ones(len(person), dtype=bool)
+    breakdowns = []
     if "episode_start" in person.columns:
-        start = pd.to_datetime(person["episode_start"], errors="coerce")
-        breakdowns["by_calendar_year"] = ("calendar_year", start.dt.year.astype("Int64").astype("string").fillna("unknown"))
+        year = pd.to_datetime(person["episode_start"], errors="coerce").dt.year
+        breakdowns.append(("by_calendar_year", "calendar_year", year.astype("Int64").astype("string").fillna("unknown")))
     if "region" in person.columns:
         region = person["region"].astype("string").str.strip()
-        breakdowns["by_region"] = ("region", region.where(region != "", pd.NA).fillna("unknown"))
-    for analysis, (column, series) in breakdowns.items():
-        values, levels = _levels(series)
-        for level in levels:
-            group = values == level
-            share = stats.complete_case_proportion(np.where(group, longer, np.nan), confidence=conf)
+        breakdowns.append(("by_region", "region", region.where(region != "", pd.NA).fillna("unknown")))
+    rows = []
+    for analysis, column, series in breakdowns:
+        for level, members in _groups(series):
+            share = stats.complete_case_proportion(np.where(members, longer, np.nan),
+                                                   confidence=config.estimate.confidence_level)
             rows.append(_row(analysis, column, level, share, METHOD_EXPOSURE))
-            for population, among in (("all", np.ones(len(person), dtype=bool)), ("gt_4_weeks", longer)):
-                rows += _proportion_rows(analysis, column, level, person, model, group & among,
-                                         confidence=conf)[0]
+            rows += _pairs(analysis, column, person, model, [(level, members & everyone), (level, members & longer)],
+                           config)
     return rows
 
 
@@ -405,93 +368,66 @@ def diagnostic_rows(estimand: str, person: pd.DataFrame, kept: pd.DataFrame, mod
 
 
 def estimate_tables(person: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, dict]:
-    """Every analysis except the rebuild-based sensitivity analyses, from an ``analysis_person`` DataFrame."""
+    """Every analysis except the rebuild-based sensitivity analyses, in production's row order: per
+    estimand (a, then b over the persons whose treatment ended while observed) the restricted cohort's
+    rows with the positivity label, its diagnostics and its in-sample sensitivity rows."""
     warnings_out: list[str] = []
     full = prepare(person, config)
-    # ---- estimand (a)
-    person, violations, label = _restrict(full, "a", warnings_out)
-    model = _fit_logged(person, config, "a", warnings_out)
-    rows, headline = headline_rows(person, model, config, label=label)
-    rows += duration_band_rows(person, model, config)
-    rows += stratum_rows(person, model, config)
-    rows += component_rows(person, model, config)
-    rows += cumulative_incidence_rows(person, model, config)
-    rows += dose_response_rows(person, model, config)
-    rows += tolerance_rows(person, config)
-    rows += withdrawal_rows(person, model, config)
-    rows += trend_rows(person, model, config)
-    new, weights = weight_rows(person, model)
-    rows += new
-    new, anchors = anchor_rows(person, model, config)
-    rows += new
-    rows = _labelled(rows, label)
-    rows += diagnostic_rows("a", full, person, model, violations, config)
-    rows += in_sample_sensitivity_rows(person, model, config, "a", label)
-    # ---- estimand (b)
-    fixed_full = fixed_window_view(full)
-    fixed, violations_b, label_b = _restrict(fixed_full, "b", warnings_out)
-    fixed_headline = None
-    model_b = None
-    if len(fixed):
-        model_b = _fit_logged(fixed, config, "b", warnings_out)
-        new, fixed_headline = headline_rows(fixed, model_b, config, analysis="headline" + FIXED, label=label_b)
-        rows += new
-        rows += _labelled(duration_band_rows(fixed, model_b, config, analysis="by_duration_band" + FIXED), label_b)
-        rows += weight_rows(fixed, model_b, analysis="weights" + FIXED, label=label_b)[0]
-        rows += diagnostic_rows("b", fixed_full, fixed, model_b, violations_b, config)
-        rows += in_sample_sensitivity_rows(fixed, model_b, config, "b", label_b)
-    else:
-        message = "estimand (b): no cohort person's treatment ended while observed; the fixed-window estimand is empty"
-        warnings_out.append(message)
-        log.warning(message)
-    extras = {
-        "headline_json": headline,
-        "fixed_window_headline_json": fixed_headline,
-        "estimands": ESTIMANDS,
-        "anchors": anchors,
-        "anchor_sentences": [a["sentence"] for a in anchors.values()],
-        "weights": weights,
-        "weight_model": {"terms": list(model.names), "converged": model.converged,
-                         "positivity_violations": violations, "restricted": bool(violations)},
-        "weight_model_fixed_window": None if model_b is None else {
-            "terms": list(model_b.names), "converged": model_b.converged,
-            "positivity_violations": violations_b, "restricted": bool(violations_b)},
-        "warnings": warnings_out,
-    }
+    rows: list[dict] = []
+    extras = {"estimands": ESTIMANDS, "warnings": warnings_out, "fixed_window_headline_json": None,
+              "weight_model_fixed_window": None}
+    for estimand, cohort in (("a", full), ("b", fixed_window_view(full))):
+        suffix = "" if estimand == "a" else FIXED
+        kept, violations, label = _restrict(cohort, estimand, warnings_out)
+        if not len(kept):
+            warnings_out.append("estimand (b): no cohort person's treatment ended while observed; "
+                                "the fixed-window estimand is empty")
+            continue
+        model = _fit_logged(kept, config, estimand, warnings_out)
+        part, headline = headline_rows(kept, model, config, analysis="headline" + suffix, label=label)
+        part += duration_band_rows(kept, model, config, analysis="by_duration_band" + suffix)
+        if estimand == "a":
+            part += stratum_rows(kept, model, config) + component_rows(kept, model, config)
+            part += cumulative_incidence_rows(kept, model, config) + dose_response_rows(kept, model, config)
+            part += tolerance_rows(kept, config) + withdrawal_rows(kept, model, config) + trend_rows(kept, model, config)
+        weight_part, weights = weight_rows(kept, model, analysis="weights" + suffix, label=label)
+        part += weight_part
+        if estimand == "a":
+            anchor_part, anchors = anchor_rows(kept, model, config)
+            part += anchor_part
+        rows += _labelled(part, label) + diagnostic_rows(estimand, cohort, kept, model, violations, config)
+        rows += in_sample_sensitivity_rows(kept, model, config, estimand, label)
+        fit = {"terms": list(model.names), "converged": model.converged, "positivity_violations": violations,
+               "restricted": bool(violations)}
+        if estimand == "a":
+            extras.update(headline_json=headline, weights=weights, anchors=anchors, weight_model=fit,
+                          anchor_sentences=[entry["sentence"] for entry in anchors.values()])
+        else:
+            extras.update(fixed_window_headline_json=headline, weight_model_fixed_window=fit)
     return to_frame(rows), extras
 
 
 def in_sample_sensitivity_rows(person, model, config, estimand: str, label: str) -> list[dict]:
-    """Sensitivity analyses that need no rebuild: truncated weights, and (estimand a) dropping
-    episodes ended by observation end (ongoing: censored durations and windows)."""
-    rows = []
+    """The headline with the weights truncated (primary rows), and for estimand (a) without the episodes that
+    observation end cut short (refitted; primary and complete case)."""
     if not model.ascertained.any():
-        return rows
-    suffix = "" if estimand == "a" else FIXED
+        return []
     low, high = config.estimate.weight_truncation_percentiles
-    clipped = truncated(model, config)
-    for row in headline_rows(person, clipped, config, label=label)[0]:
-        if row["level"] in HEADLINE_GROUPS and row["method"].startswith(PRIMARY):
-            rows.append({**row, "analysis": "sensitivity", "variable": f"weights_truncated{suffix}",
-                         "level": f"p{low:g}-p{high:g}",
-                         "method": row["method"] + f"; weights truncated at their {low:g}th/{high:g}th percentiles"})
-    if estimand == "a":
-        ended = (person["ending"].astype("str") != "ongoing").to_numpy()
-        if ended.any() and not ended.all():
-            kept = person[ended].reset_index(drop=True)
-            if not kept["_outcome_known"].any():
-                return rows
-            keep, violations = positivity(kept)
-            kept = kept[keep].reset_index(drop=True)
-            refit = fit_weights(kept, config)
-            for row in headline_rows(kept, refit, config, label=label + restriction_label(violations))[0]:
-                if row["level"] in HEADLINE_GROUPS:
-                    rows.append({**row, "analysis": "sensitivity", "variable": "drop_ongoing",
-                                 "level": "episodes ended by observation end excluded"})
-    return rows
-
-
-# --------------------------------------------------------------------------- warehouse
+    variable, level = "weights_truncated" + ("" if estimand == "a" else FIXED), f"p{low:g}-p{high:g}"
+    note = f"; weights truncated at their {low:g}th/{high:g}th percentiles"
+    rows = [{**row, "analysis": "sensitivity", "variable": variable, "level": level, "method": row["method"] + note}
+            for row in headline_rows(person, truncated(model, config), config, label=label)[0]
+            if row["level"] in HEADLINE_GROUPS and row["method"].startswith(PRIMARY)]
+    ended = (person["ending"].astype("str") != "ongoing").to_numpy()
+    if estimand != "a" or ended.all() or not ended.any() or not person.loc[ended, "_outcome_known"].any():
+        return rows
+    subset = person[ended].reset_index(drop=True)
+    keep, violations = positivity(subset)
+    subset = subset[keep].reset_index(drop=True)
+    headline = headline_rows(subset, fit_weights(subset, config), config, label=label + restriction_label(violations))[0]
+    return rows + [{**row, "analysis": "sensitivity", "variable": "drop_ongoing",
+                    "level": "episodes ended by observation end excluded"}
+                   for row in headline if row["level"] in HEADLINE_GROUPS]
 
 
 def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild, current: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -504,16 +440,9 @@ def sensitivity(con: duckdb.DuckDBPyConnection, config: Config, rebuild: Rebuild
     for section, key, values_key in SENSITIVITY_SETTINGS:
         for value in getattr(config.estimate, values_key):
             varied = config.replace(**{section: {key: value}})
-            person = current if getattr(getattr(config, section), key) == value else rebuild(varied)
-            person = prepare(person, varied)
-            if not person["_outcome_known"].any():
-                model, violations = _unassessed_model(person), []
-            else:
-                keep, violations = positivity(person)
-                person = person[keep].reset_index(drop=True)
-                model = fit_weights(person, varied)
-            headline = headline_rows(person, model, varied, label=restriction_label(violations))[0]
-            for row in headline:
-                if row["level"] in HEADLINE_GROUPS:
-                    rows.append({**row, "analysis": "sensitivity", "variable": key, "level": str(value)})
+            unchanged = getattr(getattr(config, section), key) == value
+            person, _, label = _restrict(prepare(current if unchanged else rebuild(varied), varied), "a", [])
+            headline = headline_rows(person, _fit_logged(person, varied, "a", []), varied, label=label)[0]
+            rows += [{**row, "analysis": "sensitivity", "variable": key, "level": str(value)}
+                     for row in headline if row["level"] in HEADLINE_GROUPS]
     return to_frame(rows)
