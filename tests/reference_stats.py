@@ -173,7 +173,6 @@ def aalen_johansen(time, cause, *, include=None, weight=None, model: Ascertainme
     risk = W - by_time["out"].cumsum().to_numpy() + by_time["out"].to_numpy()
     dl1 = by_time["e1"].to_numpy() / risk
     dl = (by_time["e1"].to_numpy() + by_time["e2"].to_numpy()) / risk
-    dl = np.where(np.abs(1.0 - dl) <= 1e-12, 1.0, dl)  # everyone at risk has an event: 1, not 1 - rounding residue
     s_before = np.concatenate([[1.0], np.cumprod(1.0 - dl)[:-1]])
     F = np.cumsum(s_before * dl1)
     targets = distinct[by_time["e1"].to_numpy() > 0] if times is None else np.asarray(times, dtype=float)
