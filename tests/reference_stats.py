@@ -126,7 +126,7 @@ def ipw_proportion(outcome, model: AscertainmentModel, group=None, among=None, c
     W = w.sum()
     if not W > 0:
         return {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "se": np.nan, "n_effective": 0.0, **counts}
-    share = float(w @ y / W)
+    share = float((w * y).sum() / W)  # a sum, not a BLAS dot: all events give exactly 1 (Kish n, as production)
     deviation = np.where(counted, y - share, 0.0)
     derivative = (w * (1.0 - model.probability) * deviation) @ model.design
     variance = float(np.sum(((w * deviation - model.correction(derivative)) / W) ** 2))
