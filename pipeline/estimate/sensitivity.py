@@ -26,6 +26,7 @@ import duckdb
 import pandas as pd
 
 from pipeline.config import Config
+from pipeline.estimate import aggregate
 from pipeline.errors import StageOrderError
 from pipeline.warehouse import values_rows
 from pipeline.warehouse import render_sql, table_exists
@@ -80,6 +81,9 @@ def variant_patterns(con: duckdb.DuckDBPyConnection, config: Config, chosen: lis
         distinct_prescribers=int(config.misuse.distinct_prescribers),
         distinct_pharmacies=int(config.misuse.distinct_pharmacies),
         early_refills=int(config.misuse.early_refills),
+        anchor_flags=",\n        ".join(f"{expression} as {name}"
+                                        for name, expression in aggregate.anchor_flags("windows.duration_days").items()),
+        anchor_flag_names=", ".join(aggregate.ANCHOR_FLAGS),
     )
     frame = con.execute(sql).df()
     frame["_count"] = frame["_count"].astype("int64")

@@ -14,6 +14,7 @@
 --   {{ variant_rows }}  (variant, persistence_window_days, window_after_end_days, sds_cutoff)
 --   {{ headline_split_days }}
 --   {{ distinct_prescribers }} {{ distinct_pharmacies }} {{ early_refills }}
+--   anchor_flags / anchor_flag_names: the anchors' duration flags (pipeline.estimate.aggregate.anchor_flags)
 -- Columns and normalisation as pipeline.estimate.aggregate.patterns, plus
 -- variant; columns the headline does not use are NULL or false.
 
@@ -169,7 +170,7 @@ windows as (
 person_variants as (
     select
         windows.variant,
-        windows.duration_days,
+        {{ anchor_flags }},
         windows.duration_band,
         windows.headline_group,
         windows.age_band,
@@ -192,21 +193,21 @@ person_variants as (
 
 grouped as (
     select
-        variant, duration_days, duration_band, headline_group, age_band, sex, indication, dose_band,
+        variant, duration_band, headline_group, age_band, sex, indication, dose_band,
         rx_many_prescribers, rx_many_pharmacies, rx_early_refills, rx_high_dose, died_in_window,
         ascertained, ascertained and dependence_evidence as dependent,
+        {{ anchor_flag_names }},
         count(*) as _count
     from person_variants
     group by
-        variant, duration_days, duration_band, headline_group, age_band, sex, indication, dose_band,
+        variant, duration_band, headline_group, age_band, sex, indication, dose_band,
         rx_many_prescribers, rx_many_pharmacies, rx_early_refills, rx_high_dose, died_in_window,
-        ascertained, ascertained and dependence_evidence
+        ascertained, ascertained and dependence_evidence, {{ anchor_flag_names }}
 ),
 
 final as (
     select
         variant,
-        cast(duration_days as double) as duration_days,
         cast(duration_band as varchar) as duration_band,
         headline_group,
         cast(age_band as varchar) as age_band,
@@ -231,6 +232,7 @@ final as (
         false as ascertained_fixed,
         cast(null as double) as dependence_fixed,
         false as increased,
+        {{ anchor_flag_names }},
         _count
     from grouped
 )
