@@ -68,6 +68,19 @@ def require_inputs(con: duckdb.DuckDBPyConnection) -> None:
                               "first (python -m pipeline transform)")
 
 
+def _sds_fragments(cutoffs: list[int]) -> dict[str, str]:
+    """The query's SDS fragments: one column per cut-off (the first day of a score at or above it, from the
+    one pass over outcome_records), and the expression choosing the variant's column.
+
+    >>> _sds_fragments([6, 8])["first_sds_on"]
+    'case windows.sds_cutoff when 6 then windows.first_sds_on_0 when 8 then windows.first_sds_on_1 end'
+    """
+    columns = ",\n        ".join(f"min(recorded_on) filter (where sds_score >= {int(c)}) as first_sds_on_{i}"
+                                  for i, c in enumerate(cutoffs))
+    choice = " ".join(f"when {int(c)} then windows.first_sds_on_{i}" for i, c in enumerate(cutoffs))
+    return {"sds_first_columns": columns, "first_sds_on": f"case windows.sds_cutoff {choice} end"}
+
+
 def variant_patterns(con: duckdb.DuckDBPyConnection, config: Config, chosen: list[Variant]) -> list[pd.DataFrame]:
     """The pattern table (``aggregate.patterns``' columns) of each variant in ``chosen``, from one query."""
     if not chosen:
@@ -84,6 +97,7 @@ def variant_patterns(con: duckdb.DuckDBPyConnection, config: Config, chosen: lis
         anchor_flags=",\n        ".join(f"{expression} as {name}"
                                         for name, expression in aggregate.anchor_flags("windows.duration_days").items()),
         anchor_flag_names=", ".join(aggregate.ANCHOR_FLAGS),
+        **_sds_fragments(sorted({int(v.config.outcome.sds_cutoff) for v in chosen})),
     )
     frame = con.execute(sql).df()
     frame["_count"] = frame["_count"].astype("int64")

@@ -743,6 +743,9 @@ def aalen_johansen_cells(
     at_risk = total - np.cumsum(leaving) + leaving  # weighted persons with time >= t_j
     hazard1 = d1 / at_risk
     hazard = (d1 + d2) / at_risk
+    # Everyone still at risk has an event: the hazard is 1, not 1 -+ a rounding error of the summed
+    # weights (whose order DuckDB's threads decide), which would make 1 / (1 - hazard) below explode.
+    hazard = np.where(np.abs(1.0 - hazard) <= 1e-12, 1.0, hazard)
     survival = np.cumprod(1.0 - hazard)
     survival_before = np.concatenate([[1.0], survival[:-1]])
     cif = np.cumsum(survival_before * hazard1)

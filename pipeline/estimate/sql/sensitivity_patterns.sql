@@ -10,11 +10,16 @@
 --  - SDS cut-off: which SDS scores count as dependence evidence.
 -- Outcomes from ONE pass over outcome_records (04a) and outcome_dispensings
 -- (04b): the first day each kind of evidence or signal appears from the
--- episode start, compared with each variant's window end.
+-- episode start (the first SDS score at or above each cut-off as one column
+-- per cut-off), compared with each variant's window end.
+-- Join order (for 10M+ prescriptions): everything is joined per person, or per
+-- person x persistence window; the person x variant rows are only made by
+-- joining those to the handful of variants (on the window) and grouped at once.
 --   {{ variant_rows }}  (variant, persistence_window_days, window_after_end_days, sds_cutoff)
 --   {{ headline_split_days }}
 --   {{ distinct_prescribers }} {{ distinct_pharmacies }} {{ early_refills }}
 --   anchor_flags / anchor_flag_names: the anchors' duration flags (pipeline.estimate.aggregate.anchor_flags)
+--   sds_first_columns / first_sds_on: the first day of an SDS score >= each cut-off, and the variant's one
 -- Columns and normalisation as pipeline.estimate.aggregate.patterns, plus
 -- variant; columns the headline does not use are NULL or false.
 
@@ -29,10 +34,6 @@ with variants as (
 
 persistence_windows as (
     select distinct persistence_window_days from variants
-),
-
-sds_cutoffs as (
-    select distinct sds_cutoff from variants
 ),
 
 first_episodes as (
@@ -56,16 +57,10 @@ record_firsts as (
         person_id,
         ingredient,
         min(recorded_on) filter (where assesses) as first_assessed_on,
-        min(recorded_on) filter (where dependence_evidence_without_sds) as first_evidence_without_sds_on
+        min(recorded_on) filter (where dependence_evidence_without_sds) as first_evidence_without_sds_on,
+        {{ sds_first_columns }}
     from outcome_records
     group by person_id, ingredient
-),
-
-sds_firsts as (
-    select records.person_id, records.ingredient, cutoffs.sds_cutoff, min(records.recorded_on) as first_sds_on
-    from outcome_records as records
-    inner join sds_cutoffs as cutoffs on records.sds_score >= cutoffs.sds_cutoff
-    group by records.person_id, records.ingredient, cutoffs.sds_cutoff
 ),
 
 numbered_early_refills as (
@@ -141,7 +136,8 @@ person_firsts as (
         dispensing_firsts.first_many_prescribers_on,
         dispensing_firsts.first_many_pharmacies_on,
         dispensing_firsts.first_high_dose_on,
-        early_refills_reached.early_refills_reached_on
+        early_refills_reached.early_refills_reached_on,
+        record_firsts.* exclude (person_id, ingredient, first_assessed_on, first_evidence_without_sds_on)
     from cohort
     inner join stg_persons as persons using (person_id)
     left join record_firsts using (person_id, ingredient)
@@ -149,22 +145,23 @@ person_firsts as (
     left join early_refills_reached using (person_id, ingredient)
 ),
 
+person_windows as (
+    -- one row per person and persistence window: no join below is per person x variant
+    select person_firsts.*, episode_variants.* exclude (person_id, ingredient)
+    from episode_variants
+    inner join person_firsts
+        on person_firsts.person_id = episode_variants.person_id
+        and person_firsts.ingredient = episode_variants.ingredient
+),
+
 windows as (
     select
-        person_firsts.*,
+        person_windows.*,
         variants.variant,
         variants.sds_cutoff,
-        episode_variants.duration_days,
-        episode_variants.duration_band,
-        episode_variants.headline_group,
-        episode_variants.dose_band,
-        episode_variants.episode_end + variants.window_after_end_days as window_end
-    from person_firsts
-    cross join variants
-    inner join episode_variants
-        on episode_variants.person_id = person_firsts.person_id
-        and episode_variants.ingredient = person_firsts.ingredient
-        and episode_variants.persistence_window_days = variants.persistence_window_days
+        person_windows.episode_end + variants.window_after_end_days as window_end
+    from person_windows
+    inner join variants on variants.persistence_window_days = person_windows.persistence_window_days
 ),
 
 person_variants as (
@@ -179,16 +176,13 @@ person_variants as (
         windows.dose_band,
         coalesce(windows.first_assessed_on <= windows.window_end, false) as ascertained,
         coalesce(windows.first_evidence_without_sds_on <= windows.window_end, false)
-            or coalesce(sds_firsts.first_sds_on <= windows.window_end, false) as dependence_evidence,
+            or coalesce({{ first_sds_on }} <= windows.window_end, false) as dependence_evidence,
         coalesce(windows.death_date between windows.episode_start and windows.window_end, false) as died_in_window,
         coalesce(windows.first_many_prescribers_on <= windows.window_end, false) as rx_many_prescribers,
         coalesce(windows.first_many_pharmacies_on <= windows.window_end, false) as rx_many_pharmacies,
         coalesce(windows.early_refills_reached_on <= windows.window_end, false) as rx_early_refills,
         coalesce(windows.first_high_dose_on <= windows.window_end, false) as rx_high_dose
     from windows
-    left join sds_firsts
-        on sds_firsts.person_id = windows.person_id and sds_firsts.ingredient = windows.ingredient
-        and sds_firsts.sds_cutoff = windows.sds_cutoff
 ),
 
 grouped as (
