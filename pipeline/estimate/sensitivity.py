@@ -81,6 +81,33 @@ def _sds_fragments(cutoffs: list[int]) -> dict[str, str]:
     return {"sds_first_columns": columns, "first_sds_on": f"case windows.sds_cutoff {choice} end"}
 
 
+def _window_fragments(windows: list[int]) -> dict[str, str]:
+    """The query's persistence-window fragments: the windows numbered, per window i the first episode's
+    dispensings (``gap_rows_i``), supply end and mean dose from one pass over dispensing_gaps, and the
+    expressions choosing a row's window.
+
+    >>> _window_fragments([10, 60])["window_choice"].splitlines()[0]
+    'case windows.window_index when 0 then person_firsts.gap_rows_0 when 1 then person_firsts.gap_rows_1 end as gap_rows,'
+    """
+    columns = []
+    for i, days in enumerate(windows):
+        within = f"filter (where longest_gap_days is null or longest_gap_days <= {int(days)})"
+        columns += [f"count(*) {within} as gap_rows_{i}", f"max(covered_end) {within} as supply_end_{i}",
+                    f"sum(daily_dose_dde_mg * days_supply) {within} / sum(case when daily_dose_dde_mg is not null "
+                    f"then days_supply end) {within} as mean_daily_dose_dde_mg_{i}"]
+
+    def choice(name: str) -> str:
+        cases = " ".join(f"when {i} then person_firsts.{name}_{i}" for i in range(len(windows)))
+        return f"case windows.window_index {cases} end as {name}"
+
+    return {
+        "window_rows": values_rows(list(enumerate(windows)), ("integer", "integer")),
+        "window_columns": ",\n        ".join(columns),
+        "window_choice": ",\n            ".join(choice(name) for name in ("gap_rows", "supply_end",
+                                                                            "mean_daily_dose_dde_mg")),
+    }
+
+
 def variant_patterns(con: duckdb.DuckDBPyConnection, config: Config, chosen: list[Variant]) -> list[pd.DataFrame]:
     """The pattern table (``aggregate.patterns``' columns) of each variant in ``chosen``, from one query."""
     if not chosen:
@@ -98,6 +125,7 @@ def variant_patterns(con: duckdb.DuckDBPyConnection, config: Config, chosen: lis
                                         for name, expression in aggregate.anchor_flags("windows.duration_days").items()),
         anchor_flag_names=", ".join(aggregate.ANCHOR_FLAGS),
         **_sds_fragments(sorted({int(v.config.outcome.sds_cutoff) for v in chosen})),
+        **_window_fragments(sorted({int(v.config.episodes.persistence_window_days) for v in chosen})),
     )
     frame = con.execute(sql).df()
     frame["_count"] = frame["_count"].astype("int64")

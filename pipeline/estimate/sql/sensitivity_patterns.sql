@@ -33,23 +33,21 @@ with variants as (
 ),
 
 persistence_windows as (
-    select distinct persistence_window_days from variants
+    -- the distinct persistence windows of the variants, numbered as the per-window columns below
+    select cast(window_index as integer) as window_index, cast(persistence_window_days as integer) as persistence_window_days
+    from ({{ window_rows }}) as t(window_index, persistence_window_days)
 ),
 
-first_episodes as (
-    -- the first episode of each cohort person under each persistence window
+gap_windows as (
+    -- the first episode under each persistence window, per person in ONE pass over dispensing_gaps
+    -- (02a): the first episode is the dispensings before the first gap longer than the window
+    -- (longest_gap_days <= window); per window i: gap_rows_i, supply_end_i, mean_dose_i
     select
-        gaps.person_id,
-        gaps.ingredient,
-        windows.persistence_window_days,
-        max(gaps.covered_end) as supply_end,
-        sum(gaps.daily_dose_dde_mg * gaps.days_supply)
-            / sum(case when gaps.daily_dose_dde_mg is not null then gaps.days_supply end) as mean_daily_dose_dde_mg
-    from dispensing_gaps as gaps
-    inner join cohort on cohort.person_id = gaps.person_id and cohort.ingredient = gaps.ingredient
-    cross join persistence_windows as windows
-    where gaps.longest_gap_days is null or gaps.longest_gap_days <= windows.persistence_window_days
-    group by gaps.person_id, gaps.ingredient, windows.persistence_window_days
+        person_id,
+        ingredient,
+        {{ window_columns }}
+    from dispensing_gaps
+    group by person_id, ingredient
 ),
 
 record_firsts as (
@@ -91,37 +89,7 @@ early_refills_reached as (
     where early_refill_number = {{ early_refills }}
 ),
 
-episode_variants as (
-    -- what the persistence window decides: the first episode's end (censored as in 03a),
-    -- duration, bands and headline group
-    select
-        first_episodes.person_id,
-        first_episodes.ingredient,
-        first_episodes.persistence_window_days,
-        ended.episode_end,
-        ended.duration_days,
-        band.duration_band,
-        case when ended.duration_days <= {{ headline_split_days }} then 'le_4_weeks' else 'gt_4_weeks' end
-            as headline_group,
-        dose.dose_band
-    from first_episodes
-    inner join cohort
-        on cohort.person_id = first_episodes.person_id and cohort.ingredient = first_episodes.ingredient
-    inner join stg_persons as persons on persons.person_id = first_episodes.person_id
-    cross join lateral (
-        select
-            least(first_episodes.supply_end, persons.observation_end, persons.death_date) as episode_end,
-            (least(first_episodes.supply_end, persons.observation_end, persons.death_date)
-                - cohort.episode_start + 1)::integer as duration_days
-    ) as ended
-    asof left join ref_duration_band as band
-        on ended.duration_days >= band.lower_days
-    left join ref_dose_band as dose
-        on (dose.lower_mg is null or first_episodes.mean_daily_dose_dde_mg >= dose.lower_mg)
-        and (dose.upper_mg is null or first_episodes.mean_daily_dose_dde_mg < dose.upper_mg)
-),
-
-person_firsts as (
+person_firsts as materialized (
     -- per cohort person: what no variant changes, and the first day of each kind of evidence
     select
         person_id,
@@ -137,21 +105,47 @@ person_firsts as (
         dispensing_firsts.first_many_pharmacies_on,
         dispensing_firsts.first_high_dose_on,
         early_refills_reached.early_refills_reached_on,
-        record_firsts.* exclude (person_id, ingredient, first_assessed_on, first_evidence_without_sds_on)
+        record_firsts.* exclude (person_id, ingredient, first_assessed_on, first_evidence_without_sds_on),
+        gap_windows.* exclude (person_id, ingredient),
+        persons.observation_end
     from cohort
     inner join stg_persons as persons using (person_id)
+    inner join gap_windows using (person_id, ingredient)
     left join record_firsts using (person_id, ingredient)
     left join dispensing_firsts using (person_id, ingredient)
     left join early_refills_reached using (person_id, ingredient)
 ),
 
 person_windows as (
-    -- one row per person and persistence window: no join below is per person x variant
-    select person_firsts.*, episode_variants.* exclude (person_id, ingredient)
-    from episode_variants
-    inner join person_firsts
-        on person_firsts.person_id = episode_variants.person_id
-        and person_firsts.ingredient = episode_variants.ingredient
+    -- per person and persistence window (no join on persons below): what the window decides --
+    -- the first episode's end (censored as in 03a), duration, bands and headline group
+    select
+        person_firsts.*,
+        windows.persistence_window_days,
+        ended.episode_end,
+        ended.duration_days,
+        band.duration_band,
+        case when ended.duration_days <= {{ headline_split_days }} then 'le_4_weeks' else 'gt_4_weeks' end
+            as headline_group,
+        dose.dose_band
+    from person_firsts
+    cross join persistence_windows as windows
+    cross join lateral (
+        select
+            {{ window_choice }}
+    ) as chosen
+    cross join lateral (
+        select
+            least(chosen.supply_end, person_firsts.observation_end, person_firsts.death_date) as episode_end,
+            (least(chosen.supply_end, person_firsts.observation_end, person_firsts.death_date)
+                - person_firsts.episode_start + 1)::integer as duration_days
+    ) as ended
+    asof left join ref_duration_band as band
+        on ended.duration_days >= band.lower_days
+    left join ref_dose_band as dose
+        on (dose.lower_mg is null or chosen.mean_daily_dose_dde_mg >= dose.lower_mg)
+        and (dose.upper_mg is null or chosen.mean_daily_dose_dde_mg < dose.upper_mg)
+    where chosen.gap_rows > 0
 ),
 
 windows as (
