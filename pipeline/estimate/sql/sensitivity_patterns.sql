@@ -38,6 +38,13 @@ persistence_windows as (
     from ({{ window_rows }}) as t(window_index, persistence_window_days)
 ),
 
+duration_bands as (
+    -- the duration bands as intervals (ref_duration_band holds the lower bounds): a range join over a
+    -- handful of rows costs a fraction of an ASOF join at millions of person x window rows
+    select lower_days, lead(lower_days) over (order by lower_days) as upper_days, duration_band
+    from ref_duration_band
+),
+
 gap_windows as (
     -- the first episode under each persistence window, per person in ONE pass over dispensing_gaps
     -- (02a): the first episode is the dispensings before the first gap longer than the window
@@ -140,8 +147,9 @@ person_windows as (
             (least(chosen.supply_end, person_firsts.observation_end, person_firsts.death_date)
                 - person_firsts.episode_start + 1)::integer as duration_days
     ) as ended
-    asof left join ref_duration_band as band
+    left join duration_bands as band
         on ended.duration_days >= band.lower_days
+        and (band.upper_days is null or ended.duration_days < band.upper_days)
     left join ref_dose_band as dose
         on (dose.lower_mg is null or chosen.mean_daily_dose_dde_mg >= dose.lower_mg)
         and (dose.upper_mg is null or chosen.mean_daily_dose_dde_mg < dose.upper_mg)
