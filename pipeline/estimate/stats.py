@@ -622,17 +622,8 @@ def _rows_and_weights(values: np.ndarray, frequency: np.ndarray, include, model:
     return mask, (np.ones(len(values)) if weight is None else as_float(weight))
 
 
-def aalen_johansen(
-    time,
-    cause,
-    *,
-    include=None,
-    weight=None,
-    model: AscertainmentModel | None = None,
-    times=None,
-    confidence: float = 0.95,
-    count=None,
-) -> pd.DataFrame:
+def aalen_johansen(time, cause, *, include=None, weight=None, model: AscertainmentModel | None = None, count=None,
+                   **curve) -> pd.DataFrame:
     """Cumulative incidence of cause 1 with cause 2 competing (Aalen-Johansen).
 
     ``cause``: 0 censored, 1 event of interest, 2 competing event (death).
@@ -643,7 +634,8 @@ def aalen_johansen(
     ascertained persons enter; the variance then also accounts for estimating
     the weights. Rows may be patterns of ``count`` persons (with ``model``: the
     model's counts). This wrapper sums the rows into the sufficient statistics
-    of :func:`aalen_johansen_cells`, which does the work.
+    of :func:`aalen_johansen_cells`, which does the work; ``curve`` (``times``,
+    ``confidence``) goes to it as it is.
 
     Variance: delta-method / influence-function (Greenwood-type) variance,
     exact for tied discrete times; without competing events it equals
@@ -676,7 +668,7 @@ def aalen_johansen(
         score = (f * w * (1 - model.probability[mask]))[:, None] * model.design[mask]
         correction = WeightCorrection(score, model.inverse_information, model.residual_moment())
     return aalen_johansen_cells(t_all[mask], c_all[mask], count=f, weight_sum=f * w, weight_square=f * w * w,
-                                correction=correction, times=times, confidence=confidence)
+                                correction=correction, **curve)
 
 
 @dataclass(frozen=True)
