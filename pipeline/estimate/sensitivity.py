@@ -102,6 +102,7 @@ def _window_fragments(windows: list[int]) -> dict[str, str]:
 
     return {
         "window_rows": values_rows(list(enumerate(windows)), ("integer", "integer")),
+        "longest_window": str(int(max(windows))),
         "window_columns": ",\n        ".join(columns),
         "window_choice": ",\n            ".join(choice(name) for name in ("gap_rows", "supply_end",
                                                                             "mean_daily_dose_dde_mg")),

@@ -40,7 +40,8 @@ persistence_windows as (
 
 duration_bands as (
     -- the duration bands as intervals (ref_duration_band holds the lower bounds): a range join over a
-    -- handful of rows costs a fraction of an ASOF join at millions of person x window rows
+    -- handful of rows (a block nested-loop join) costs a fraction of an ASOF or merge join at millions of
+    -- person x window rows
     select lower_days, lead(lower_days) over (order by lower_days) as upper_days, duration_band
     from ref_duration_band
 ),
@@ -54,6 +55,7 @@ gap_windows as (
         ingredient,
         {{ window_columns }}
     from dispensing_gaps
+    where longest_gap_days is null or longest_gap_days <= {{ longest_window }}  -- later episodes: in none
     group by person_id, ingredient
 ),
 
@@ -148,7 +150,7 @@ person_windows as (
                 - person_firsts.episode_start + 1)::integer as duration_days
     ) as ended
     left join duration_bands as band
-        on ended.duration_days >= band.lower_days
+        on (band.lower_days is null or ended.duration_days >= band.lower_days)
         and (band.upper_days is null or ended.duration_days < band.upper_days)
     left join ref_dose_band as dose
         on (dose.lower_mg is null or chosen.mean_daily_dose_dde_mg >= dose.lower_mg)
