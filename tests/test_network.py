@@ -217,8 +217,12 @@ def test_logit_se_is_the_estimators_own_variance(network):
         p = result["estimate"]
         row = pooling[(pooling["analysis"] == "headline") & (pooling["level"] == group) & (pooling["estimator"] == "primary")].iloc[0]
         print(f"north {group}: sandwich se(logit) {result['se'] / (p * (1 - p)):.6f}, package {row['se']:.6f}")
-        assert row["se"] == pytest.approx(result["se"] / (p * (1 - p)), rel=0.05)
-        complete = stats.complete_case_proportion(person["_dependence"], include=groups == group)
+        # disclosure rounding of the estimate and bounds moves the derived se by ~9% for north's le_4_weeks
+        # (p ~ 0.12, CI ~ 0.093 to 0.147 before rounding; se 0.1332 from the unrounded interval, 0.1211 published)
+        assert row["se"] == pytest.approx(result["se"] / (p * (1 - p)), rel=0.12)
+        # person is a pattern table (prepare aggregates): its rows count _count persons each
+        complete = stats.complete_case_proportion(person["_dependence"], include=groups == group,
+                                                  count=person["_count"])
         row = pooling[(pooling["analysis"] == "headline") & (pooling["level"] == group)
                       & (pooling["estimator"] == "complete_case")].iloc[0]
         q = complete["estimate"]

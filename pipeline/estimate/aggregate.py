@@ -10,10 +10,15 @@ patterns times their ``_count`` (frequency weights), with the same results.
   estimators use (weight-model covariates, grouping columns, outcomes of both
   estimands), with ``_count``. Columns are normalised on the way (flags NULL ->
   false; outcomes only where assessed), exactly as ``run.prepare`` would, so
-  that needless distinctions do not multiply patterns. The weight model has
-  log(duration) as a covariate, so ``duration_days`` is part of the key: the
-  number of patterns is bounded by (levels of the categorical covariates) x
-  (distinct durations), not by persons.
+  that needless distinctions do not multiply patterns. Every weight-model
+  covariate is categorical (duration enters through its band), so no
+  day-level column is in the key: the number of patterns is bounded by the
+  levels of the categorical columns, not by persons or distinct durations.
+  The anchors' duration thresholds come as flags (``ANCHOR_FLAGS``).
+- :func:`trend_cells`: the assessed persons per weight pattern x misuse x
+  duration in days x outcome, for the one model that needs days (the
+  dose-response trend, log2 duration): only assessed persons, so it grows
+  with (weight patterns x distinct durations) among them.
 - :func:`event_cells`: the Aalen-Johansen event table, one row per
   (headline group, day, cause) with the persons, their summed weights, summed
   squared weights and summed weight-model scores ``w (1 - p) X`` -- weights
@@ -45,11 +50,30 @@ CATEGORICAL = ("duration_band", "headline_group", "age_band", "sex", "indication
 FLAGS = ("rx_many_prescribers", "rx_many_pharmacies", "rx_early_refills", "rx_high_dose", "rx_misuse_signal",
          "died_in_window", "fixed_window_defined", "misuse")
 COMPONENTS = ("dep_icd", "dep_withdrawal", "dep_assessed", "dep_sds")
-# The weight model's covariates (run.WEIGHT_*: categorical, flags, _gt_4_weeks from headline_group,
-# log duration): the key of the weight table that event_cells and ratio_counts join.
+# The weight model's covariates (run.WEIGHT_*: categorical, flags, _gt_4_weeks from headline_group):
+# the key of the weight table that event_cells, ratio_counts, group_sums and trend_cells join.
 WEIGHT_KEY = ("age_band", "sex", "indication", "dose_band", "duration_band", "headline_group",
               "rx_many_prescribers", "rx_many_pharmacies", "rx_early_refills", "rx_high_dose", "rx_misuse_signal",
-              "died_in_window", "duration_days")
+              "died_in_window")
+
+
+def anchor_flags(duration: str = "duration_days") -> dict[str, str]:
+    """Pattern flag -> its expression over ``duration`` (a column): the published anchors' duration groups
+    (pipeline/estimate/anchors.py), the only day-level facts the estimators need besides the trend
+    model. A NULL duration is in none of the groups (as ``NaN >= d`` and ``NaN < d`` are both false).
+
+    >>> anchor_flags()["duration_lt_rickels"]
+    'coalesce(cast(duration_days as double) < 240, false)'
+    """
+    from pipeline.estimate.anchors import MARRIOTT_TYRER, RICKELS
+
+    conditions = {"duration_ge_marriott_tyrer": (">=", MARRIOTT_TYRER.days), "duration_lt_rickels": ("<", RICKELS.days),
+                  "duration_ge_rickels": (">=", RICKELS.days)}
+    return {flag: f"coalesce(cast({duration} as double) {op} {int(days)}, false)"
+            for flag, (op, days) in conditions.items()}
+
+
+ANCHOR_FLAGS = tuple(anchor_flags())
 
 
 def _q(name: str) -> str:
@@ -65,21 +89,19 @@ KNOWN = f"({_flag('ascertained')} and dependence is not null)"
 KNOWN_FIXED = f"({_flag('fixed_window_defined')} and {_flag('ascertained_fixed')} and dependence_fixed is not null)"
 
 
-# The categorical members of WEIGHT_KEY; the rest (but duration_days) are 0/1 flags.
+# The categorical members of WEIGHT_KEY; the rest are 0/1 flags.
 _WEIGHT_KEY_CATEGORICAL = ("age_band", "sex", "indication", "dose_band", "duration_band", "headline_group")
 
 
 def _weight_key_select() -> list[str]:
-    """Select expressions of WEIGHT_KEY's categorical and flag columns, normalised as the weight patterns are
-    (``duration_days`` is cast by each caller beside its own columns)."""
+    """Select expressions of WEIGHT_KEY's categorical and flag columns, normalised as the weight patterns are."""
     return ([f"cast({_q(c)} as varchar) as {_q(c)}" for c in _WEIGHT_KEY_CATEGORICAL]
-            + [f"{_flag(c)} as {_q(c)}" for c in WEIGHT_KEY if c not in (*_WEIGHT_KEY_CATEGORICAL, "duration_days")])
+            + [f"{_flag(c)} as {_q(c)}" for c in WEIGHT_KEY if c not in _WEIGHT_KEY_CATEGORICAL])
 
 
 def _base_select() -> str:
     """The normalised per-person columns the patterns are made of (one expression each)."""
-    parts = ["cast(duration_days as double) as duration_days"]
-    parts += [f"cast({_q(c)} as varchar) as {_q(c)}" for c in CATEGORICAL]
+    parts = [f"cast({_q(c)} as varchar) as {_q(c)}" for c in CATEGORICAL]
     parts += [f"{_flag(c)} as {_q(c)}" for c in FLAGS]
     parts += [
         f"{KNOWN} as ascertained",
@@ -88,12 +110,13 @@ def _base_select() -> str:
         f"{KNOWN_FIXED} as ascertained_fixed",
         f"case when {KNOWN_FIXED} then cast(dependence_fixed as double) end as dependence_fixed",
         "days_to_first_increase is not null as increased",
+        *(f"{expression} as {_q(flag)}" for flag, expression in anchor_flags().items()),
     ]
     return ",\n       ".join(parts)
 
 
-PATTERN_COLUMNS = ("duration_days", *CATEGORICAL, *FLAGS, "ascertained", "dependence", *COMPONENTS,
-                   "ascertained_fixed", "dependence_fixed", "increased")
+PATTERN_COLUMNS = (*CATEGORICAL, *FLAGS, "ascertained", "dependence", *COMPONENTS,
+                   "ascertained_fixed", "dependence_fixed", "increased", *ANCHOR_FLAGS)
 
 
 def columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
@@ -143,8 +166,7 @@ def _cells(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataFrame,
     expression over the person row; persons filtered by ``where``, NULL-free rows only where the
     caller's expressions say so), joined to the weight patterns ``w`` (``weights``, registered for
     the query): ``select`` over ``e`` and ``w``, grouped by all its plain columns."""
-    base = ", ".join(["cast(duration_days as double) as duration_days"] + _weight_key_select()
-                     + [f"{expression} as {column}" for column, expression in extra.items()])
+    base = ", ".join(_weight_key_select() + [f"{expression} as {column}" for column, expression in extra.items()])
     keys = ", ".join([f"p.{_q(c)}" for c in WEIGHT_KEY] + [f"p.{column}" for column in extra])
     name = _register_weights(con, weights)
     try:
@@ -195,10 +217,7 @@ def event_cells(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataF
 def ratio_counts(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataFrame | None) -> pd.DataFrame:
     """(indication, dose_escalation_ratio) -> persons, among the persons whose weight pattern is kept
     (all persons when ``weights`` is None)."""
-    base = ", ".join(
-        ["cast(duration_days as double) as duration_days", "dose_escalation_ratio"]
-        + _weight_key_select()
-    )
+    base = ", ".join(["dose_escalation_ratio"] + _weight_key_select())
     source = f"(select {base} from {_q(relation)} where dose_escalation_ratio is not null) as p"
     if weights is None:
         return con.execute(f"select p.indication, cast(p.dose_escalation_ratio as double) as ratio, count(*) as count "
@@ -270,3 +289,34 @@ def group_sums(con: duckdb.DuckDBPyConnection, relation: str, weights: pd.DataFr
     )
     frame.attrs["breakdowns"] = breakdowns  # which of the two columns the person table has
     return frame
+
+
+def row_table(frame: pd.DataFrame, model) -> pd.DataFrame:
+    """Distinct weight-model patterns of ``frame`` (rows aligned with ``model``) with ``_row``: the index of
+    one of the pattern's rows in ``model``, an assessed one where the pattern has one (every row of a
+    pattern has the same design and probability, every assessed row the same weight)."""
+    table = frame[list(WEIGHT_KEY)].reset_index(drop=True).copy()
+    table["_row"] = np.arange(len(table), dtype=np.int64)
+    assessed_first = np.argsort(~np.asarray(model.ascertained, dtype=bool), kind="stable")
+    table = table.iloc[assessed_first].drop_duplicates(subset=list(WEIGHT_KEY))
+    return table.sort_values("_row").reset_index(drop=True)
+
+
+def trend_cells(con: duckdb.DuckDBPyConnection, relation: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """The assessed persons of ``relation`` per weight pattern, misuse, duration in days and outcome: what
+    the dose-response trend model (log2 duration) needs and nothing else. Unassessed persons enter that
+    model only through the weight model's residual moment, which the caller has on the patterns.
+
+    ``rows``: :func:`row_table` (weight patterns kept in the estimand, ``_row`` = their row in the
+    model); persons of other patterns drop out with the inner join. Returns dose_band, age_band, sex,
+    indication, misuse (bool), duration_days, dependence (0/1), _row and _count, in a fixed order.
+    """
+    return _cells(
+        con, relation, rows,
+        extra={"_misuse": _flag("misuse"), "_duration": "cast(duration_days as double)",
+               "_y": "cast(dependence as double)"},
+        where=KNOWN,
+        select=("e.dose_band, e.age_band, e.sex, e.indication, e._misuse as misuse, e._duration as duration_days, "
+                "e._y as dependence, w._row, sum(e._n) as _count"),
+        order="all nulls first",
+    )

@@ -78,7 +78,9 @@ ESTIMANDS = {
     "b": "(b) dependence or withdrawal assessed within the same fixed number of days after treatment ends, for "
          "every duration: how often people are dependent once a treatment of that length stops",
 }
-WEIGHT_CONTINUOUS = ("_log_duration_days",)
+# No continuous covariate: duration enters through its band (duration_band above), so the covariate
+# patterns have no day-level column and their number does not grow with persons (docs/estimation.md).
+WEIGHT_CONTINUOUS: tuple[str, ...] = ()
 STRATA = ("misuse", "rx_misuse_signal", "indication", "dose_band", "age_band", "sex")
 # The "supervised use" stratum is defined from what is known for everyone: no
 # misuse signal in the prescription records. Documented misuse and F13.1 codes
@@ -143,7 +145,7 @@ def prepare(person: pd.DataFrame, config: Config) -> pd.DataFrame:
     """Add helper columns to a pattern table (``aggregate.patterns``: one row per pattern, ``_count`` persons).
 
     Helper columns start with ``_``: ``_outcome_known`` (ascertained and
-    dependence not NULL), ``_gt_4_weeks``, ``_log_duration_days``,
+    dependence not NULL), ``_gt_4_weeks``,
     ``_in_fixed_window`` / ``_outcome_known_fixed`` / ``_dependence_fixed``
     (estimand (b)). A person-level ``analysis_person`` DataFrame is aggregated first.
     """
@@ -159,9 +161,7 @@ def prepare(person: pd.DataFrame, config: Config) -> pd.DataFrame:
     for column in COMPONENTS:
         # among ascertained persons a NULL component means "not recorded" = 0
         person["_" + column] = np.where(known, np.nan_to_num(stats.as_float(person[column]), nan=0.0), np.nan)
-    duration = stats.as_float(person["duration_days"])
     person["_gt_4_weeks"] = (person["headline_group"].astype("str") == "gt_4_weeks").to_numpy(dtype=float)
-    person["_log_duration_days"] = np.log(np.maximum(duration, 1.0))
     # estimand (b): defined when the treatment ended while observed
     person["_in_fixed_window"] = np.nan_to_num(stats.as_float(person["fixed_window_defined"]), nan=0.0) > 0
     dependence_fixed = stats.as_float(person["dependence_fixed"])
@@ -427,9 +427,11 @@ def cumulative_incidence_rows(cells: pd.DataFrame, model, config) -> list[dict]:
     return rows
 
 
-def dose_response_rows(person, model, config) -> list[dict]:
+def dose_response_rows(person, model, config, trend: pd.DataFrame | None = None) -> list[dict]:
     """Odds ratios of dependence: bands model (duration band, dose band, age, sex,
-    indication, misuse) and a trend model with log2(duration) instead of bands."""
+    indication, misuse) on the patterns, and a trend model with log2(duration) instead of bands
+    on ``trend`` (``aggregate.trend_cells``: the assessed persons per weight pattern and day count;
+    ``_row`` = their row in ``model``). Without ``trend`` no trend row."""
     rows = []
     conf = config.estimate.confidence_level
     known = person["_outcome_known"].to_numpy(dtype=bool)
@@ -440,17 +442,17 @@ def dose_response_rows(person, model, config) -> list[dict]:
         return rows
     references = {"duration_band": config.estimate.band_labels()[0]}
     count = _counts(person)
-    frame = person.assign(
-        misuse=np.nan_to_num(stats.as_float(person["misuse"]), nan=0.0),
-        log2_duration_days=np.log2(np.maximum(stats.as_float(person["duration_days"]), 1.0)),
-    )
-    specs = (
-        ("bands", DOSE_RESPONSE_CATEGORICAL, ("misuse",), ()),
-        ("trend", DOSE_RESPONSE_CATEGORICAL[1:], ("misuse",), ("log2_duration_days",)),
-    )
-    for label, categorical, binary, continuous in specs:
-        X, names = stats.design_matrix(frame, categorical, binary, continuous, references=references, count=count)
-        table = stats.logistic_odds_ratios(person["_dependence"], X, names, model=model, confidence=conf)
+    frame = person.assign(misuse=np.nan_to_num(stats.as_float(person["misuse"]), nan=0.0))
+    specs = [("bands", DOSE_RESPONSE_CATEGORICAL, ("misuse",), (), frame, model, person["_dependence"])]
+    if trend is not None and len(trend):
+        cells = trend.assign(misuse=np.nan_to_num(stats.as_float(trend["misuse"]), nan=0.0),
+                             log2_duration_days=np.log2(np.maximum(stats.as_float(trend["duration_days"]), 1.0)))
+        specs.append(("trend", DOSE_RESPONSE_CATEGORICAL[1:], ("misuse",), ("log2_duration_days",), cells,
+                      model.rows(cells["_row"].to_numpy(), _counts(cells)), cells["dependence"]))
+    for label, categorical, binary, continuous, data, rows_model, outcome in specs:
+        X, names = stats.design_matrix(data, categorical, binary, continuous, references=references,
+                                       count=rows_model.frequency)
+        table = stats.logistic_odds_ratios(outcome, X, names, model=rows_model, confidence=conf)
         known = person["_outcome_known"].to_numpy()
         y = np.nan_to_num(person["_dependence"].to_numpy())
         for record in table.to_dict("records"):
@@ -547,19 +549,19 @@ def weight_rows(person, model, analysis="weights", label="") -> tuple[list[dict]
 def anchor_rows(person, model, config) -> tuple[list[dict], dict]:
     """Our estimates for the groups comparable to the published anchors."""
     conf = config.estimate.confidence_level
-    duration = stats.as_float(person["duration_days"])
+    flag = {name: np.nan_to_num(stats.as_float(person[name]), nan=0.0) > 0 for name in aggregate.ANCHOR_FLAGS}
     ended = person["ending"].astype("str").isin(["taper", "abrupt"]).to_numpy()
     weeks, months, days = MARRIOTT_TYRER.days // 7, RICKELS.months, RICKELS.days
     specs = [
-        (MARRIOTT_TYRER.key, f">={MARRIOTT_TYRER.days} days", duration >= MARRIOTT_TYRER.days, "_dependence",
+        (MARRIOTT_TYRER.key, f">={MARRIOTT_TYRER.days} days", flag["duration_ge_marriott_tyrer"], "_dependence",
          MARRIOTT_TYRER.value,
          f"Marriott & Tyrer (1993) reported dependence in '{MARRIOTT_TYRER.value_words}' of patients on regular "
          f"prescriptions for {weeks} weeks or longer",
          f"of persons treated for {weeks} weeks or longer developed physical dependence within the outcome window"),
-        (RICKELS.key, f"<{days} days, ended", (duration < days) & ended, "_dep_withdrawal", RICKELS.short_value,
+        (RICKELS.key, f"<{days} days, ended", flag["duration_lt_rickels"] & ended, "_dep_withdrawal", RICKELS.short_value,
          f"Rickels et al. (1983) reported withdrawal in {RICKELS.short_value:.0%} after < {months} months of diazepam",
          f"of persons whose episode ended after less than {months} months ({days} days) had withdrawal symptoms recorded"),
-        (RICKELS.key, f">={days} days, ended", (duration >= days) & ended, "_dep_withdrawal", RICKELS.long_value,
+        (RICKELS.key, f">={days} days, ended", flag["duration_ge_rickels"] & ended, "_dep_withdrawal", RICKELS.long_value,
          f"Rickels et al. (1983) reported withdrawal in {RICKELS.long_value:.0%} after >= {months} months of diazepam",
          f"of persons whose episode ended after {months} months ({days} days) or more had withdrawal symptoms recorded"),
     ]
@@ -786,7 +788,9 @@ def _estimate(con: duckdb.DuckDBPyConnection, relation: str, config: Config) -> 
     cells = (aggregate.event_cells(con, relation, aggregate.weight_table(person, model))
              if model.ascertained.any() else None)
     rows += cumulative_incidence_rows(cells, model, config)
-    rows += dose_response_rows(person, model, config)
+    trend = (aggregate.trend_cells(con, relation, aggregate.row_table(person, model))
+             if model.ascertained.any() else None)
+    rows += dose_response_rows(person, model, config, trend)
     kept_patterns = person[list(aggregate.WEIGHT_KEY)].drop_duplicates() if violations else None
     rows += tolerance_rows(person, config, aggregate.ratio_counts(con, relation, kept_patterns))
     rows += withdrawal_rows(person, model, config)

@@ -26,6 +26,7 @@ import duckdb
 import pandas as pd
 
 from pipeline.config import Config
+from pipeline.estimate import aggregate
 from pipeline.errors import StageOrderError
 from pipeline.warehouse import values_rows
 from pipeline.warehouse import render_sql, table_exists
@@ -67,6 +68,47 @@ def require_inputs(con: duckdb.DuckDBPyConnection) -> None:
                               "first (python -m pipeline transform)")
 
 
+def _sds_fragments(cutoffs: list[int]) -> dict[str, str]:
+    """The query's SDS fragments: one column per cut-off (the first day of a score at or above it, from the
+    one pass over outcome_records), and the expression choosing the variant's column.
+
+    >>> _sds_fragments([6, 8])["first_sds_on"]
+    'case windows.sds_cutoff when 6 then windows.first_sds_on_0 when 8 then windows.first_sds_on_1 end'
+    """
+    columns = ",\n        ".join(f"min(recorded_on) filter (where sds_score >= {int(c)}) as first_sds_on_{i}"
+                                  for i, c in enumerate(cutoffs))
+    choice = " ".join(f"when {int(c)} then windows.first_sds_on_{i}" for i, c in enumerate(cutoffs))
+    return {"sds_first_columns": columns, "first_sds_on": f"case windows.sds_cutoff {choice} end"}
+
+
+def _window_fragments(windows: list[int]) -> dict[str, str]:
+    """The query's persistence-window fragments: the windows numbered, per window i the first episode's
+    dispensings (``gap_rows_i``), supply end and mean dose from one pass over dispensing_gaps, and the
+    expressions choosing a row's window.
+
+    >>> _window_fragments([10, 60])["window_choice"].splitlines()[0]
+    'case windows.window_index when 0 then person_firsts.gap_rows_0 when 1 then person_firsts.gap_rows_1 end as gap_rows,'
+    """
+    columns = []
+    for i, days in enumerate(windows):
+        within = f"filter (where longest_gap_days is null or longest_gap_days <= {int(days)})"
+        columns += [f"count(*) {within} as gap_rows_{i}", f"max(covered_end) {within} as supply_end_{i}",
+                    f"sum(daily_dose_dde_mg * days_supply) {within} / sum(case when daily_dose_dde_mg is not null "
+                    f"then days_supply end) {within} as mean_daily_dose_dde_mg_{i}"]
+
+    def choice(name: str) -> str:
+        cases = " ".join(f"when {i} then person_firsts.{name}_{i}" for i in range(len(windows)))
+        return f"case windows.window_index {cases} end as {name}"
+
+    return {
+        "window_rows": values_rows(list(enumerate(windows)), ("integer", "integer")),
+        "longest_window": str(int(max(windows))),
+        "window_columns": ",\n        ".join(columns),
+        "window_choice": ",\n            ".join(choice(name) for name in ("gap_rows", "supply_end",
+                                                                            "mean_daily_dose_dde_mg")),
+    }
+
+
 def variant_patterns(con: duckdb.DuckDBPyConnection, config: Config, chosen: list[Variant]) -> list[pd.DataFrame]:
     """The pattern table (``aggregate.patterns``' columns) of each variant in ``chosen``, from one query."""
     if not chosen:
@@ -80,6 +122,11 @@ def variant_patterns(con: duckdb.DuckDBPyConnection, config: Config, chosen: lis
         distinct_prescribers=int(config.misuse.distinct_prescribers),
         distinct_pharmacies=int(config.misuse.distinct_pharmacies),
         early_refills=int(config.misuse.early_refills),
+        anchor_flags=",\n        ".join(f"{expression} as {name}"
+                                        for name, expression in aggregate.anchor_flags("windows.duration_days").items()),
+        anchor_flag_names=", ".join(aggregate.ANCHOR_FLAGS),
+        **_sds_fragments(sorted({int(v.config.outcome.sds_cutoff) for v in chosen})),
+        **_window_fragments(sorted({int(v.config.episodes.persistence_window_days) for v in chosen})),
     )
     frame = con.execute(sql).df()
     frame["_count"] = frame["_count"].astype("int64")

@@ -318,6 +318,19 @@ class AscertainmentModel:
             object.__setattr__(self, "_residual_moment", cached)
         return cached
 
+    def rows(self, index, count) -> "AscertainmentModel":
+        """The model at rows ``index`` (with ``count`` persons each): design, probability, assessment
+        and weight of those rows, the same ``H`` and the whole cohort's residual moment -- what the
+        stacked variance of an estimator over those rows alone needs (:func:`logistic_odds_ratios`).
+        """
+        index = np.asarray(index, dtype=np.int64)
+        view = dataclasses.replace(
+            self, design=self.design[index], ascertained=self.ascertained[index],
+            probability=self.probability[index], weight=self.weight[index],
+            count=np.asarray(count, dtype=float))
+        object.__setattr__(view, "_residual_moment", self.residual_moment())
+        return view
+
     def correction(self, cross: np.ndarray) -> np.ndarray:
         """Per-row (per-person) term ``A_tb H X_i (R_i - p_i)`` for one or more estimates.
 
@@ -488,7 +501,6 @@ def ipw_proportion(
     group=None,
     among=None,
     confidence: float = 0.95,
-    account_for_weight_estimation: bool = True,
 ) -> dict:
     """Hajek (weight-normalised) IPW proportion of ``outcome`` in ``group``.
 
@@ -496,8 +508,7 @@ def ipw_proportion(
     ``among`` optionally restricts the denominator further (e.g. dependent
     persons only). The CI is a Wilson interval at the effective sample size
     ``n_eff = p(1-p) / Var`` where Var is the stacked sandwich variance that
-    accounts for the estimated weights (``account_for_weight_estimation=False``
-    treats the weights as known, for comparison). When the estimate is 0 or 1
+    accounts for the estimated weights. When the estimate is 0 or 1
     the Kish effective sample size of the weights is used instead.
 
     Returns estimate, ci_low, ci_high, se, n (persons in the group [and
@@ -533,11 +544,8 @@ def ipw_proportion(
     estimate = float((c * w * y).sum() / total)
     residual = np.where(included, y - estimate, 0.0)
     psi = w * residual
-    if account_for_weight_estimation:
-        cross = (c * w * (1 - model.probability) * residual) @ model.design
-        influence = (psi - model.correction(cross)) / total
-    else:
-        influence = psi / total
+    cross = (c * w * (1 - model.probability) * residual) @ model.design
+    influence = (psi - model.correction(cross)) / total
     variance = float((c * np.square(influence)).sum())
     return {**_wilson_effective(estimate, variance, summary["ess"], confidence), **base}
 
@@ -614,17 +622,8 @@ def _rows_and_weights(values: np.ndarray, frequency: np.ndarray, include, model:
     return mask, (np.ones(len(values)) if weight is None else as_float(weight))
 
 
-def aalen_johansen(
-    time,
-    cause,
-    *,
-    include=None,
-    weight=None,
-    model: AscertainmentModel | None = None,
-    times=None,
-    confidence: float = 0.95,
-    count=None,
-) -> pd.DataFrame:
+def aalen_johansen(time, cause, *, include=None, weight=None, model: AscertainmentModel | None = None, count=None,
+                   **curve) -> pd.DataFrame:
     """Cumulative incidence of cause 1 with cause 2 competing (Aalen-Johansen).
 
     ``cause``: 0 censored, 1 event of interest, 2 competing event (death).
@@ -635,7 +634,8 @@ def aalen_johansen(
     ascertained persons enter; the variance then also accounts for estimating
     the weights. Rows may be patterns of ``count`` persons (with ``model``: the
     model's counts). This wrapper sums the rows into the sufficient statistics
-    of :func:`aalen_johansen_cells`, which does the work.
+    of :func:`aalen_johansen_cells`, which does the work; ``curve`` (``times``,
+    ``confidence``) goes to it as it is.
 
     Variance: delta-method / influence-function (Greenwood-type) variance,
     exact for tied discrete times; without competing events it equals
@@ -668,7 +668,7 @@ def aalen_johansen(
         score = (f * w * (1 - model.probability[mask]))[:, None] * model.design[mask]
         correction = WeightCorrection(score, model.inverse_information, model.residual_moment())
     return aalen_johansen_cells(t_all[mask], c_all[mask], count=f, weight_sum=f * w, weight_square=f * w * w,
-                                correction=correction, times=times, confidence=confidence)
+                                correction=correction, **curve)
 
 
 @dataclass(frozen=True)
@@ -735,6 +735,9 @@ def aalen_johansen_cells(
     at_risk = total - np.cumsum(leaving) + leaving  # weighted persons with time >= t_j
     hazard1 = d1 / at_risk
     hazard = (d1 + d2) / at_risk
+    # Everyone still at risk has an event: the hazard is 1, not 1 -+ a rounding error of the summed
+    # weights (whose order DuckDB's threads decide), which would make 1 / (1 - hazard) below explode.
+    hazard = np.where(np.abs(1.0 - hazard) <= 1e-12, 1.0, hazard)
     survival = np.cumprod(1.0 - hazard)
     survival_before = np.concatenate([[1.0], survival[:-1]])
     cif = np.cumsum(survival_before * hazard1)
@@ -851,12 +854,16 @@ def logistic_odds_ratios(
     residual = np.where(mask, y - mu, 0.0)
     psi = (w * residual)[:, None] * Z
     bread = (Z * (c * w * mu * (1 - mu))[:, None]).T @ Z
+    meat = (psi * c[:, None]).T @ psi
     if model is not None:
+        # sum_i (psi_i - c_i)(psi_i - c_i)' with c_i = cross H X_i (R_i - p_i): psi_i is zero outside the
+        # assessed (R_i = 1), so sum psi c' = cross H cross' and sum c c' = cross H M H cross' (M the
+        # model's residual moment) -- only assessed rows needed (a model of :meth:`AscertainmentModel.rows`)
         cross = (Z * (c * w * (1 - model.probability) * residual)[:, None]).T @ model.design
-        psi = psi - model.correction(cross)
+        projected = cross @ model.inverse_information
+        meat = meat - 2.0 * projected @ cross.T + projected @ model.residual_moment() @ projected.T
     bread_inverse = np.linalg.pinv(bread)
-    influence = psi @ bread_inverse.T
-    covariance = (influence * c[:, None]).T @ influence
+    covariance = bread_inverse @ meat @ bread_inverse.T
     se = np.sqrt(np.diag(covariance))
     z = z_value(confidence)
     rows = []

@@ -10,10 +10,16 @@
 --  - SDS cut-off: which SDS scores count as dependence evidence.
 -- Outcomes from ONE pass over outcome_records (04a) and outcome_dispensings
 -- (04b): the first day each kind of evidence or signal appears from the
--- episode start, compared with each variant's window end.
+-- episode start (the first SDS score at or above each cut-off as one column
+-- per cut-off), compared with each variant's window end.
+-- Join order (for 10M+ prescriptions): everything is joined per person, or per
+-- person x persistence window; the person x variant rows are only made by
+-- joining those to the handful of variants (on the window) and grouped at once.
 --   {{ variant_rows }}  (variant, persistence_window_days, window_after_end_days, sds_cutoff)
 --   {{ headline_split_days }}
 --   {{ distinct_prescribers }} {{ distinct_pharmacies }} {{ early_refills }}
+--   anchor_flags / anchor_flag_names: the anchors' duration flags (pipeline.estimate.aggregate.anchor_flags)
+--   sds_first_columns / first_sds_on: the first day of an SDS score >= each cut-off, and the variant's one
 -- Columns and normalisation as pipeline.estimate.aggregate.patterns, plus
 -- variant; columns the headline does not use are NULL or false.
 
@@ -27,27 +33,30 @@ with variants as (
 ),
 
 persistence_windows as (
-    select distinct persistence_window_days from variants
+    -- the distinct persistence windows of the variants, numbered as the per-window columns below
+    select cast(window_index as integer) as window_index, cast(persistence_window_days as integer) as persistence_window_days
+    from ({{ window_rows }}) as t(window_index, persistence_window_days)
 ),
 
-sds_cutoffs as (
-    select distinct sds_cutoff from variants
+duration_bands as (
+    -- the duration bands as intervals (ref_duration_band holds the lower bounds): a range join over a
+    -- handful of rows (a block nested-loop join) costs a fraction of an ASOF or merge join at millions of
+    -- person x window rows
+    select lower_days, lead(lower_days) over (order by lower_days) as upper_days, duration_band
+    from ref_duration_band
 ),
 
-first_episodes as (
-    -- the first episode of each cohort person under each persistence window
+gap_windows as (
+    -- the first episode under each persistence window, per person in ONE pass over dispensing_gaps
+    -- (02a): the first episode is the dispensings before the first gap longer than the window
+    -- (longest_gap_days <= window); per window i: gap_rows_i, supply_end_i, mean_dose_i
     select
-        gaps.person_id,
-        gaps.ingredient,
-        windows.persistence_window_days,
-        max(gaps.covered_end) as supply_end,
-        sum(gaps.daily_dose_dde_mg * gaps.days_supply)
-            / sum(case when gaps.daily_dose_dde_mg is not null then gaps.days_supply end) as mean_daily_dose_dde_mg
-    from dispensing_gaps as gaps
-    inner join cohort on cohort.person_id = gaps.person_id and cohort.ingredient = gaps.ingredient
-    cross join persistence_windows as windows
-    where gaps.longest_gap_days is null or gaps.longest_gap_days <= windows.persistence_window_days
-    group by gaps.person_id, gaps.ingredient, windows.persistence_window_days
+        person_id,
+        ingredient,
+        {{ window_columns }}
+    from dispensing_gaps
+    where longest_gap_days is null or longest_gap_days <= {{ longest_window }}  -- later episodes: in none
+    group by person_id, ingredient
 ),
 
 record_firsts as (
@@ -55,16 +64,10 @@ record_firsts as (
         person_id,
         ingredient,
         min(recorded_on) filter (where assesses) as first_assessed_on,
-        min(recorded_on) filter (where dependence_evidence_without_sds) as first_evidence_without_sds_on
+        min(recorded_on) filter (where dependence_evidence_without_sds) as first_evidence_without_sds_on,
+        {{ sds_first_columns }}
     from outcome_records
     group by person_id, ingredient
-),
-
-sds_firsts as (
-    select records.person_id, records.ingredient, cutoffs.sds_cutoff, min(records.recorded_on) as first_sds_on
-    from outcome_records as records
-    inner join sds_cutoffs as cutoffs on records.sds_score >= cutoffs.sds_cutoff
-    group by records.person_id, records.ingredient, cutoffs.sds_cutoff
 ),
 
 numbered_early_refills as (
@@ -95,37 +98,7 @@ early_refills_reached as (
     where early_refill_number = {{ early_refills }}
 ),
 
-episode_variants as (
-    -- what the persistence window decides: the first episode's end (censored as in 03a),
-    -- duration, bands and headline group
-    select
-        first_episodes.person_id,
-        first_episodes.ingredient,
-        first_episodes.persistence_window_days,
-        ended.episode_end,
-        ended.duration_days,
-        band.duration_band,
-        case when ended.duration_days <= {{ headline_split_days }} then 'le_4_weeks' else 'gt_4_weeks' end
-            as headline_group,
-        dose.dose_band
-    from first_episodes
-    inner join cohort
-        on cohort.person_id = first_episodes.person_id and cohort.ingredient = first_episodes.ingredient
-    inner join stg_persons as persons on persons.person_id = first_episodes.person_id
-    cross join lateral (
-        select
-            least(first_episodes.supply_end, persons.observation_end, persons.death_date) as episode_end,
-            (least(first_episodes.supply_end, persons.observation_end, persons.death_date)
-                - cohort.episode_start + 1)::integer as duration_days
-    ) as ended
-    asof left join ref_duration_band as band
-        on ended.duration_days >= band.lower_days
-    left join ref_dose_band as dose
-        on (dose.lower_mg is null or first_episodes.mean_daily_dose_dde_mg >= dose.lower_mg)
-        and (dose.upper_mg is null or first_episodes.mean_daily_dose_dde_mg < dose.upper_mg)
-),
-
-person_firsts as (
+person_firsts as materialized (
     -- per cohort person: what no variant changes, and the first day of each kind of evidence
     select
         person_id,
@@ -140,36 +113,65 @@ person_firsts as (
         dispensing_firsts.first_many_prescribers_on,
         dispensing_firsts.first_many_pharmacies_on,
         dispensing_firsts.first_high_dose_on,
-        early_refills_reached.early_refills_reached_on
+        early_refills_reached.early_refills_reached_on,
+        record_firsts.* exclude (person_id, ingredient, first_assessed_on, first_evidence_without_sds_on),
+        gap_windows.* exclude (person_id, ingredient),
+        persons.observation_end
     from cohort
     inner join stg_persons as persons using (person_id)
+    inner join gap_windows using (person_id, ingredient)
     left join record_firsts using (person_id, ingredient)
     left join dispensing_firsts using (person_id, ingredient)
     left join early_refills_reached using (person_id, ingredient)
 ),
 
-windows as (
+person_windows as (
+    -- per person and persistence window (no join on persons below): what the window decides --
+    -- the first episode's end (censored as in 03a), duration, bands and headline group
     select
         person_firsts.*,
+        windows.persistence_window_days,
+        ended.episode_end,
+        ended.duration_days,
+        band.duration_band,
+        case when ended.duration_days <= {{ headline_split_days }} then 'le_4_weeks' else 'gt_4_weeks' end
+            as headline_group,
+        dose.dose_band
+    from person_firsts
+    cross join persistence_windows as windows
+    cross join lateral (
+        select
+            {{ window_choice }}
+    ) as chosen
+    cross join lateral (
+        select
+            least(chosen.supply_end, person_firsts.observation_end, person_firsts.death_date) as episode_end,
+            (least(chosen.supply_end, person_firsts.observation_end, person_firsts.death_date)
+                - person_firsts.episode_start + 1)::integer as duration_days
+    ) as ended
+    left join duration_bands as band
+        on (band.lower_days is null or ended.duration_days >= band.lower_days)
+        and (band.upper_days is null or ended.duration_days < band.upper_days)
+    left join ref_dose_band as dose
+        on (dose.lower_mg is null or chosen.mean_daily_dose_dde_mg >= dose.lower_mg)
+        and (dose.upper_mg is null or chosen.mean_daily_dose_dde_mg < dose.upper_mg)
+    where chosen.gap_rows > 0
+),
+
+windows as (
+    select
+        person_windows.*,
         variants.variant,
         variants.sds_cutoff,
-        episode_variants.duration_days,
-        episode_variants.duration_band,
-        episode_variants.headline_group,
-        episode_variants.dose_band,
-        episode_variants.episode_end + variants.window_after_end_days as window_end
-    from person_firsts
-    cross join variants
-    inner join episode_variants
-        on episode_variants.person_id = person_firsts.person_id
-        and episode_variants.ingredient = person_firsts.ingredient
-        and episode_variants.persistence_window_days = variants.persistence_window_days
+        person_windows.episode_end + variants.window_after_end_days as window_end
+    from person_windows
+    inner join variants on variants.persistence_window_days = person_windows.persistence_window_days
 ),
 
 person_variants as (
     select
         windows.variant,
-        windows.duration_days,
+        {{ anchor_flags }},
         windows.duration_band,
         windows.headline_group,
         windows.age_band,
@@ -178,35 +180,32 @@ person_variants as (
         windows.dose_band,
         coalesce(windows.first_assessed_on <= windows.window_end, false) as ascertained,
         coalesce(windows.first_evidence_without_sds_on <= windows.window_end, false)
-            or coalesce(sds_firsts.first_sds_on <= windows.window_end, false) as dependence_evidence,
+            or coalesce({{ first_sds_on }} <= windows.window_end, false) as dependence_evidence,
         coalesce(windows.death_date between windows.episode_start and windows.window_end, false) as died_in_window,
         coalesce(windows.first_many_prescribers_on <= windows.window_end, false) as rx_many_prescribers,
         coalesce(windows.first_many_pharmacies_on <= windows.window_end, false) as rx_many_pharmacies,
         coalesce(windows.early_refills_reached_on <= windows.window_end, false) as rx_early_refills,
         coalesce(windows.first_high_dose_on <= windows.window_end, false) as rx_high_dose
     from windows
-    left join sds_firsts
-        on sds_firsts.person_id = windows.person_id and sds_firsts.ingredient = windows.ingredient
-        and sds_firsts.sds_cutoff = windows.sds_cutoff
 ),
 
 grouped as (
     select
-        variant, duration_days, duration_band, headline_group, age_band, sex, indication, dose_band,
+        variant, duration_band, headline_group, age_band, sex, indication, dose_band,
         rx_many_prescribers, rx_many_pharmacies, rx_early_refills, rx_high_dose, died_in_window,
         ascertained, ascertained and dependence_evidence as dependent,
+        {{ anchor_flag_names }},
         count(*) as _count
     from person_variants
     group by
-        variant, duration_days, duration_band, headline_group, age_band, sex, indication, dose_band,
+        variant, duration_band, headline_group, age_band, sex, indication, dose_band,
         rx_many_prescribers, rx_many_pharmacies, rx_early_refills, rx_high_dose, died_in_window,
-        ascertained, ascertained and dependence_evidence
+        ascertained, ascertained and dependence_evidence, {{ anchor_flag_names }}
 ),
 
 final as (
     select
         variant,
-        cast(duration_days as double) as duration_days,
         cast(duration_band as varchar) as duration_band,
         headline_group,
         cast(age_band as varchar) as age_band,
@@ -231,6 +230,7 @@ final as (
         false as ascertained_fixed,
         cast(null as double) as dependence_fixed,
         false as increased,
+        {{ anchor_flag_names }},
         _count
     from grouped
 )
