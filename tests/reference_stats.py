@@ -173,6 +173,9 @@ def aalen_johansen(time, cause, *, include=None, weight=None, model: Ascertainme
     risk = W - by_time["out"].cumsum().to_numpy() + by_time["out"].to_numpy()
     dl1 = by_time["e1"].to_numpy() / risk
     dl = (by_time["e1"].to_numpy() + by_time["e2"].to_numpy()) / risk
+    # A step that takes everyone still at risk has hazard exactly 1 (as production: stats.aalen_johansen_cells),
+    # not 1 minus a summation-order residue that the variance would divide by.
+    dl = np.where(np.abs(1.0 - dl) <= 1e-12, 1.0, dl)
     s_before = np.concatenate([[1.0], np.cumprod(1.0 - dl)[:-1]])
     F = np.cumsum(s_before * dl1)
     targets = distinct[by_time["e1"].to_numpy() > 0] if times is None else np.asarray(times, dtype=float)
