@@ -116,31 +116,9 @@ def test_spark_ingest_accounts_for_every_line_as_duckdb_does(spark, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo_runs(spark, tmp_path_factory):
-    """The demo run by DuckDB and by Spark (ingest .. report; without the rebuild-based sensitivity
-    analyses, which the headline does not use)."""
-    from pipeline import cli
-    from pipeline.demo.generator import generate
-    from pipeline.estimate.run import run as estimate_run
-    from pipeline.spark.run import run_pipeline
-    from pipeline.warehouse import logged_stage
-
-    root = tmp_path_factory.mktemp("demo_runs")
-    cfg = load_config()
-    demo = root / "demo"
-    generate(demo, persons=cfg.demo.persons, seed=cfg.demo.seed, config=cfg, fmt="csv")
-    con = cli._connect(root / "duckdb" / "warehouse.duckdb", cfg)
-    cli.do_ingest(con, demo, cfg)
-    risk = cli.do_privacy_report(con, cfg)
-    cli.do_validate(con, cfg, root / "duckdb" / "warehouse.duckdb")
-    cli.do_transform(con, cfg)
-    with logged_stage(con, "estimate", cfg):
-        duck_result = estimate_run(con, cfg)
-    cli.do_report(con, cfg, root / "duckdb" / "reports", duck_result, {"source": "demo", "demo": True, "k_anonymity": risk})
-    spark_cfg = cfg.replace(engine={"name": "spark", "settings": {"spark.sql.shuffle.partitions": "2"}})
-    spark_result = run_pipeline(demo, spark_cfg, root / "spark" / "warehouse.duckdb", root / "spark" / "reports",
-                                cli.step, cli.console, True, sensitivity=False)
-    return {"root": root, "duckdb": con, "duck_result": duck_result, "spark_result": spark_result}
+def demo_runs(spark_demo):
+    """The demo run by DuckDB and by Spark (tests/spark_plugin.py: once per test session)."""
+    return spark_demo
 
 
 def test_analysis_person_equal_row_for_row(spark, demo_runs):
@@ -183,16 +161,20 @@ def test_headline_json_equal_to_1e_12(demo_runs):
 
 
 def test_only_aggregates_reach_the_driver(demo_runs):
-    """The driver's warehouse holds the raw tables and analysis_person by their schema only; the
-    estimate's inputs came from Spark."""
+    """The driver's warehouse holds the raw tables, analysis_person and the transform's other tables by
+    their schema only (zero rows); the estimate's inputs came from Spark."""
     # the run's own connection is still open in this process: the same configuration (not read-only)
-    driver = duckdb.connect(str(demo_runs["root"] / "spark" / "warehouse.duckdb"))
+    driver = duckdb.connect(str(demo_runs["spark_warehouse"]))
     try:
-        for table in ("raw_persons", "raw_prescriptions", "raw_diagnoses", "raw_follow_ups", "analysis_person"):
-            assert driver.execute(f"select count(*) from {table}").fetchall()[0][0] == 0, table
         held = {r[0] for r in driver.execute("select table_name from information_schema.tables").fetchall()}
-        assert not held & {"stg_persons", "stg_prescriptions", "episodes", "cohort", "outcomes"}
+        person_level = {"raw_persons", "raw_prescriptions", "raw_diagnoses", "raw_follow_ups", "analysis_person",
+                        "stg_persons", "stg_prescriptions", "episodes", "cohort", "outcomes"}
+        assert person_level <= held
+        for table in sorted(person_level):
+            assert driver.execute(f"select count(*) from {table}").fetchall()[0][0] == 0, table
         assert driver.execute("select count(*) from estimates").fetchall()[0][0] > 100
+        # the validation's verdicts and quarantine stayed on Spark too (record ids name persons)
+        assert driver.execute("select count(*) from audit_quarantine").fetchall()[0][0] == 0
     finally:
         driver.close()
     assert demo_runs["spark_result"]["spark_queries"] >= 5
