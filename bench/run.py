@@ -230,6 +230,16 @@ def gate_run(python: str, extract: Path, database: Path, log_path: Path, overrid
     return result, extra
 
 
+def run_steps(log_text: str) -> list[dict]:
+    """The step times a ``run`` prints (``done <step> (<s> s)``, possibly wrapped over two lines).
+
+    >>> run_steps("done Spark session (local[2]) (9.1 s)\\ndone ingest x on\\nSpark (61.0 s)\\n")
+    [{'step': 'Spark session (local[2])', 'seconds': 9.1}, {'step': 'ingest x on Spark', 'seconds': 61.0}]
+    """
+    return [{"step": " ".join(name.split()), "seconds": float(seconds)}
+            for name, seconds in re.findall(r"done (.+?)\s*\((\d+(?:\.\d+)?) s\)", log_text, re.S)]
+
+
 def show(label: str, m: Measurement) -> None:
     note = f"  {m.error}" if m.error else ""
     peak = f"{m.peak_mb:,.0f} MB" if m.peak_mb is not None else "-"
@@ -285,10 +295,8 @@ def bench_size(cli: PipelineCli, size: int, out_dir: Path, seed: int, overrides:
         if reports.exists():
             shutil.rmtree(reports)
     result = report.summarise_size(size, extract, baselines, stages, gate, gate_info)
-    if cli.whole_run and stages and stages[0].log:  # the run's own step times ("done <step> (<s> s)")
-        text = Path(stages[0].log).read_text(errors="replace")
-        result["run_steps"] = [{"step": " ".join(name.split()), "seconds": float(seconds)}
-                               for name, seconds in re.findall(r"done (.+?)\s*\((\d+(?:\.\d+)?) s\)", text, re.S)]
+    if cli.whole_run and stages and stages[0].log:
+        result["run_steps"] = run_steps(Path(stages[0].log).read_text(errors="replace"))
     if load_before is not None:
         result["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
     return result

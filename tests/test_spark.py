@@ -178,3 +178,21 @@ def test_only_aggregates_reach_the_driver(demo_runs):
     finally:
         driver.close()
     assert demo_runs["spark_result"]["spark_queries"] >= 5
+
+
+def test_bench_measures_engine_spark_as_one_run(monkeypatch):
+    """`make bench ENGINE=spark`: the single-stage commands take no --engine, `run` does, so the bench
+    measures `run --engine spark` as its one stage (bench/run.py) and reads the run's own step times."""
+    from bench import run as bench_run
+
+    helps = {(): "│ ingest  a\n│ validate  b\n│ run  all", ("ingest",): "--source --warehouse --set",
+             ("validate",): "--warehouse --set", ("run",): "--source --warehouse --reports --set --engine"}
+    monkeypatch.setattr(bench_run, "_help", lambda python, *args: helps[args])
+    cli = bench_run.PipelineCli("py")
+    assert cli.stages == ["ingest", "validate"] and not cli.engine_supported()
+    assert cli.use_whole_run() and cli.stages == ["run"]
+    assert cli.command("run", Path("x"), Path("w.duckdb"), Path("r"), ["a=1"], "spark") == [
+        "py", "-m", "pipeline", "run", "--warehouse", "w.duckdb", "--engine", "spark", "--source", "x",
+        "--reports", "r", "--set", "a=1"]
+    assert bench_run.run_steps("done validate on Spark (44.4 s)\n  10 rows\ndone transform on\nSpark (5 s)") == [
+        {"step": "validate on Spark", "seconds": 44.4}, {"step": "transform on Spark", "seconds": 5.0}]

@@ -112,14 +112,18 @@ def quarantine_rows(spark, checks: list[Check], earlier=None) -> tuple[Any, dict
     """Every quarantine row rule as Spark SQL, grouped as on DuckDB (``runner._by_table``): per table
     the column rules in one scan, each query rule on its own; suites in order (persons first: the
     cross-table rules read ``valid_persons``, i.e. persons not yet quarantined, through the view
-    ``audit_quarantine``). Nothing runs until the end: the whole quarantine is computed in one Spark
-    job (checkpointed), and the rows per rule in one more. Returns the quarantine DataFrame (earlier
+    ``audit_quarantine``). Two Spark jobs compute every rule: the rows set aside before the first rule
+    that reads them, then the rest (both checkpointed); one more counts the rows per rule. Returns the quarantine DataFrame (earlier
     stages' rows + 'validate' rows) and rows set aside per check id."""
     base = earlier if earlier is not None else _quarantine_frame(spark, [])
     rules = [c for c in checks if c.action == "quarantine"]
     found: list = []
     for _, table, column_rules, query_rules in runner._by_table(rules):
-        # the view a later query rule reads (valid_persons): every row set aside so far (lazy)
+        if found and any("audit_quarantine" in failing_rows_sql(c) for c in query_rules):
+            # the rows set aside so far, computed once (one job) for the rules that read them
+            # (valid_persons) instead of once inside each of their plans
+            found = [_quarantine_frame(spark, found).localCheckpoint(eager=True)]
+        # the view a later query rule reads (valid_persons): every row set aside so far
         _quarantine_frame(spark, [base, *found]).createOrReplaceTempView("audit_quarantine")
         if column_rules:
             found.append(_failing_frame(spark, table, column_rules, None))
