@@ -166,27 +166,39 @@ def _spark_type_names(df) -> list[str]:
     return [field.dataType.simpleString().upper() for field in df.schema.fields]
 
 
+def _value_counts(values, columns: int):
+    """The (column index ``c``, value ``v``, rows ``n``) of every non-NULL value of ``_v0.._v<columns-1>``:
+    the table's values, each distinct one once (Spark's partial aggregation shrinks them before the
+    shuffle: codes, dates, drugs, regions repeat)."""
+    from pyspark.sql import functions as F
+
+    pairs = F.array(*[F.struct(F.lit(i).alias("c"), F.col(f"_v{i}").cast("string").alias("v"))
+                      for i in range(columns)])
+    return (values.select(F.inline(pairs)).where("v is not null").groupBy("c", "v")
+            .agg(F.count(F.lit(1)).alias("n")))
+
+
+def _matches_union(unions: Mapping[int, str]) -> str:
+    """Spark SQL: whether ``v`` matches the union of its column ``c``'s rules (``unions``: c -> pattern)."""
+    return "case c " + " ".join(f"when {i} then {to_spark_sql(f'regexp_matches(v, {duck._literal(union)})')}"
+                                for i, union in unions.items()) + " end"
+
+
 def candidate_rows(values, unions: Sequence[str]) -> list[int]:
     """Per column ``_v<i>`` of ``values``, how many rows hold a value matching ``unions[i]``.
 
     Java's regex engine is far slower than DuckDB's RE2 on these unions (every alternative tried at
-    every position), so each *distinct* value is matched once: the (column, value) pairs of the whole
-    table are counted (Spark's partial aggregation shrinks them before the shuffle; codes, dates,
-    drugs, regions repeat), then each pair is matched with its column's pattern and the counts summed
-    per column. One Spark job for the table, whatever the number of columns and rules.
+    every position), so each *distinct* value is matched once (``_value_counts``), and the matching
+    pairs' row counts summed per column. One Spark job for the table, whatever the number of columns
+    and rules.
     """
     from pyspark.sql import functions as F
 
     if not unions:
         return []
-    pairs = F.array(*[F.struct(F.lit(i).alias("c"), F.col(f"_v{i}").cast("string").alias("v"))
-                      for i in range(len(unions))])
-    counted = (values.select(F.inline(pairs)).where("v is not null").groupBy("c", "v")
-               .agg(F.count(F.lit(1)).alias("n")))
-    match = "case c " + " ".join(
-        f"when {i} then {to_spark_sql(f'regexp_matches(v, {duck._literal(union)})')}"
-        for i, union in enumerate(unions)) + " end"
-    rows = counted.groupBy("c").agg(F.expr(f"sum(if({match}, n, 0))").alias("hits")).collect()
+    match = _matches_union(dict(enumerate(unions)))
+    rows = (_value_counts(values, len(unions)).groupBy("c")
+            .agg(F.expr(f"sum(if({match}, n, 0))").alias("hits")).collect())
     hits = {int(row["c"]): int(row["hits"] or 0) for row in rows}
     return [hits.get(i, 0) for i in range(len(unions))]
 
@@ -213,7 +225,8 @@ def scan_dataframe(df, table: str, file_name: str | None = None, columns: Sequen
     flagged = [(i, c) for i, c in enumerate(columns) if first[i]]
     if not flagged:
         return []
-    # pass 2: the aggregates judge_counts reads, for the flagged columns only
+    # pass 2: the aggregates judge_counts reads, for the flagged columns only (over the rows: one row holds
+    # every flagged column, so each aggregate is evaluated once per row, not once per column and row)
     parts: list[Any] = []
     spans: list[tuple[int, str, int, int]] = []
     for i, column in flagged:

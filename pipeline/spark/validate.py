@@ -1,14 +1,16 @@
-"""Validation on Spark: the row rules as Spark SQL and the Great Expectations suites
-through GX's Spark execution engine; quarantine and audit rows as Spark tables
+"""Validation on Spark, as ``pipeline.validate.runner.run`` validates on DuckDB: the row rules
+counted and quarantined in Spark SQL (grouped per table as on DuckDB), the table-level
+expectations through GX's Spark execution engine (every row rule too with ``gx_row_rules``,
+whose counts must then equal the SQL counts); quarantine and audit rows as Spark tables
 written as Parquet. The returned summary has the DuckDB validation's shape
 (``pipeline.validate.runner.ValidationReport.to_dict``), so publish reads it as is.
 
 Nothing is defined twice: the checks come from ``expectations/*.json``
 (``pipeline.validate.checks.load_checks``), each row rule's failing rows from
-``checks.failing_rows_sql`` (DuckDB SQL, transpiled with sqlglot by
-``pipeline.spark.omop.DuckDBSQLOnSpark``), the GX expectations from
-``runner._expectation``, each check's verdict from ``runner._result`` (shares,
-thresholds, examples) -- run here against the Spark adapter instead of a DuckDB
+``checks.failing_predicate`` / ``failing_rows_sql`` (DuckDB SQL, transpiled with sqlglot by
+``pipeline.spark.omop.duckdb_to_spark``), the grouping from ``runner._by_table``, the GX
+expectations from ``runner._expectation``, each check's verdict from ``runner._result``
+(shares, thresholds, examples) -- run here against the Spark adapter instead of a DuckDB
 connection. ``unexpected_rows_query`` kwargs are transpiled to Spark SQL before GX
 sees them (``{batch}`` kept).
 """
