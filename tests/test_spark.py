@@ -196,3 +196,30 @@ def test_bench_measures_engine_spark_as_one_run(monkeypatch):
         "--reports", "r", "--set", "a=1"]
     assert bench_run.run_steps("done validate on Spark (44.4 s)\n  10 rows\ndone transform on\nSpark (5 s)") == [
         {"step": "validate on Spark", "seconds": 44.4}, {"step": "transform on Spark", "seconds": 5.0}]
+
+
+def _pytest_without_java(tmp_path, *args, require=False):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "BENZO_REQUIRE_SPARK", "PYTEST_ADDOPTS")}
+    env["PATH"] = str(tmp_path)  # no java on it
+    if require:
+        env["BENZO_REQUIRE_SPARK"] = "1"
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_without_java_the_spark_tests_are_not_collected_unless_required(tmp_path):
+    """tests/spark_plugin.py: no Java -> the Spark tests are not collected, one header line says why;
+    with BENZO_REQUIRE_SPARK=1 (CI) they run and fail -- never a skip."""
+    node = "tests/test_spark.py::test_star_modifiers_expand_to_the_relations_columns"
+    listed = _pytest_without_java(tmp_path, "--co", "-v", "tests/test_spark.py")  # -v: the header is shown
+    assert "spark: no Java" in listed.stdout and "Spark tests deselected" in listed.stdout
+    assert listed.returncode == 5 and "test_star_modifiers" not in listed.stdout  # nothing collected
+    required = _pytest_without_java(tmp_path, "-q", node, require=True)
+    assert required.returncode == 1, required.stdout[-2000:]
+    assert f"ERROR {node}" in required.stdout and "needs Java 17" in required.stdout
+    assert "skip" not in required.stdout.lower()
