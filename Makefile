@@ -133,7 +133,7 @@ report: ## Stage 5: publish reports/index.html and reports/exports/
 test: $(DEV_STAMP) ## Set up (with the test packages) and run the tests (unit, fixtures, end to end, browser)
 	GX_ANALYTICS_ENABLED=false $(PY) -m pytest
 
-bench: $(STAMP) ## Benchmark every stage against DuckDB's bare load (SIZES=1M,10M; ENGINE= passed on)
+bench: $(STAMP) $(ENGINE_DEPS) ## Benchmark every stage against DuckDB's bare load (SIZES=1M,10M; ENGINE=spark: one `run --engine spark`)
 	@set -- --sizes "$$BENZO_SIZES" $${BENZO_ENGINE:+--engine "$$BENZO_ENGINE"}; echo "$(PY) -m bench $${*@Q}"; $(PY) -m bench "$$@"
 
 simulate: $(STAMP) ## Simulation study: bias and CI coverage of primary vs complete-case estimates

@@ -78,3 +78,37 @@ def spark(tmp_path_factory):
 
     cfg = load_config(overrides=["engine.name=spark", "engine.settings.spark.sql.shuffle.partitions=2"])
     return get_session(cfg, tmp_path_factory.mktemp("spark") / "warehouse.duckdb")
+
+
+@pytest.fixture(scope="session")
+def spark_demo(spark, tmp_path_factory):
+    """The demo run once per test session by DuckDB and by Spark, every stage (ingest with the gate,
+    validate, transform, estimate, report; not the sensitivity analyses, which the headline does not
+    use): tests that only read the two runs' results share it (tests/test_spark.py: analysis_person row
+    for row, headline.json to 1e-12; tests/test_spark_checks.py: the row rules' verdicts and quarantine)."""
+    from pipeline import cli
+    from pipeline.config import load_config
+    from pipeline.demo.generator import generate
+    from pipeline.estimate.run import run as estimate_run
+    from pipeline.spark.run import run_pipeline
+    from pipeline.warehouse import logged_stage
+
+    root = tmp_path_factory.mktemp("spark_demo")
+    cfg = load_config()
+    demo = root / "demo"
+    generate(demo, persons=cfg.demo.persons, seed=cfg.demo.seed, config=cfg, fmt="csv")
+    con = cli._connect(root / "duckdb" / "warehouse.duckdb", cfg)
+    cli.do_ingest(con, demo, cfg)
+    risk = cli.do_privacy_report(con, cfg)
+    cli.do_validate(con, cfg, root / "duckdb" / "warehouse.duckdb")
+    cli.do_transform(con, cfg)
+    with logged_stage(con, "estimate", cfg):
+        duck_result = estimate_run(con, cfg)
+    cli.do_report(con, cfg, root / "duckdb" / "reports", duck_result,
+                  {"source": "demo", "demo": True, "k_anonymity": risk})
+    spark_cfg = cfg.replace(engine={"name": "spark", "settings": {"spark.sql.shuffle.partitions": "2"}})
+    spark_warehouse = root / "spark" / "warehouse.duckdb"
+    spark_result = run_pipeline(demo, spark_cfg, spark_warehouse, root / "spark" / "reports",
+                                cli.step, cli.console, True, sensitivity=False)
+    return {"root": root, "demo": demo, "duckdb": con, "duck_result": duck_result, "spark_result": spark_result,
+            "spark_warehouse": spark_warehouse, "spark_tables": root / "spark" / "spark-warehouse"}

@@ -116,31 +116,9 @@ def test_spark_ingest_accounts_for_every_line_as_duckdb_does(spark, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo_runs(spark, tmp_path_factory):
-    """The demo run by DuckDB and by Spark (ingest .. report; without the rebuild-based sensitivity
-    analyses, which the headline does not use)."""
-    from pipeline import cli
-    from pipeline.demo.generator import generate
-    from pipeline.estimate.run import run as estimate_run
-    from pipeline.spark.run import run_pipeline
-    from pipeline.warehouse import logged_stage
-
-    root = tmp_path_factory.mktemp("demo_runs")
-    cfg = load_config()
-    demo = root / "demo"
-    generate(demo, persons=cfg.demo.persons, seed=cfg.demo.seed, config=cfg, fmt="csv")
-    con = cli._connect(root / "duckdb" / "warehouse.duckdb", cfg)
-    cli.do_ingest(con, demo, cfg)
-    risk = cli.do_privacy_report(con, cfg)
-    cli.do_validate(con, cfg, root / "duckdb" / "warehouse.duckdb")
-    cli.do_transform(con, cfg)
-    with logged_stage(con, "estimate", cfg):
-        duck_result = estimate_run(con, cfg)
-    cli.do_report(con, cfg, root / "duckdb" / "reports", duck_result, {"source": "demo", "demo": True, "k_anonymity": risk})
-    spark_cfg = cfg.replace(engine={"name": "spark", "settings": {"spark.sql.shuffle.partitions": "2"}})
-    spark_result = run_pipeline(demo, spark_cfg, root / "spark" / "warehouse.duckdb", root / "spark" / "reports",
-                                cli.step, cli.console, True, sensitivity=False)
-    return {"root": root, "duckdb": con, "duck_result": duck_result, "spark_result": spark_result}
+def demo_runs(spark_demo):
+    """The demo run by DuckDB and by Spark (tests/spark_plugin.py: once per test session)."""
+    return spark_demo
 
 
 def test_analysis_person_equal_row_for_row(spark, demo_runs):
@@ -183,16 +161,65 @@ def test_headline_json_equal_to_1e_12(demo_runs):
 
 
 def test_only_aggregates_reach_the_driver(demo_runs):
-    """The driver's warehouse holds the raw tables and analysis_person by their schema only; the
-    estimate's inputs came from Spark."""
+    """The driver's warehouse holds the raw tables, analysis_person and the transform's other tables by
+    their schema only (zero rows); the estimate's inputs came from Spark."""
     # the run's own connection is still open in this process: the same configuration (not read-only)
-    driver = duckdb.connect(str(demo_runs["root"] / "spark" / "warehouse.duckdb"))
+    driver = duckdb.connect(str(demo_runs["spark_warehouse"]))
     try:
-        for table in ("raw_persons", "raw_prescriptions", "raw_diagnoses", "raw_follow_ups", "analysis_person"):
-            assert driver.execute(f"select count(*) from {table}").fetchall()[0][0] == 0, table
         held = {r[0] for r in driver.execute("select table_name from information_schema.tables").fetchall()}
-        assert not held & {"stg_persons", "stg_prescriptions", "episodes", "cohort", "outcomes"}
+        person_level = {"raw_persons", "raw_prescriptions", "raw_diagnoses", "raw_follow_ups", "analysis_person",
+                        "stg_persons", "stg_prescriptions", "episodes", "cohort", "outcomes"}
+        assert person_level <= held
+        for table in sorted(person_level):
+            assert driver.execute(f"select count(*) from {table}").fetchall()[0][0] == 0, table
         assert driver.execute("select count(*) from estimates").fetchall()[0][0] > 100
+        # the validation's verdicts and quarantine stayed on Spark too (record ids name persons)
+        assert driver.execute("select count(*) from audit_quarantine").fetchall()[0][0] == 0
     finally:
         driver.close()
     assert demo_runs["spark_result"]["spark_queries"] >= 5
+
+
+def test_bench_measures_engine_spark_as_one_run(monkeypatch):
+    """`make bench ENGINE=spark`: the single-stage commands take no --engine, `run` does, so the bench
+    measures `run --engine spark` as its one stage (bench/run.py) and reads the run's own step times."""
+    from bench import run as bench_run
+
+    helps = {(): "│ ingest  a\n│ validate  b\n│ run  all", ("ingest",): "--source --warehouse --set",
+             ("validate",): "--warehouse --set", ("run",): "--source --warehouse --reports --set --engine"}
+    monkeypatch.setattr(bench_run, "_help", lambda python, *args: helps[args])
+    cli = bench_run.PipelineCli("py")
+    assert cli.stages == ["ingest", "validate"] and not cli.engine_supported()
+    assert cli.use_whole_run() and cli.stages == ["run"]
+    assert cli.command("run", Path("x"), Path("w.duckdb"), Path("r"), ["a=1"], "spark") == [
+        "py", "-m", "pipeline", "run", "--warehouse", "w.duckdb", "--engine", "spark", "--source", "x",
+        "--reports", "r", "--set", "a=1"]
+    assert bench_run.run_steps("done validate on Spark (44.4 s)\n  10 rows\ndone transform on\nSpark (5 s)") == [
+        {"step": "validate on Spark", "seconds": 44.4}, {"step": "transform on Spark", "seconds": 5.0}]
+
+
+def _pytest_without_java(tmp_path, *args, require=False):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "BENZO_REQUIRE_SPARK", "PYTEST_ADDOPTS")}
+    env["PATH"] = str(tmp_path)  # no java on it
+    if require:
+        env["BENZO_REQUIRE_SPARK"] = "1"
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_without_java_the_spark_tests_are_not_collected_unless_required(tmp_path):
+    """tests/spark_plugin.py: no Java -> the Spark tests are not collected, one header line says why;
+    with BENZO_REQUIRE_SPARK=1 (CI) they run and fail -- never a skip."""
+    node = "tests/test_spark.py::test_star_modifiers_expand_to_the_relations_columns"
+    listed = _pytest_without_java(tmp_path, "--co", "-v", "tests/test_spark.py")  # -v: the header is shown
+    assert "spark: no Java" in listed.stdout and "Spark tests deselected" in listed.stdout
+    assert listed.returncode == 5 and "test_star_modifiers" not in listed.stdout  # nothing collected
+    required = _pytest_without_java(tmp_path, "-q", node, require=True)
+    assert required.returncode == 1, required.stdout[-2000:]
+    assert f"ERROR {node}" in required.stdout and "needs Java 17" in required.stdout
+    assert "skip" not in required.stdout.lower()

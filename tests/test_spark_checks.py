@@ -9,6 +9,7 @@ gate's verdicts: same columns, same rules, same row counts, one line, no value.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -140,12 +141,16 @@ def test_java_safe_patterns_keep_the_gates_verdicts_on_short_values(spark):
     """Bounding quantifiers does not change what the patterns find in ordinary values."""
     values = [v for _, _, v in IDENTIFIERS] + ["P000123", "North East", "F13.2", "2015-03-02", "clonazepam",
                                                 "a" * 70 + "@example.org", "see " * 12 + "the notes"]
-    for key, rule in duck_gate._RULES.items():
+    frame = spark.createDataFrame(list(enumerate(values)), "i int, v string")
+    keys = list(duck_gate._RULES)
+    # every rule in one Spark job: one boolean column per rule
+    matched = frame.selectExpr("i", *[f"v rlike {spark_literal(spark_gate.java_safe(duck_gate._RULES[key].pattern))} "
+                                      f"as r{n}" for n, key in enumerate(keys)]).orderBy("i").collect()
+    for n, key in enumerate(keys):
         re2 = duckdb.execute("select list(v order by i) from (select unnest(?) as v, unnest(range(len(?)))"
-                             " as i) where regexp_matches(v, ?)", [values, values, rule.pattern]).fetchall()[0][0]
-        frame = spark.createDataFrame(list(enumerate(values)), "i int, v string")
-        java = [r.v for r in frame.where(f"v rlike {spark_literal(spark_gate.java_safe(rule.pattern))}")
-                .orderBy("i").collect()]
+                             " as i) where regexp_matches(v, ?)", [values, values, duck_gate._RULES[key].pattern]
+                             ).fetchall()[0][0]
+        java = [values[row.i] for row in matched if row[f"r{n}"]]
         assert java == (re2 or []), key
 
 
@@ -175,73 +180,64 @@ def test_date_typed_extra_column_is_refused_on_spark(spark, small_demo):
 # ---------------------------------------------------------------- row rules and GX suites
 
 
-@pytest.fixture(scope="module")
-def validated_demo(small_demo, tmp_path_factory):
-    """The demo ingested and validated by the DuckDB pipeline (the reference)."""
-    work = tmp_path_factory.mktemp("spark-validate")
-    warehouse = work / "warehouse.duckdb"
-    for stage in ("ingest", "validate"):
-        args = ["--source", str(small_demo)] if stage == "ingest" else ["--reports", str(work / "reports")]
-        done = cli(stage, *args, "--warehouse", str(warehouse))
-        assert done.returncode == 0, done.stderr
-    return warehouse, work
-
-
-def raw_tables_to_spark(spark, warehouse: Path, prefix: str, change: dict[str, str] | None = None) -> dict[str, str]:
-    """The warehouse's raw_* as Spark views (the same rows the DuckDB validation read)."""
-    con = duckdb.connect(str(warehouse), read_only=True)
+def raw_tables_to_spark(spark, con, prefix: str, change: dict[str, str] | None = None) -> dict[str, str]:
+    """The DuckDB run's raw_* as Spark views (the same rows the DuckDB validation read)."""
     views = {}
-    try:
-        for table in TABLES:
-            query = (change or {}).get(table, f"select * from raw_{table}")
-            spark.createDataFrame(con.sql(query).to_arrow_table()) \
-                .createOrReplaceTempView(f"{prefix}_{table}")
-            views[table] = f"{prefix}_{table}"
-    finally:
-        con.close()
+    for table in TABLES:
+        query = (change or {}).get(table, f"select * from raw_{table}")
+        spark.createDataFrame(con.sql(query).to_arrow_table()).createOrReplaceTempView(f"{prefix}_{table}")
+        views[table] = f"{prefix}_{table}"
     return views
 
 
-def test_row_rules_and_gx_suites_on_spark_equal_duckdbs(spark, validated_demo):
-    from pipeline.config import load_config
-    from pipeline.spark.validate import validate
-
-    warehouse, work = validated_demo
-    con = duckdb.connect(str(warehouse), read_only=True)
+def test_row_rules_on_spark_equal_duckdbs(spark, spark_demo):
+    """The Spark run's validate stage (row rules in Spark SQL, table-level expectations through GX's Spark
+    engine) reaches the DuckDB validation's verdicts, check by check, and sets aside the same rows."""
+    con = spark_demo["duckdb"]
     expected = {check: (status, failing) for check, status, failing in con.execute(
         "select check_id, status, failing_rows from audit_validation").fetchall()}
     quarantined = sorted(con.execute("select table_name, record_id, rule_id from audit_quarantine "
                                      "where stage = 'validate'").fetchall())
-    con.close()
-    summary = validate(spark, load_config(), raw_tables_to_spark(spark, warehouse, "val"), work / "spark-quality")
-    found = {c["check_id"]: (c["status"], c["failing_rows"]) for c in summary["checks"]}
+    tables = spark_demo["spark_tables"]
+    found = {r.check_id: (r.status, r.failing_rows) for r in spark.read.parquet(str(tables / "audit_validation"))
+             .select("check_id", "status", "failing_rows").collect()}
     assert found == expected
-    assert summary["passed"] and not summary["gx_errors"], summary["gx_errors"]
-    assert all(c["gx_success"] is not None for c in summary["checks"]
-               if c["expectation_type"] not in ("expect_table_columns_to_match_set",))
-    spark_quarantine = sorted(tuple(r) for r in spark.read.parquet(str(work / "spark-quality" / "audit_quarantine"))
+    spark_quarantine = sorted(tuple(r) for r in spark.read.parquet(str(tables / "audit_quarantine"))
                               .where("stage = 'validate'").select("table_name", "record_id", "rule_id").collect())
-    assert spark_quarantine == quarantined
-    assert (work / "spark-quality" / "latest.json").is_file()
-    assert spark.read.parquet(str(work / "spark-quality" / "audit_validation")).count() == len(expected)
+    assert spark_quarantine == quarantined and quarantined
+    latest = json.loads((spark_demo["spark_warehouse"].parent / "quality-internal" / "latest.json").read_text())
+    assert latest["passed"] and not latest["gx_errors"]
+    table_level = [c for c in latest["checks"] if c["expectation_type"] == "expect_table_row_count_to_be_between"]
+    assert table_level and all(c["gx_success"] is True for c in table_level)  # GX's Spark engine ran them
 
 
-def test_gx_suites_on_spark_fail_on_a_broken_table(spark, validated_demo):
+def test_gx_suites_on_spark_count_as_the_row_rules_and_fail_a_broken_table(spark, spark_demo, tmp_path):
+    """Every row rule of a suite through GX's Spark execution engine too (gx_row_rules): GX's failing rows
+    equal the Spark SQL counts (else the check carries a gx_error), and a broken column stops validation
+    with one line."""
     from pipeline.config import load_config
     from pipeline.errors import ValidationFailed
     from pipeline.spark.validate import validate
     from pipeline.validate.checks import load_checks
 
-    warehouse, work = validated_demo
     broken = {"prescriptions": "select * replace (case when _source_row % 3 = 0 then 9999 else days_supply end "
                                "as days_supply) from raw_prescriptions"}
-    views = raw_tables_to_spark(spark, warehouse, "broken", broken)
+    views = raw_tables_to_spark(spark, spark_demo["duckdb"], "broken", broken)
     cfg = load_config()
-    suite = [c for c in load_checks(cfg) if c.suite == "prescriptions"]  # the broken table's suite only
+    # the broken table's suite, one check of each kind GX evaluates differently (kept few: GX's Spark engine
+    # runs several jobs per expectation)
+    kinds = ("prescriptions.required_columns", "prescriptions.row_count", "prescriptions.days_supply.range",
+             "prescriptions.drug.not_null", "prescriptions.indication.allowed", "prescriptions.drug.lower_case")
+    suite = [c for c in load_checks(cfg) if c.id in kinds]
+    assert len(suite) == len(kinds)
     with pytest.raises(ValidationFailed) as stopped:
-        validate(spark, cfg, views, work / "spark-broken", checks=suite)
+        validate(spark, cfg, views, tmp_path / "spark-broken", checks=suite, gx_row_rules=True)
     assert "days_supply" in str(stopped.value) and "\n" not in str(stopped.value)
-    import json
-    latest = json.loads((work / "spark-broken" / "latest.json").read_text())
+    latest = json.loads((tmp_path / "spark-broken" / "latest.json").read_text())
+    assert not latest["gx_errors"], latest["gx_errors"]  # GX on Spark counted what Spark SQL counted
+    rules = [c for c in latest["checks"] if c["expectation_type"] not in ("expect_table_columns_to_match_set",
+                                                                           "expect_table_row_count_to_be_between")]
+    assert rules and all(c["gx_success"] is not None for c in rules)
     check = next(c for c in latest["checks"] if c["check_id"] == "prescriptions.days_supply.range")
-    assert check["status"] == "fail" and check["gx_success"] is False and check["failing_rows"] > 1000
+    assert check["status"] == "fail" and check["gx_success"] is False and check["failing_rows"] > 30_000
+    assert (tmp_path / "spark-broken" / "audit_quarantine").is_dir()

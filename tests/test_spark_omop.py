@@ -71,6 +71,35 @@ def test_literal_cdm_maps_to_duckdbs_raw_tables(spark, tmp_path):
     assert load.rows == counts
 
 
+def test_spark_run_ingests_the_cdm_with_duckdbs_audit_rows(spark, tmp_path):
+    """``run --engine spark --format omop``'s ingest (pipeline/spark/run.py): raw_* and audit_quarantine as
+    Spark tables, one audit_load row per CDM table read with the DuckDB OMOP ingest's counts, and the same
+    snapshot id on the driver's raw tables as DuckDB gives them (the stage-order checks read it)."""
+    from pipeline import cli
+    from pipeline.spark.run import _ingest_omop, spark_tables
+    from pipeline.spark.tables import SparkTables
+    from pipeline.warehouse import ensure_audit_tables, raw_table_snapshots
+
+    cfg = load_config(overrides=["extract.format=omop", "drugs.ingredients=clonazepam,diazepam"])
+    cdm = write_cdm_csv(tmp_path / "cdm", CDM)
+    con = connect(tmp_path / "warehouse.duckdb")
+    duckdb_load_omop(con, cdm, cfg)
+    driver = connect(tmp_path / "driver.duckdb")
+    ensure_audit_tables(driver)
+    tables = SparkTables(spark, tmp_path / "spark-warehouse")
+    _ingest_omop(spark, tables, driver, cdm, cfg, tmp_path / "driver.duckdb", cli.step)
+    audit = "select table_name, rows_read, rows_loaded, rows_quarantined, sha256 from audit_load order by 1"
+    assert driver.execute(audit).fetchall() == con.execute(audit).fetchall()
+    assert raw_table_snapshots(driver) == raw_table_snapshots(con) and None not in raw_table_snapshots(con).values()
+    for table in RAW:  # the driver holds the schema, Spark the rows
+        assert driver.execute(f"select count(*) from raw_{table}").fetchall()[0][0] == 0
+    assert {f"raw_{t}" for t in RAW} | {"audit_quarantine"} <= set(spark_tables(spark))
+    assert (tmp_path / "spark-warehouse" / "raw_prescriptions").is_dir()
+    expected = sorted(con.execute("select table_name, record_id, rule_id from audit_quarantine").fetchall())
+    assert sorted(tuple(r) for r in spark.table("audit_quarantine")
+                  .select("table_name", "record_id", "rule_id").collect()) == expected
+
+
 @pytest.fixture(scope="module")
 def eunomia_both(spark, eunomia, tmp_path_factory):
     """Eunomia loaded once by the DuckDB OMOP ingest (and transformed) and once on Spark."""

@@ -22,8 +22,9 @@ the column-name rules and the refusal message all come from
   like "SURNAME, Firstname") no longer matches a value with a single word or
   space run longer than 64 characters -- no name, date or code has one.
 
-Passes: one aggregate query per table counts, per column, the values matching
-the union of the column's rules (the clean case ends here). Only when some
+Passes: one aggregate query per table counts, per column, the rows whose value
+matches the union of the column's rules, matching each distinct value once
+(``candidate_rows``; the clean case ends here). Only when some
 column has candidates, a second aggregate query computes, for those columns,
 the counts ``pipeline.privacy.gate.judge_counts`` judges (the same shares and
 thresholds as DuckDB). A refusal is ``PrivacyError`` (CLI exit code 3) with the
@@ -165,6 +166,43 @@ def _spark_type_names(df) -> list[str]:
     return [field.dataType.simpleString().upper() for field in df.schema.fields]
 
 
+def _value_counts(values, columns: int):
+    """The (column index ``c``, value ``v``, rows ``n``) of every non-NULL value of ``_v0.._v<columns-1>``:
+    the table's values, each distinct one once (Spark's partial aggregation shrinks them before the
+    shuffle: codes, dates, drugs, regions repeat)."""
+    from pyspark.sql import functions as F
+
+    pairs = F.array(*[F.struct(F.lit(i).alias("c"), F.col(f"_v{i}").cast("string").alias("v"))
+                      for i in range(columns)])
+    return (values.select(F.inline(pairs)).where("v is not null").groupBy("c", "v")
+            .agg(F.count(F.lit(1)).alias("n")))
+
+
+def _matches_union(unions: Mapping[int, str]) -> str:
+    """Spark SQL: whether ``v`` matches the union of its column ``c``'s rules (``unions``: c -> pattern)."""
+    return "case c " + " ".join(f"when {i} then {to_spark_sql(f'regexp_matches(v, {duck._literal(union)})')}"
+                                for i, union in unions.items()) + " end"
+
+
+def candidate_rows(values, unions: Sequence[str]) -> list[int]:
+    """Per column ``_v<i>`` of ``values``, how many rows hold a value matching ``unions[i]``.
+
+    Java's regex engine is far slower than DuckDB's RE2 on these unions (every alternative tried at
+    every position), so each *distinct* value is matched once (``_value_counts``), and the matching
+    pairs' row counts summed per column. One Spark job for the table, whatever the number of columns
+    and rules.
+    """
+    from pyspark.sql import functions as F
+
+    if not unions:
+        return []
+    match = _matches_union(dict(enumerate(unions)))
+    rows = (_value_counts(values, len(unions)).groupBy("c")
+            .agg(F.expr(f"sum(if({match}, n, 0))").alias("hits")).collect())
+    hits = {int(row["c"]): int(row["hits"] or 0) for row in rows}
+    return [hits.get(i, 0) for i in range(len(unions))]
+
+
 def scan_dataframe(df, table: str, file_name: str | None = None, columns: Sequence[str] | None = None,
                    labels: Mapping[str, str] | None = None, extra: bool = False) -> list[Finding]:
     """Findings from every value of ``columns`` (default: all) of the Spark DataFrame ``df``,
@@ -181,13 +219,14 @@ def scan_dataframe(df, table: str, file_name: str | None = None, columns: Sequen
     # the value each rule reads (numbers, dates, booleans of contract columns are partly skipped, as in DuckDB)
     values = df.select(*[F.expr(to_spark_sql(duck._value_sql(table, c, extra))).alias(f"_v{i}")
                          for i, c in enumerate(columns)])
-    # pass 1: per column, the values matching the union of its rules
-    first = values.agg(*[F.expr(to_spark_sql(f"count_if(regexp_matches(\"_v{i}\", {duck._literal(unions[c])}))"))
-                         for i, c in enumerate(columns)]).collect()[0]
+    # pass 1: per column, the rows whose value matches the union of its rules -- each distinct value
+    # matched once (one job: the (column, value) pairs counted, then matched), see candidate_rows
+    first = candidate_rows(values, [unions[c] for c in columns])
     flagged = [(i, c) for i, c in enumerate(columns) if first[i]]
     if not flagged:
         return []
-    # pass 2: the aggregates judge_counts reads, for the flagged columns only
+    # pass 2: the aggregates judge_counts reads, for the flagged columns only (over the rows: one row holds
+    # every flagged column, so each aggregate is evaluated once per row, not once per column and row)
     parts: list[Any] = []
     spans: list[tuple[int, str, int, int]] = []
     for i, column in flagged:

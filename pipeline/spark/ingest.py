@@ -113,7 +113,10 @@ def _read_table(spark: Any, tables: SparkTables, table: Table, path: Path, fmt: 
     readable = _numbered(spark, frame)
     readable.createOrReplaceTempView("_ingest_source")
     staged = spark.sql(f"select {selected}, _source_row from _ingest_source")
-    tables.write(f"_ingest_readable_{table.name}", staged)
+    # each row's first failing typing rule (NULL: it types), computed in the same pass (one job writes both)
+    staged.createOrReplaceTempView("_ingest_staged")
+    tables.write(f"_ingest_readable_{table.name}", spark.sql(f"select *, {_first_failure(table)} as _rule "
+                                                             "from _ingest_staged"))
     gate_columns = [f"{_q(name)} as {_q(mapping[name])}" for name in texts if name in mapping]
     gate_columns += [f"{_q('_extra_' + c)} as {_q(c)}" for c in load.extra_columns]
     spark.sql(f"create or replace temp view _ingest_gate_{table.name} as select {', '.join(gate_columns)} "
@@ -121,21 +124,25 @@ def _read_table(spark: Any, tables: SparkTables, table: Table, path: Path, fmt: 
     return f"_ingest_gate_{table.name}"
 
 
+def _first_failure(table: Table) -> str:
+    """Spark SQL: the first typing rule a row of ``_ingest_readable_<table>`` fails (the DuckDB ingest's
+    ``failure_checks``, transpiled), NULL when it types."""
+    checks = [("_malformed", "ingest.unreadable_line.malformed"), ("_bad_unicode", "ingest.unreadable_line.invalid_unicode")]
+    checks += [(_spark_expression(cond), rule) for c in table.columns for cond, rule in failure_checks(c, _dq(c.name))]
+    return "case " + " ".join(f"when {cond} then '{rule}'" for cond, rule in checks) + " end"
+
+
 def _type_table(spark: Any, tables: SparkTables, table: Table, path: Path, load: TableLoad, load_id: str,
                 line_count: int | None) -> Any:
-    """Type ``_ingest_readable_<table>`` into raw_<table>; returns the quarantine rows as a DataFrame."""
-    checks = [(f"_malformed", "ingest.unreadable_line.malformed"), ("_bad_unicode", "ingest.unreadable_line.invalid_unicode")]
-    checks += [(_spark_expression(cond), rule) for c in table.columns for cond, rule in failure_checks(c, _dq(c.name))]
-    first_failure = "case " + " ".join(f"when {cond} then '{rule}'" for cond, rule in checks) + " end"
-    checked = spark.sql(f"select *, {first_failure} as _rule from _ingest_readable_{table.name}")
-    tables.write(f"_ingest_checked_{table.name}", checked)
+    """Type ``_ingest_readable_<table>`` (its ``_rule`` computed on reading) into raw_<table>; returns the
+    quarantine rows as a DataFrame."""
     typed = ", ".join(f"cast({_spark_expression(_typed_expression(c, _dq(c.name)))} as {SPARK_TYPES[c.duckdb_type]}) "
                       f"as {_q(c.name)}" for c in table.columns)
     tables.write(f"raw_{table.name}", spark.sql(
         f"select {typed}, _source_row, {sql_literal(load_id)} as _load_id "
-        f"from _ingest_checked_{table.name} where _rule is null"))
+        f"from _ingest_readable_{table.name} where _rule is null"))
     by_rule = {rule: int(n) for rule, n in spark.sql(
-        f"select _rule, count(*) from _ingest_checked_{table.name} group by _rule").collect()}
+        f"select _rule, count(*) from _ingest_readable_{table.name} group by _rule").collect()}
     load.rows_loaded = by_rule.pop(None, 0)
     load.rows_quarantined = sum(by_rule.values())
     load.rows_read = load.rows_loaded + load.rows_quarantined
@@ -156,7 +163,7 @@ def _type_table(spark: Any, tables: SparkTables, table: Table, path: Path, load:
     return spark.sql(
         f"select {sql_literal(load_id)} as load_id, 'ingest' as stage, {sql_literal(table.name)} as table_name, "
         f"left({_q(table.id_column)}, {MAX_TEXT_LENGTH}) as record_id, _source_row as source_row, _rule as rule_id, "
-        f"{reason_case} as reason from _ingest_checked_{table.name} where _rule is not null")
+        f"{reason_case} as reason from _ingest_readable_{table.name} where _rule is not null")
 
 
 def load_native(spark: Any, tables: SparkTables, source: Path, config: Config, privacy_gate=None) -> IngestSummary:
@@ -189,7 +196,9 @@ def load_native(spark: Any, tables: SparkTables, source: Path, config: Config, p
         quarantine = rows if quarantine is None else quarantine.unionByName(rows)
     tables.write("audit_quarantine", quarantine.select(*QUARANTINE_COLUMNS))
     for name in files:
-        for prefix in ("_ingest_gate_", "_ingest_readable_", "_ingest_checked_"):
+        for prefix in ("_ingest_gate_", "_ingest_readable_"):
             spark.catalog.dropTempView(prefix + name)
+    for view in ("_ingest_source", "_ingest_staged"):
+        spark.catalog.dropTempView(view)
     summary.loaded_at = dt.datetime.now()
     return summary

@@ -25,6 +25,8 @@ vocabulary rows) and counts come back to the driver.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ from sqlglot import exp
 from pipeline.config import Config
 from pipeline.errors import ExtractError
 from pipeline.ingest import omop as duck_omop
+from pipeline.ingest.files import sha256_of
 from pipeline.spark import gate as spark_gate
 from pipeline.warehouse import sql_literal
 
@@ -174,6 +177,9 @@ class SparkOmopLoad:
     concept_sets: dict[str, list[dict]]
     notes: list[str]
     rows: dict[str, tuple[int, int]]  # CDM table -> (rows loaded, rows quarantined)
+    # CDM table read -> (source file, format, sha256), for audit_load as the DuckDB OMOP ingest writes it
+    files: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    snapshot_id: str = ""  # omop:<sha256 of the CDM tables' sha256>:<mapping signature>, as on DuckDB
 
 
 def load_omop(spark, source, config: Config, work_dir: Path | None = None, load_id: str = "spark-omop") -> dict[str, str]:
@@ -199,9 +205,13 @@ def load_omop_detailed(spark, source, config: Config, work_dir: Path | None = No
             f"(needed: {', '.join(duck_omop.REQUIRED_TABLES)}; a folder holds one <table>.csv or .parquet each)")
     con = DuckDBSQLOnSpark(spark)
     tables: list[duck_omop.CdmTable] = []
+    read_files: dict[str, tuple[str, str, str]] = {}
+    digest = sha256_of(source) if source.is_file() else None  # a DuckDB CDM: one sha256 for every table
     for name in duck_omop.CDM_COLUMNS:
         if name in files:
             path, fmt = files[name]
+            read_files[name] = ((f"db:{name}", "duckdb", digest) if digest is not None
+                                else (str(path.resolve()), fmt, sha256_of(path)))
             view = f"_omop_source_{name}"
             _read(spark, path, fmt).createOrReplaceTempView(view)
             con.views.append(view)
@@ -228,10 +238,13 @@ def load_omop_detailed(spark, source, config: Config, work_dir: Path | None = No
         "dependence_conditions": duck_omop._resolve_condition_set(con, config, concept_sets["dependence_conditions"]),
         "follow_up_concepts": duck_omop._resolve_follow_up_set(con, concept_sets["follow_up_concepts"]),
     }
+    source_signature = hashlib.sha256(json.dumps(sorted((n, f[2]) for n, f in read_files.items())).encode()).hexdigest()
+    snapshot = f"omop:{source_signature}:{duck_omop.mapping_signature(config)}"
     duck_omop.map_rows(con, concept_sets)
-    duck_omop._write_raw_tables(con, load_id, f"omop:spark:{duck_omop.mapping_signature(config)}")
+    duck_omop._write_raw_tables(con, load_id, snapshot)
     quarantine, rows = _quarantine(con, load_id, read)
-    return SparkOmopLoad({name: f"raw_{name}" for name in RAW_TABLES}, quarantine, ingredients, resolved, notes, rows)
+    return SparkOmopLoad({name: f"raw_{name}" for name in RAW_TABLES}, quarantine, ingredients, resolved, notes, rows,
+                         read_files, snapshot)
 
 
 def _quarantine(con: DuckDBSQLOnSpark, load_id: str, read: list) -> tuple[str, dict[str, tuple[int, int]]]:

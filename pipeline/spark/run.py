@@ -22,6 +22,7 @@ table go to Spark through :class:`pipeline.engine.RoutedConnection`.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,20 +33,6 @@ from pipeline.contract import TABLES
 RAW_TABLES = tuple(f"raw_{name}" for name in TABLES)
 # Tables the driver copies whole: aggregated, a few rows.
 DRIVER_COPIES = ("cohort_attrition",)
-# Person-level tables the driver knows by their schema only.
-SCHEMA_ONLY = ("analysis_person",)
-
-
-def _optional(module: str, name: str) -> Callable | None:
-    """A function of an optional Spark module (``pipeline.spark.gate`` / ``validate``), None when absent."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as error:
-        if error.name != module:
-            raise
-        return None
 
 
 def _arrow_schema_only(spark: Any, name: str):
@@ -71,32 +58,76 @@ def spark_tables(spark: Any) -> list[str]:
     return [t.name for t in spark.catalog.listTables() if t.isTemporary]
 
 
-def quarantine_row_rules(spark: Any, tables: Any, cfg: Config) -> dict[str, int]:
-    """The validate stage's quarantine row rules (``pipeline.validate.checks.failing_rows_sql``, DuckDB SQL)
-    on Spark, transpiled: failing rows appended to audit_quarantine (stage 'validate'), as
-    ``pipeline.validate.runner.quarantine_rows`` does. Returns rows set aside per check id."""
-    from pipeline.spark.transform import spark_schema, to_spark
-    from pipeline.validate.checks import failing_rows_sql, load_checks
-    from pipeline.validate.runner import _literal
+def _insert_load(duck: Any, load_id: str, load: Any, loaded_at: Any, snapshot: str) -> None:
+    duck.execute(
+        """insert into audit_load (load_id, table_name, source_file, file_format, sha256, rows_read,
+           rows_loaded, rows_quarantined, loaded_at, snapshot_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [load_id, load.table, load.source_file, load.file_format, load.sha256, load.rows_read,
+         load.rows_loaded, load.rows_quarantined, loaded_at, snapshot])
 
-    parts, ids = [], []
-    for check in load_checks(cfg):
-        if check.action != "quarantine" or failing_rows_sql(check) is None:
-            continue
-        column = check.column or check.id_column
-        query = (f"select failing._load_id as load_id, 'validate' as stage, {_literal(check.table)} as table_name, "
-                 f"cast(failing.{check.id_column} as varchar) as record_id, failing._source_row as source_row, "
-                 f"{_literal(check.id)} as rule_id, {_literal(f'{column}: {check.description}')} as reason "
-                 f"from ({failing_rows_sql(check)}) as failing")
-        parts.append(to_spark(query, columns_of=lambda q: spark.sql(q).columns,
-                              schema_of=lambda names: spark_schema(spark, names))[0].sql)
-        ids.append(check.id)
-    kept = spark.sql("select * from audit_quarantine where stage <> 'validate'")
-    found = spark.sql(" union all ".join(parts)) if parts else kept.limit(0)
-    tables.write("audit_quarantine", kept.unionByName(found).localCheckpoint())
-    counts = dict(spark.sql("select rule_id, count(*) from audit_quarantine where stage = 'validate' "
-                            "group by rule_id").collect())
-    return {check_id: int(counts.get(check_id, 0)) for check_id in ids}
+
+def _ingest_native(spark: Any, tables: Any, duck: Any, source: Path, cfg: Config, step) -> list:
+    """A native CSV/Parquet folder -> raw_* and audit_quarantine on Spark, every value through the
+    identifier gate first (``pipeline.spark.gate.check_tables``); audit_load rows on the driver."""
+    from pipeline import cli
+    from pipeline.spark import gate as spark_gate
+    from pipeline.spark import ingest as spark_ingest
+    from pipeline.warehouse import logged_stage
+
+    with step(f"ingest {source} on Spark (identifier gate on every value)"), logged_stage(duck, "ingest", cfg):
+        summary = spark_ingest.load_native(spark, tables, source, cfg, privacy_gate=spark_gate.check_tables)
+        for load in summary.tables:
+            _insert_load(duck, summary.load_id, load, summary.loaded_at, summary.snapshot_id)
+            copy_to_driver(duck, spark, f"raw_{load.table}", schema_only=True, comment=summary.snapshot_id)
+    for load in summary.tables:
+        extra = f" (ignored extra columns: {', '.join(load.extra_columns)})" if load.extra_columns else ""
+        cli.console.print(f"  {load.table:<14} {load.rows_read:,} read, {load.rows_loaded:,} loaded, "
+                          f"{load.rows_quarantined:,} quarantined{extra}")
+    return summary.tables
+
+
+def _ingest_omop(spark: Any, tables: Any, duck: Any, source: Path, cfg: Config, warehouse: Path, step) -> list:
+    """An OMOP CDM (DuckDB file, or a folder of CSV/Parquet table files) mapped on Spark by the OMOP
+    ingest's own SQL (``pipeline.spark.omop``; the gate reads every *_source_value first); raw_* and
+    audit_quarantine written as Spark tables, audit_load rows (one per CDM table read) on the driver."""
+    import datetime as dt
+
+    from rich.markup import escape as rich_escape
+
+    from pipeline import cli
+    from pipeline.ingest.files import TableLoad
+    from pipeline.spark import ingest as spark_ingest
+    from pipeline.spark import omop as spark_omop
+    from pipeline.warehouse import logged_stage, new_id
+
+    load_id = new_id()
+    with step(f"ingest OMOP CDM {source} on Spark"), logged_stage(duck, "ingest", cfg):
+        load = spark_omop.load_omop_detailed(spark, source, cfg, warehouse_dir_of(tables) / "_cdm", load_id)
+        for name in RAW_TABLES:
+            tables.write(name, spark.table(name))
+        tables.write("audit_quarantine", spark.table(load.quarantine).select(*spark_ingest.QUARANTINE_COLUMNS))
+        loaded_at, loads = dt.datetime.now(), []
+        for name, (source_file, fmt, sha256) in load.files.items():
+            loaded, quarantined = load.rows.get(name, (0, 0))
+            loads.append(TableLoad(name, source_file, fmt, sha256, rows_read=loaded + quarantined,
+                                   rows_loaded=loaded, rows_quarantined=quarantined, snapshot_id=load.snapshot_id))
+            _insert_load(duck, load_id, loads[-1], loaded_at, load.snapshot_id)
+        for name in RAW_TABLES:
+            copy_to_driver(duck, spark, name, schema_only=True, comment=load.snapshot_id)
+    for table in loads:
+        cli.console.print(f"  {table.table:<22} {table.rows_read:,} read, {table.rows_loaded:,} loaded, "
+                          f"{table.rows_quarantined:,} quarantined")
+    for note in load.notes:
+        cli.console.print(f"  note: {rich_escape(note)}")
+    return loads
+
+
+def warehouse_dir_of(tables: Any) -> Path:
+    """A local folder for the CDM's Parquet copy (a DuckDB CDM file is exported before Spark reads it)."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(tables.root)
+    return Path(parsed.path) if parsed.scheme == "file" else Path(tempfile.mkdtemp(prefix="benzo-cdm-"))
 
 
 def run_pipeline(source: Path, cfg: Config, warehouse: Path, reports: Path, step, console, is_demo: bool,
@@ -108,8 +139,8 @@ def run_pipeline(source: Path, cfg: Config, warehouse: Path, reports: Path, step
     from pipeline.engine import RoutedConnection
     from pipeline.estimate.run import run as estimate_run
     from pipeline.estimate.sensitivity import run as sensitivity_run
-    from pipeline.spark import ingest as spark_ingest
     from pipeline.spark import transform as spark_transform
+    from pipeline.spark import validate as spark_validate
     from pipeline.spark.session import get_session, warehouse_dir
     from pipeline.spark.tables import SparkTables
     from pipeline.warehouse import ensure_audit_tables, logged_stage
@@ -123,39 +154,22 @@ def run_pipeline(source: Path, cfg: Config, warehouse: Path, reports: Path, step
     con = RoutedConnection(duck, spark, ())
 
     # ---- ingest (+ the identifier gate on every value)
-    gate = _optional("pipeline.spark.gate", "check_tables")
-    if gate is None:
-        console.print("[yellow]note[/] pipeline.spark.gate not installed: the identifier gate did not run "
-                      "on this extract")  # TODO(merge): sparkb's gate
-    with step(f"ingest {source} on Spark"), logged_stage(duck, "ingest", cfg):
-        summary = spark_ingest.load_native(spark, tables, source, cfg, privacy_gate=gate)
-        con.spark_tables = {name.lower() for name in spark_tables(spark)}
-        duck.execute("delete from audit_quarantine where stage in ('ingest', 'validate')")
-        for load in summary.tables:
-            duck.execute(
-                """insert into audit_load (load_id, table_name, source_file, file_format, sha256, rows_read,
-                   rows_loaded, rows_quarantined, loaded_at, snapshot_id) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                [summary.load_id, load.table, load.source_file, load.file_format, load.sha256, load.rows_read,
-                 load.rows_loaded, load.rows_quarantined, summary.loaded_at, summary.snapshot_id])
-            copy_to_driver(duck, spark, f"raw_{load.table}", schema_only=True, comment=summary.snapshot_id)
-    for load in summary.tables:
-        extra = f" (ignored extra columns: {', '.join(load.extra_columns)})" if load.extra_columns else ""
-        console.print(f"  {load.table:<14} {load.rows_read:,} read, {load.rows_loaded:,} loaded, "
-                      f"{load.rows_quarantined:,} quarantined{extra}")
+    duck.execute("delete from audit_quarantine where stage in ('ingest', 'validate')")
+    if cfg.extract.format == "omop":
+        loads = _ingest_omop(spark, tables, duck, source, cfg, warehouse, step)
+    else:
+        loads = _ingest_native(spark, tables, duck, source, cfg, step)
+    con.spark_tables = {name.lower() for name in spark_tables(spark)}
     cli.do_check_drugs(con, cfg)
     risk = cli.do_privacy_report(con, cfg)
 
-    # ---- validate
-    validate = _optional("pipeline.spark.validate", "validate")
-    if validate is None:  # TODO(merge): sparkb's pipeline.spark.validate (row rules + GX) replaces this
-        with step("validate on Spark: row rules only (GX suites need pipeline.spark.validate)"), \
-                logged_stage(duck, "validate", cfg):
-            quarantined = quarantine_row_rules(spark, tables, cfg)
-        console.print(f"  {sum(quarantined.values()):,} rows quarantined by row rules")
-    else:
-        with step("validate on Spark"), logged_stage(duck, "validate", cfg):
-            validate(spark, cfg, {name: f"raw_{name}" for name in TABLES}, Path(warehouse).parent / "quality-internal")
-        con.spark_tables = {name.lower() for name in spark_tables(spark)}
+    # ---- validate: row rules in Spark SQL, table-level expectations through GX's Spark engine
+    with step("validate on Spark"), logged_stage(duck, "validate", cfg):
+        validation = spark_validate.validate(spark, cfg, {name: f"raw_{name}" for name in TABLES},
+                                             cli.quality_dir(Path(warehouse)), spark_tables=tables)
+    con.spark_tables = {name.lower() for name in spark_tables(spark)}
+    console.print(f"  {validation['quarantined_rows']:,} rows quarantined by row rules"
+                  + (f", {len(validation['warnings'])} warning(s)" if validation.get("warnings") else ""))
 
     # ---- transform
     with step("transform on Spark: episodes, cohort, outcomes"), logged_stage(duck, "transform", cfg):
@@ -163,8 +177,11 @@ def run_pipeline(source: Path, cfg: Config, warehouse: Path, reports: Path, step
         con.spark_tables = {name.lower() for name in spark_tables(spark)}
         for name in DRIVER_COPIES:
             copy_to_driver(duck, spark, name)
-        for name in SCHEMA_ONLY:
-            copy_to_driver(duck, spark, name, schema_only=True)
+        # every other table the transform wrote, by its schema only: the driver's stage-order checks
+        # (information_schema) see it, its queries go to Spark
+        for name in sorted(con.spark_tables - set(DRIVER_COPIES)):
+            if not name.startswith(("_", "audit_", "raw_")):
+                copy_to_driver(duck, spark, name, schema_only=True)
         con.spark_tables -= set(DRIVER_COPIES)
     console.print(f"  {counts.get('cohort', 0):,} persons in the cohort, {counts.get('episodes', 0):,} episodes")
 
@@ -186,18 +203,12 @@ def run_pipeline(source: Path, cfg: Config, warehouse: Path, reports: Path, step
 
 
 def run_on_spark(ensure_demo, source: Path | None, cfg: Config, warehouse: Path, reports: Path, step, console) -> None:
-    """The CLI's ``run --engine spark``: checks first (pyspark, Java, an OMOP source), then every stage."""
-    from pipeline.errors import PipelineError
+    """The CLI's ``run --engine spark``: checks first (pyspark, Java), then every stage."""
     from pipeline.spark.session import require_java, require_spark
 
     require_spark()
     if not cfg.engine.remote:
         require_java()
-    if cfg.extract.format == "omop":
-        load_omop = _optional("pipeline.spark.omop", "load_omop")  # TODO(merge): sparkb's OMOP CDM on Spark
-        if load_omop is None:
-            raise PipelineError("--engine spark reads native extracts (CSV/Parquet folders); the OMOP CDM on Spark "
-                                "is not installed in this build: run the OMOP CDM with --engine duckdb")
     started = time.perf_counter()
     source = ensure_demo(source, cfg)
     is_demo = (Path(source) / "truth.json").exists()

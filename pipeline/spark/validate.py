@@ -1,14 +1,16 @@
-"""Validation on Spark: the row rules as Spark SQL and the Great Expectations suites
-through GX's Spark execution engine; quarantine and audit rows as Spark tables
+"""Validation on Spark, as ``pipeline.validate.runner.run`` validates on DuckDB: the row rules
+counted and quarantined in Spark SQL (grouped per table as on DuckDB), the table-level
+expectations through GX's Spark execution engine (every row rule too with ``gx_row_rules``,
+whose counts must then equal the SQL counts); quarantine and audit rows as Spark tables
 written as Parquet. The returned summary has the DuckDB validation's shape
 (``pipeline.validate.runner.ValidationReport.to_dict``), so publish reads it as is.
 
 Nothing is defined twice: the checks come from ``expectations/*.json``
 (``pipeline.validate.checks.load_checks``), each row rule's failing rows from
-``checks.failing_rows_sql`` (DuckDB SQL, transpiled with sqlglot by
-``pipeline.spark.omop.DuckDBSQLOnSpark``), the GX expectations from
-``runner._expectation``, each check's verdict from ``runner._result`` (shares,
-thresholds, examples) -- run here against the Spark adapter instead of a DuckDB
+``checks.failing_predicate`` / ``failing_rows_sql`` (DuckDB SQL, transpiled with sqlglot by
+``pipeline.spark.omop.duckdb_to_spark``), the grouping from ``runner._by_table``, the GX
+expectations from ``runner._expectation``, each check's verdict from ``runner._result``
+(shares, thresholds, examples) -- run here against the Spark adapter instead of a DuckDB
 connection. ``unexpected_rows_query`` kwargs are transpiled to Spark SQL before GX
 sees them (``{batch}`` kept).
 """
@@ -32,7 +34,7 @@ from pipeline.contract import TABLES
 from pipeline.errors import ValidationFailed
 from pipeline.spark.omop import DuckDBSQLOnSpark, duckdb_to_spark
 from pipeline.validate import runner
-from pipeline.validate.checks import Check, failing_rows_sql, load_checks
+from pipeline.validate.checks import Check, failing_predicate, failing_rows_sql, load_checks
 from pipeline.warehouse import new_id
 
 log = logging.getLogger(__name__)
@@ -79,29 +81,76 @@ def _quarantine_frame(spark, rows: list):
                                      "source_row bigint, rule_id string, reason string")
 
 
-def quarantine_rows(spark, con: _SparkChecks, checks: list[Check], earlier=None) -> tuple[Any, dict[str, int]]:
-    """Every quarantine row rule as Spark SQL, in suite order (persons first: the cross-table
-    rules read ``valid_persons``, i.e. persons not yet quarantined). Returns the quarantine
-    DataFrame (earlier stages' rows + 'validate' rows) and rows set aside per check id."""
+def _spark_predicate(duckdb_predicate: str) -> str:
+    """A DuckDB boolean expression (``checks.failing_predicate``) as Spark SQL."""
+    return duckdb_to_spark(sqlglot.parse_one(f"select {duckdb_predicate}", read="duckdb"))[len("SELECT "):]
+
+
+def _failing_frame(spark, table: str, rules: list[Check], failing_rows: str | None):
+    """The quarantine rows of ``rules`` (one table): a row failing two rules is set aside once per rule,
+    with the rule as its reason (never the value), as ``runner._quarantine`` writes them on DuckDB.
+    ``failing_rows``: None for column rules (one scan of the table, every predicate at once), else the
+    DuckDB query of a query rule's failing rows."""
+    id_column = TABLES[table].id_column
+    reasons = {c.id: f"{c.column or c.id_column}: {c.description}" for c in rules}
+    reason = "case rule_id " + " ".join(f"when {runner._literal(i)} then {runner._literal(r)}"
+                                        for i, r in reasons.items()) + " end"
+    if failing_rows is None:
+        predicates = [_spark_predicate(failing_predicate(c)) for c in rules]
+        failed = ("explode(filter(array(" + ", ".join(f"case when {p} then {runner._literal(c.id)} end"
+                                                      for c, p in zip(rules, predicates))
+                  + "), rule -> rule is not null))")
+        source = f"raw_{table} where " + " or ".join(f"({p})" for p in predicates)
+    else:
+        failed = runner._literal(rules[0].id)
+        source = f"({duckdb_to_spark(sqlglot.parse_one(failing_rows, read='duckdb'))}) as failing"
+    inner = (f"select cast(_load_id as string) as load_id, cast({id_column} as string) as record_id, "
+             f"cast(_source_row as bigint) as source_row, {failed} as rule_id from {source}")
+    return spark.sql(f"select load_id, 'validate' as stage, {runner._literal(table)} as table_name, record_id, "
+                     f"source_row, rule_id, {reason} as reason from ({inner})")
+
+
+def quarantine_rows(spark, checks: list[Check], earlier=None) -> tuple[Any, dict[str, int]]:
+    """Every quarantine row rule as Spark SQL, grouped as on DuckDB (``runner._by_table``): per table
+    the column rules in one scan, each query rule on its own; suites in order (persons first: the
+    cross-table rules read ``valid_persons``, i.e. persons not yet quarantined, through the view
+    ``audit_quarantine``). Two Spark jobs compute every rule: the rows set aside before the first rule
+    that reads them, then the rest (both checkpointed); one more counts the rows per rule. Returns the quarantine DataFrame (earlier
+    stages' rows + 'validate' rows) and rows set aside per check id."""
     base = earlier if earlier is not None else _quarantine_frame(spark, [])
+    rules = [c for c in checks if c.action == "quarantine"]
     found: list = []
-    counts: dict[str, int] = {}
-    for check in checks:
-        if check.action != "quarantine":
-            continue
+    for _, table, column_rules, query_rules in runner._by_table(rules):
+        if found and any("audit_quarantine" in failing_rows_sql(c) for c in query_rules):
+            # the rows set aside so far, computed once (one job) for the rules that read them
+            # (valid_persons) instead of once inside each of their plans
+            found = [_quarantine_frame(spark, found).localCheckpoint(eager=True)]
+        # the view a later query rule reads (valid_persons): every row set aside so far
         _quarantine_frame(spark, [base, *found]).createOrReplaceTempView("audit_quarantine")
-        column = check.column or check.id_column
-        reason = runner._literal(f"{column}: {check.description}")
-        query = (f"select cast(failing._load_id as varchar) as load_id, 'validate' as stage, "
-                 f"{runner._literal(check.table)} as table_name, cast(failing.{check.id_column} as varchar) as record_id,"
-                 f" cast(failing._source_row as bigint) as source_row, {runner._literal(check.id)} as rule_id, "
-                 f"{reason} as reason from ({failing_rows_sql(check)}) as failing")
-        rows = spark.sql(duckdb_to_spark(sqlglot.parse_one(query, read="duckdb"))).localCheckpoint(eager=True)
-        counts[check.id] = rows.count()
-        found.append(rows)
+        if column_rules:
+            found.append(_failing_frame(spark, table, column_rules, None))
+        for check in query_rules:
+            found.append(_failing_frame(spark, table, [check], failing_rows_sql(check)))
     quarantine = _quarantine_frame(spark, [base, *found]).localCheckpoint(eager=True)
     quarantine.createOrReplaceTempView("audit_quarantine")
-    return quarantine, counts
+    counted = dict(quarantine.where("stage = 'validate'").groupBy("rule_id").count().collect())
+    return quarantine, {c.id: int(counted.get(c.id, 0)) for c in rules}
+
+
+def row_rule_counts(spark, checks: list[Check]) -> dict[str, int]:
+    """Failing rows of every row rule that quarantines nothing (``runner.row_rule_counts`` on Spark):
+    the column rules of a table in one aggregate, each query rule in one count."""
+    counts: dict[str, int] = {}
+    rules = [c for c in checks if c.is_row_rule and c.action != "quarantine"]
+    for _, table, column_rules, query_rules in runner._by_table(rules):
+        if column_rules:
+            row = spark.sql("select " + ", ".join(f"count_if({_spark_predicate(failing_predicate(c))})"
+                                                  for c in column_rules) + f" from raw_{table}").collect()[0]
+            counts.update({c.id: int(n or 0) for c, n in zip(column_rules, row)})
+        for check in query_rules:
+            query = duckdb_to_spark(sqlglot.parse_one(failing_rows_sql(check), read="duckdb"))
+            counts[check.id] = int(spark.sql(f"select count(*) from ({query})").collect()[0][0])
+    return counts
 
 
 def run_gx(spark, checks: list[Check]) -> dict[str, dict[str, Any]]:
@@ -139,15 +188,21 @@ def run_gx(spark, checks: list[Check]) -> dict[str, dict[str, Any]]:
 
 
 def validate(spark, config: Config, tables: Mapping[str, str], out_dir, *, run_id: str | None = None,
-             checks: list[Check] | None = None, gx_suites: bool = True, raise_on_failure: bool = True) -> dict:
-    """Validate the raw tables (contract table -> Spark table or view) on Spark.
+             checks: list[Check] | None = None, gx_suites: bool = True, gx_row_rules: bool = False,
+             raise_on_failure: bool = True, spark_tables=None) -> dict:
+    """Validate the raw tables (contract table -> Spark table or view) on Spark, as
+    ``pipeline.validate.runner.run`` does on DuckDB: the row rules counted and quarantined in Spark SQL,
+    the table-level expectations (column set, row count) through GX's Spark execution engine, and with
+    ``gx_row_rules`` every row rule through GX too (its count must equal the SQL count, else the check
+    carries a ``gx_error``).
 
     Writes ``audit_quarantine`` (earlier rows of other stages kept, 'validate' rows replaced) and
-    ``audit_validation`` as Parquet under ``out_dir`` (Spark views of the same names), and the
-    results JSON as the DuckDB validation does. Returns the summary dict; raises
-    ``ValidationFailed`` (exit code 4) when an error check fails, after writing everything.
+    ``audit_validation`` as Spark tables: through ``spark_tables`` (``pipeline.spark.tables.SparkTables``,
+    the run's warehouse folder) when given, else as Parquet under ``out_dir``; the results JSON goes to
+    ``out_dir`` as on DuckDB. Returns the summary dict; raises ``ValidationFailed`` (exit code 4) when an
+    error check fails, after writing everything.
     """
-    started = dt.datetime.now()
+    clock = runner._Clock()
     out_dir = Path(out_dir)
     run_id = run_id or new_id()
     checks = checks if checks is not None else load_checks(config)
@@ -159,31 +214,37 @@ def validate(spark, config: Config, tables: Mapping[str, str], out_dir, *, run_i
     earlier = None
     if spark.catalog.tableExists("audit_quarantine"):
         earlier = spark.table("audit_quarantine").where("stage <> 'validate'").select(*QUARANTINE_COLUMNS)
-    totals = {t: spark.table(f"raw_{t}").count() for t in TABLES}
+    # the four row counts in one job
+    counted = spark.sql("select " + ", ".join(f"(select count(*) from raw_{t}) as {t}" for t in TABLES)).collect()[0]
+    totals = {t: int(counted[t]) for t in TABLES}
     missing_columns = runner._missing_columns(con, checks)
-    laps: dict[str, float] = {}
     quarantined: dict[str, int] = {}
+    failing: dict[str, int] = {}
     outcomes: dict[str, dict[str, Any]] = {}
     quarantine = None
     if not any(missing_columns.values()):
-        quarantine, quarantined = quarantine_rows(spark, con, checks, earlier)
-        laps["row_rules"] = round((dt.datetime.now() - started).total_seconds(), 2)
-        if gx_suites:
-            outcomes = run_gx(spark, checks)
-            laps["gx"] = round((dt.datetime.now() - started).total_seconds(), 2) - laps["row_rules"]
+        quarantine, quarantined = quarantine_rows(spark, checks, earlier)
+        failing = {**row_rule_counts(spark, checks), **quarantined}
+        clock.lap("row_rules")
+        if gx_suites or gx_row_rules:
+            outcomes = run_gx(spark, [c for c in checks if gx_row_rules or not c.is_row_rule])
+        clock.lap("gx")
     if quarantine is None:
-        quarantine = earlier if earlier is not None else _quarantine_frame(spark, [])
+        quarantine = (earlier if earlier is not None else _quarantine_frame(spark, [])).localCheckpoint(eager=True)
         quarantine.createOrReplaceTempView("audit_quarantine")
-    results = [runner._result(con, check, totals, missing_columns, quarantined, outcomes.get(check.id))
-               for check in checks]
+    results = [runner._result(con, check, totals, missing_columns, quarantined, outcomes.get(check.id),
+                              failing.get(check.id)) for check in checks]
     distinct = spark.sql("select count(*) from (select distinct table_name, load_id, source_row from audit_quarantine "
                          "where stage = 'validate')").collect()[0][0]
+    clock.lap("results")
     report = runner.ValidationReport(
         run_id=run_id, checked_at=dt.datetime.now().isoformat(timespec="seconds"), warehouse=str(out_dir),
         extract_day=config.extract.extract_day.isoformat(), results=results, quarantined_rows=int(distinct),
-        gx_errors=[f"{r.check_id}: {r.gx_error}" for r in results if r.gx_error], seconds=laps)
-    _write_tables(spark, out_dir, quarantine, report)
+        gx_errors=[f"{r.check_id}: {r.gx_error}" for r in results if r.gx_error], seconds=clock.laps)
+    _write_tables(spark, out_dir, quarantine, report, spark_tables)
     report.results_path = str(runner.write_json(report, out_dir))
+    for warning in report.warnings:
+        log.warning("validation warning: %s", warning.one_line())
     if raise_on_failure and report.failures:
         first, more = report.failures[0], len(report.failures) - 1
         tail = f" (+{more} more failing error check{'s' if more > 1 else ''})" if more else ""
@@ -193,7 +254,7 @@ def validate(spark, config: Config, tables: Mapping[str, str], out_dir, *, run_i
     return report.to_dict()
 
 
-def _write_tables(spark, out_dir: Path, quarantine, report) -> None:
+def _write_tables(spark, out_dir: Path, quarantine, report, spark_tables=None) -> None:
     """audit_quarantine and audit_validation as Parquet (Spark tables), with views of their names."""
     checked_at = dt.datetime.fromisoformat(report.checked_at)
     rows = [(report.run_id, r.check_id, r.suite, r.table_name, r.column_name, r.category, r.severity,
@@ -204,6 +265,9 @@ def _write_tables(spark, out_dir: Path, quarantine, report) -> None:
                                              "status string, failing_rows bigint, total_rows bigint, failing_share "
                                              "double, examples string, action string, checked_at timestamp")
     for name, frame in (("audit_quarantine", quarantine), ("audit_validation", validation)):
+        if spark_tables is not None:
+            spark_tables.write(name, frame)
+            continue
         path = (out_dir / name).resolve().as_uri()
         frame.write.mode("overwrite").parquet(path)
         spark.read.parquet(path).createOrReplaceTempView(name)
