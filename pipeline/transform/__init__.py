@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 
 from pipeline.config import Config
 from pipeline.errors import StageOrderError
