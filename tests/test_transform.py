@@ -763,3 +763,19 @@ def test_dispensing_gaps_equal_a_fill_by_fill_reference(seed):
             covered = end if covered is None else max(covered, end)
     assert rows(con, "select person_id, prescription_id, dispensing_seq, gap_days, longest_gap_days "
                      "from dispensing_gaps order by person_id, dispensing_seq") == expected
+
+
+def test_stockpiling_carries_both_copies_of_a_repeated_prescription_id_on_one_day():
+    # two rows with one prescription_id on Jan 1 (30 days each: carried to Feb 29, 2024 is a leap
+    # year), then Mar 5: 5 days after the carried end, one episode Jan 1 .. Apr 3 (the running
+    # supply counts row by row, not the two copies at once)
+    con = warehouse(
+        persons=[{"person_id": "P1"}],
+        prescriptions=[{"person_id": "P1", "prescription_id": "rxA", "dispensed_on": "2024-01-01"},
+                       {"person_id": "P1", "prescription_id": "rxA", "dispensed_on": "2024-01-01"},
+                       {"person_id": "P1", "prescription_id": "rxB", "dispensed_on": "2024-03-05"}],
+    )
+    transform.run(con, config(episodes={"stockpiling": True}))
+    assert rows(con, "select covered_end, gap_days from dispensing_gaps order by dispensing_seq") == [
+        (D("2024-01-30"), None), (D("2024-02-29"), -29), (D("2024-04-03"), 5)]
+    assert episodes(con, "episode_start, episode_end, dispensings") == [(D("2024-01-01"), D("2024-04-03"), 3)]

@@ -59,7 +59,7 @@ sequenced as (
         row_number() over person_drug as dispensing_seq,
         -- days since 1970-01-01: integer arithmetic for the stockpiling sums
         dispensed_on - date '1970-01-01' as dispensed_day,
-        sum(days_supply) over person_drug as cumulative_supply,
+        sum(days_supply) over (person_drug rows between unbounded preceding and current row) as cumulative_supply,
         max(supply_end) over (person_drug rows between unbounded preceding and 1 preceding) as previous_supply_end
     from dispensings
     window person_drug as (
