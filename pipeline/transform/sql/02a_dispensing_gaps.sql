@@ -56,15 +56,25 @@ sequenced as (
     -- the earlier fills, which is then the running max of their own supply_end
     select
         *,
+        -- (each frame written out: the Spark transpiler drops a frame added to a named window)
         row_number() over person_drug as dispensing_seq,
         -- days since 1970-01-01: integer arithmetic for the stockpiling sums
         dispensed_on - date '1970-01-01' as dispensed_day,
-        sum(days_supply) over (person_drug rows between unbounded preceding and current row) as cumulative_supply,
-        max(supply_end) over (person_drug rows between unbounded preceding and 1 preceding) as previous_supply_end
+        sum(days_supply) over (
+            partition by person_id, ingredient
+            order by dispensed_on, prescription_id
+            rows between unbounded preceding and current row
+        ) as cumulative_supply,
+        max(supply_end) over (
+            partition by person_id, ingredient
+            order by dispensed_on, prescription_id
+            rows between unbounded preceding and 1 preceding
+        ) as previous_supply_end
     from dispensings
     window person_drug as (
         partition by person_id, ingredient
         order by dispensed_on, prescription_id
+        rows between unbounded preceding and current row
     )
 ),
 
