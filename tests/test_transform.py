@@ -701,3 +701,81 @@ def test_dispensing_gaps_carry_the_gap_and_the_longest_gap_so_far():
     ]
     # the episodes under the 30-day window: a new one at each gap > 30
     assert [e[2] for e in episodes(con)] == [1, 2, 3]
+
+
+def _random_dispensings(seed: int, persons: int = 40) -> list[dict]:
+    """Dispensings with few or several prescribers and pharmacies (some missing), same-day fills and
+    gaps around the 180-day misuse window and the 30-day persistence window."""
+    rng = random.Random(seed)
+    prescriptions = []
+    for p in range(persons):
+        day = D("2024-01-01")
+        pool = rng.choice([["D1"], ["D1", None], ["D1", "D2"], ["D1", "D2", "D3", None]])
+        pharmacies = [None if d is None else "PH" + d[1:] for d in pool]
+        for _ in range(rng.randint(1, 9)):
+            prescriptions.append({"person_id": f"R{p:02d}", "dispensed_on": day.isoformat(),
+                                  "days_supply": rng.choice([7, 14, 30]), "prescriber_id": rng.choice(pool),
+                                  "pharmacy_id": rng.choice(pharmacies) if rng.random() < 0.8 else None})
+            day += dt.timedelta(days=rng.choice([0, 10, 29, 31, 45, 120, 179, 180, 200]))
+    return prescriptions
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_recent_prescriber_and_pharmacy_counts_equal_the_framed_distinct_window(seed):
+    # 04b runs the framed DISTINCT window only for persons with several prescribers or pharmacies
+    # (or some missing); every count must equal the window's over all persons (seed printed by pytest)
+    prescriptions = _random_dispensings(seed)
+    con = warehouse(persons=[{"person_id": p} for p in sorted({r["person_id"] for r in prescriptions})],
+                    prescriptions=prescriptions)
+    transform.run(con, config())
+    reference = rows(con, """
+        select rx.person_id, rx.dispensed_on,
+               count(distinct rx.prescriber_id) over recent, count(distinct rx.pharmacy_id) over recent
+        from stg_prescriptions as rx inner join cohort on cohort.person_id = rx.person_id
+        where rx.dispensed_on >= cohort.episode_start
+        window recent as (partition by rx.person_id order by rx.dispensed_on
+                          range between to_days(179) preceding and current row)
+        order by all""")
+    assert len(reference) > 100
+    assert {n for *_, n, _ in reference} > {1} and {n for *_, n in reference} > {1}  # both branches ran
+    assert rows(con, "select person_id, dispensed_on, recent_prescribers, recent_pharmacies from outcome_dispensings "
+                     "order by all") == reference
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_dispensing_gaps_equal_a_fill_by_fill_reference(seed):
+    # stockpiling off: the gap is to the latest supply end of the earlier fills (in dispensing order)
+    prescriptions = _random_dispensings(seed)
+    con = warehouse(persons=[{"person_id": p} for p in sorted({r["person_id"] for r in prescriptions})],
+                    prescriptions=prescriptions)
+    transform.run(con, config())
+    expected = []
+    by_person: dict[str, list] = {}
+    for number, row in enumerate(prescriptions, start=1):
+        by_person.setdefault(row["person_id"], []).append((D(row["dispensed_on"]), f"pr{number}", row["days_supply"]))
+    for person, fills in sorted(by_person.items()):
+        covered = longest = None
+        for seq, (day, prescription_id, supply) in enumerate(sorted(fills), start=1):
+            gap = None if covered is None else (day - covered).days
+            longest = gap if longest is None else (longest if gap is None else max(longest, gap))
+            expected.append((person, prescription_id, seq, gap, longest))
+            end = day + dt.timedelta(days=supply - 1)
+            covered = end if covered is None else max(covered, end)
+    assert rows(con, "select person_id, prescription_id, dispensing_seq, gap_days, longest_gap_days "
+                     "from dispensing_gaps order by person_id, dispensing_seq") == expected
+
+
+def test_stockpiling_carries_both_copies_of_a_repeated_prescription_id_on_one_day():
+    # two rows with one prescription_id on Jan 1 (30 days each: carried to Feb 29, 2024 is a leap
+    # year), then Mar 5: 5 days after the carried end, one episode Jan 1 .. Apr 3 (the running
+    # supply counts row by row, not the two copies at once)
+    con = warehouse(
+        persons=[{"person_id": "P1"}],
+        prescriptions=[{"person_id": "P1", "prescription_id": "rxA", "dispensed_on": "2024-01-01"},
+                       {"person_id": "P1", "prescription_id": "rxA", "dispensed_on": "2024-01-01"},
+                       {"person_id": "P1", "prescription_id": "rxB", "dispensed_on": "2024-03-05"}],
+    )
+    transform.run(con, config(episodes={"stockpiling": True}))
+    assert rows(con, "select covered_end, gap_days from dispensing_gaps order by dispensing_seq") == [
+        (D("2024-01-30"), None), (D("2024-02-29"), -29), (D("2024-04-03"), 5)]
+    assert episodes(con, "episode_start, episode_end, dispensings") == [(D("2024-01-01"), D("2024-04-03"), 3)]

@@ -11,6 +11,7 @@ as it was.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +53,19 @@ def run(
     published = collect(con, config, estimate_result)
     manifest = release_manifest(manifest, k, b)
     with atomic_reports(reports_dir, new_id(), check=lambda build: require_clean(build, k, b)) as build:
-        write_exports(published, config, build / "exports")
-        write_quality(published, build / "quality")
-        results.write_exports(published, config, manifest, build / "exports", con)
         _, figures = build_report(published, config, manifest, build, notes=published.notes)
-        write_manifest(manifest, config, build / "manifest.json")
-        write_static_figures(figures, build / "figures")
+        # Headless Chromium renders the static copies (seconds, in its own process) while
+        # this thread writes the exports; both are in place before the checker reads the build.
+        static = threading.Thread(target=write_static_figures, args=(figures, build / "figures"),
+                                  name="static-figures", daemon=True)
+        static.start()
+        try:
+            write_exports(published, config, build / "exports")
+            write_quality(published, build / "quality")
+            results.write_exports(published, config, manifest, build / "exports", con)
+            write_manifest(manifest, config, build / "manifest.json")
+        finally:
+            static.join()
     stored = results.append_to_store(reports_dir / "exports", results_dir or results.results_dir_for(reports_dir))
     log.info("published %s; results store: run %s %s", reports_dir, stored["run_id"],
              "appended" if stored["appended"] else "already stored")

@@ -51,12 +51,25 @@ dispensings as (
 ),
 
 sequenced as (
+    -- one sort for every window of this step (same partition and order): the
+    -- running number and supply, and (stockpiling off) the last day covered by
+    -- the earlier fills, which is then the running max of their own supply_end
     select
         *,
+        -- (each frame written out: the Spark transpiler drops a frame added to a named window)
         row_number() over person_drug as dispensing_seq,
         -- days since 1970-01-01: integer arithmetic for the stockpiling sums
         dispensed_on - date '1970-01-01' as dispensed_day,
-        sum(days_supply) over person_drug as cumulative_supply
+        sum(days_supply) over (
+            partition by person_id, ingredient
+            order by dispensed_on, prescription_id
+            rows between unbounded preceding and current row
+        ) as cumulative_supply,
+        max(supply_end) over (
+            partition by person_id, ingredient
+            order by dispensed_on, prescription_id
+            rows between unbounded preceding and 1 preceding
+        ) as previous_supply_end
     from dispensings
     window person_drug as (
         partition by person_id, ingredient
@@ -84,6 +97,7 @@ covered as (
             else supply_end
         end as covered_end
     from sequenced
+    where {{ stockpiling }}
     window person_drug as (
         partition by person_id, ingredient
         order by dispensed_on, prescription_id
@@ -92,6 +106,8 @@ covered as (
 ),
 
 gaps as (
+    -- stockpiling on: the carried ends need the running max above first, then
+    -- one more window for the previous fills' carried end
     select
         *,
         max(covered_end) over (
@@ -100,6 +116,11 @@ gaps as (
             rows between unbounded preceding and 1 preceding
         ) as previous_covered_end
     from covered
+    union all
+    -- stockpiling off (the default): no further sort
+    select *, supply_end as covered_end, previous_supply_end as previous_covered_end
+    from sequenced
+    where not {{ stockpiling }}
 ),
 
 final as (

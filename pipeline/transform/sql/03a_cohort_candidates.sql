@@ -6,7 +6,9 @@
 -- default single ingredient every count is a count of persons.
 --   {{ min_age_years }} {{ washout_days }} {{ headline_split_days }}
 
-create or replace table cohort_candidates as
+-- A temp table (in memory, spilled beyond [warehouse] memory_limit): 03b and 03c read it,
+-- 03c drops it; nothing else needs it written to the warehouse file.
+create or replace temp table cohort_candidates as
 with analysed as (
     select unnest({{ analysed_ingredients }}) as ingredient
 ),

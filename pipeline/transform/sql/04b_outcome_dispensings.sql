@@ -33,17 +33,54 @@ with benzodiazepine_dispensings as (
 ),
 
 from_window_start as (
+    select *
+    from benzodiazepine_dispensings
+    where dispensed_on >= window_start
+),
+
+person_sources as (
+    -- per person (and ingredient): the prescribers and pharmacies its dispensings name.
+    -- When that is one, named on every dispensing (or none at all), every
+    -- dispensing's count over the last {{ misuse_window_days }} days is that number
+    -- (the frame always holds the dispensing itself), so the framed DISTINCT window
+    -- below (the slowest operator of the transform) runs only for the persons
+    -- with several (a few percent of them in the bench extract).
+    select
+        person_id,
+        ingredient,
+        count(distinct prescriber_id) as prescribers,
+        count(distinct pharmacy_id) as pharmacies,
+        (count(distinct prescriber_id) = 0 or (count(distinct prescriber_id) = 1 and count(prescriber_id) = count(*)))
+            and (count(distinct pharmacy_id) = 0 or (count(distinct pharmacy_id) = 1 and count(pharmacy_id) = count(*)))
+            as constant_counts
+    from from_window_start
+    group by person_id, ingredient
+),
+
+sourced as (
+    select from_window_start.*, person_sources.prescribers, person_sources.pharmacies, person_sources.constant_counts
+    from from_window_start
+    inner join person_sources
+        on person_sources.person_id = from_window_start.person_id
+        and person_sources.ingredient = from_window_start.ingredient
+),
+
+recent_sources as (
     select
         *,
         count(distinct prescriber_id) over recent as recent_prescribers,
         count(distinct pharmacy_id) over recent as recent_pharmacies
-    from benzodiazepine_dispensings
-    where dispensed_on >= window_start
+    from sourced
+    where not constant_counts
     window recent as (
         partition by person_id, ingredient
         order by dispensed_on
         range between to_days({{ misuse_window_days }} - 1) preceding and current row
     )
+    union all
+    select *, prescribers as recent_prescribers, pharmacies as recent_pharmacies
+    from sourced
+    where constant_counts
 ),
 
 final as (
@@ -56,7 +93,7 @@ final as (
         days_since_previous > 0 and days_since_previous < {{ early_refill_fraction }} * previous_days_supply
             as early_refill,
         daily_dose_mg > labelled_max_daily_mg as high_dose
-    from from_window_start
+    from recent_sources
 )
 
 select * from final;
