@@ -42,7 +42,8 @@ duration_bands as (
     -- the duration bands as intervals (ref_duration_band holds the lower bounds): a range join over a
     -- handful of rows (a block nested-loop join) costs a fraction of an ASOF or merge join at millions of
     -- person x window rows
-    select lower_days, lead(lower_days) over (order by lower_days) as upper_days, duration_band
+    -- (the last band's upper end is the integer range's end, as the open ends of ref_age_band)
+    select lower_days, coalesce(lead(lower_days) over (order by lower_days), 2147483647) as upper_days, duration_band
     from ref_duration_band
 ),
 
@@ -150,11 +151,9 @@ person_windows as (
                 - person_firsts.episode_start + 1)::integer as duration_days
     ) as ended
     left join duration_bands as band
-        on (band.lower_days is null or ended.duration_days >= band.lower_days)
-        and (band.upper_days is null or ended.duration_days < band.upper_days)
+        on ended.duration_days >= band.lower_days and ended.duration_days < band.upper_days
     left join ref_dose_band as dose
-        on (dose.lower_mg is null or chosen.mean_daily_dose_dde_mg >= dose.lower_mg)
-        and (dose.upper_mg is null or chosen.mean_daily_dose_dde_mg < dose.upper_mg)
+        on chosen.mean_daily_dose_dde_mg >= dose.lower_mg and chosen.mean_daily_dose_dde_mg < dose.upper_mg
     where chosen.gap_rows > 0
 ),
 

@@ -17,11 +17,9 @@ banded as (
     asof left join ref_duration_band as band
         on eligible.duration_days >= band.lower_days
     left join ref_age_band as age
-        on (age.lower_years is null or eligible.age_at_start >= age.lower_years)
-        and (age.upper_years is null or eligible.age_at_start < age.upper_years)
+        on eligible.age_at_start >= age.lower_years and eligible.age_at_start < age.upper_years
     left join ref_dose_band as dose
-        on (dose.lower_mg is null or eligible.mean_daily_dose_dde_mg >= dose.lower_mg)
-        and (dose.upper_mg is null or eligible.mean_daily_dose_dde_mg < dose.upper_mg)
+        on eligible.mean_daily_dose_dde_mg >= dose.lower_mg and eligible.mean_daily_dose_dde_mg < dose.upper_mg
 ),
 
 final as (
