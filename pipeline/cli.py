@@ -21,7 +21,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -65,11 +65,12 @@ def _config(config_path: Optional[Path], overrides: list[str], fmt: Optional[str
 
 
 @contextmanager
-def step(name: str) -> Iterator[None]:
-    """Show a spinner while a stage runs, then its time."""
+def step(name: str) -> Iterator[Callable[[str], None]]:
+    """Show a spinner while a stage runs, then its time; yields ``progress(message)``, which
+    shows what the stage is doing now beside the spinner (e.g. which file ingest reads)."""
     started = time.perf_counter()
-    with console.status(f"[bold]{name}[/]..."):
-        yield
+    with console.status(f"[bold]{name}[/]...") as status:
+        yield lambda message: status.update(f"[bold]{name}[/]: {escape(message)}...")
     console.print(f"[green]done[/] {name} ({time.perf_counter() - started:.1f} s)")
 
 
@@ -154,8 +155,8 @@ def do_ingest(con, source: Path, cfg: Config):
         for note in summary.notes:
             console.print(f"  note: {escape(note)}")
         return summary
-    with step(f"ingest {source}"), logged_stage(con, "ingest", cfg):
-        summary = load_native(con, source, cfg, privacy_gate=refuse_if_identifiers)
+    with step(f"ingest {source}") as progress, logged_stage(con, "ingest", cfg):
+        summary = load_native(con, source, cfg, privacy_gate=refuse_if_identifiers, progress=progress)
     for load in summary.tables:
         state = "unchanged, skipped" if load.skipped else (
             f"{load.rows_read:,} read, {load.rows_loaded:,} loaded, {load.rows_quarantined:,} quarantined"

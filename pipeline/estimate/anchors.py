@@ -1,4 +1,4 @@
-"""The published anchors, each figure once (shared/REFERENCES.md).
+"""The published anchors, each figure once (sources in docs/estimation.md, "Anchors").
 
 The estimate stage estimates the groups comparable to them (``run.anchor_rows``);
 the report draws them as reference marks and quotes them. Both read them here.

@@ -907,7 +907,7 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, with_sensitivity: bool =
     """Aggregate ``analysis_person`` in DuckDB, replace ``estimates``; with ``with_sensitivity`` also add the
     sensitivity rows (else the sensitivity stage, ``pipeline.estimate.sensitivity.run``, adds them).
 
-    Returns DESIGN.md's headline.json dict (not yet disclosure-controlled)
+    Returns the headline.json dict (docs/report.md) (not yet disclosure-controlled)
     both spread at the top level (``headline``, ``complete_case``, ``config``)
     and whole as ``headline_json``; plus ``anchors`` and ``anchor_sentences``, ``weights``
     (distribution per headline group), ``weight_model``, ``rows`` and ``seconds``.
