@@ -1,7 +1,5 @@
--- Reference tables built from the configuration and the concept lists
--- (printed with every result). The VALUES lists in this file are rendered by
--- pipeline.transform from the configuration and from
--- pipeline/ingest/concept_sets/*.json (never hand-edited).
+-- Reference table ref_benzodiazepine. Rendered by pipeline.transform from the configuration and from
+-- pipeline/ingest/concept_sets/*.json (never hand-edited); printed with every result.
 
 -- One row per drug name: its diazepam equivalence and labelled maximum (from
 -- the configuration) and whether it is a benzodiazepine (ATC N05BA, N05CD,
@@ -41,39 +39,6 @@ final as (
     left join equivalence on equivalence.drug = names.drug
     left join labelled_max on labelled_max.drug = names.drug
     left join atc_class on atc_class.drug = names.drug
-)
-
-select * from final;
-
-
--- The F13 codes the analysis reads and the role of each (dependence,
--- withdrawal, remission, misuse): concept_sets/dependence_conditions.json
--- "outcome_codes". A diagnosis takes the role of its longest matching prefix.
-create or replace table ref_outcome_code as
-with codes as (
-    select * from ({{ outcome_code_rows }}) as t(code_system, code_prefix, role)
-),
-
-final as (
-    select
-        code_system::varchar as code_system,
-        code_prefix::varchar as code_prefix,
-        role::varchar as role,
-        role in ('dependence', 'withdrawal', 'remission') as is_outcome
-    from codes
-)
-
-select * from final;
-
-
-create or replace table ref_duration_band as
-with bands as (
-    select * from ({{ duration_band_rows }}) as t(band_order, lower_days, duration_band)
-),
-
-final as (
-    select band_order::integer as band_order, lower_days::integer as lower_days, duration_band::varchar as duration_band
-    from bands
 )
 
 select * from final;
