@@ -83,9 +83,10 @@ def spark(tmp_path_factory):
 @pytest.fixture(scope="session")
 def spark_demo(spark, tmp_path_factory):
     """The demo run once per test session by DuckDB and by Spark, every stage (ingest with the gate,
-    validate, transform, estimate, report; not the sensitivity analyses, which the headline does not
-    use): tests that only read the two runs' results share it (tests/test_spark.py: analysis_person row
-    for row, headline.json to 1e-12; tests/test_spark_checks.py: the row rules' verdicts and quarantine)."""
+    validate, transform, estimate, sensitivity, report): tests that only read the two runs' results
+    share it (tests/test_spark.py: analysis_person row for row, headline.json to 1e-12, the published
+    estimates -- sensitivity analyses included -- equal; tests/test_spark_checks.py: the row rules'
+    verdicts and quarantine)."""
     from pipeline import cli
     from pipeline.config import load_config
     from pipeline.demo.generator import generate
@@ -104,11 +105,12 @@ def spark_demo(spark, tmp_path_factory):
     cli.do_transform(con, cfg)
     with logged_stage(con, "estimate", cfg):
         duck_result = estimate_run(con, cfg)
+    cli.do_sensitivity(con, cfg)
     cli.do_report(con, cfg, root / "duckdb" / "reports", duck_result,
                   {"source": "demo", "demo": True, "k_anonymity": risk})
     spark_cfg = cfg.replace(engine={"name": "spark", "settings": {"spark.sql.shuffle.partitions": "2"}})
     spark_warehouse = root / "spark" / "warehouse.duckdb"
     spark_result = run_pipeline(demo, spark_cfg, spark_warehouse, root / "spark" / "reports",
-                                cli.step, cli.console, True, sensitivity=False)
+                                cli.step, cli.console, True)
     return {"root": root, "demo": demo, "duckdb": con, "duck_result": duck_result, "spark_result": spark_result,
             "spark_warehouse": spark_warehouse, "spark_tables": root / "spark" / "spark-warehouse"}

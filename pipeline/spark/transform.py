@@ -121,6 +121,20 @@ def _windows(node):
     return node
 
 
+def _plain_ctes(node):
+    """``with x as materialized (...)``: DuckDB's hint to compute a CTE once; Spark's parser has no
+    such keyword (it decides reuse itself), so the CTE is written without it.
+
+    >>> to_spark("with a as materialized (select 1 as x) select x from a")[0].sql
+    'WITH a AS (SELECT 1 AS x) SELECT x FROM a'
+    """
+    from sqlglot import exp
+
+    if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
+        node.set("materialized", None)
+    return node
+
+
 def _asof_joins(node):
     """``a asof [left] join b on a.x >= b.y [and a.k = b.k ...]`` (DuckDB) -> a join on the interval
     [b.y, next b.y) of each b row, the next one found with ``lead`` over b (Spark has no ASOF join).
@@ -290,7 +304,8 @@ def to_spark(sql: str, columns_of: Callable[[str], list[str]] | None = None,
             tree = _expand_stars(tree, columns_of)
         if schema_of is not None:
             tree = _typed_date_differences(tree, schema_of(_source_tables(tree)))
-        tree = tree.transform(_functions).transform(_date_arithmetic).transform(_windows).transform(_asof_joins)
+        tree = (tree.transform(_functions).transform(_date_arithmetic).transform(_windows).transform(_asof_joins)
+                .transform(_plain_ctes))
         out.extend(_statements(tree))
     return out
 

@@ -147,8 +147,11 @@ person_windows as (
     cross join lateral (
         select
             least(chosen.supply_end, person_firsts.observation_end, person_firsts.death_date) as episode_end,
-            (least(chosen.supply_end, person_firsts.observation_end, person_firsts.death_date)
-                - person_firsts.episode_start + 1)::integer as duration_days
+            -- date_diff, not date - date: the days are explicit on every engine (on Spark, date - date
+            -- is an interval, and the lateral subquery's types are not known to the transpiler)
+            (date_diff('day', person_firsts.episode_start,
+                least(chosen.supply_end, person_firsts.observation_end, person_firsts.death_date)) + 1)::integer
+                as duration_days
     ) as ended
     left join duration_bands as band
         on ended.duration_days >= band.lower_days and ended.duration_days < band.upper_days
