@@ -240,6 +240,23 @@ def test_atomic_swap_keeps_the_old_set_when_the_build_fails(tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
 
 
+def test_a_static_figure_error_on_its_thread_stops_the_publication(tmp_path, monkeypatch):
+    """The static figures render on a thread beside the exports: an error there is raised, and the old set
+    stays, exactly as when they were written on the publishing thread."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "index.html").write_text("old report")
+
+    def broken(figures, figures_dir):
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(publish, "write_static_figures", broken)
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        _publish(tmp_path)
+    assert (reports / "index.html").read_text() == "old report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+
+
 @pytest.mark.parametrize("planted, message", [
     ("events=3", "exports/estimates.csv: events (row 1): count below k (1..10)"),
     ("events=12", "exports/estimates.csv: events (row 1): count not rounded (base 5, bands from 11)"),

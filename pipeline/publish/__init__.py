@@ -56,8 +56,16 @@ def run(
         _, figures = build_report(published, config, manifest, build, notes=published.notes)
         # Headless Chromium renders the static copies (seconds, in its own process) while
         # this thread writes the exports; both are in place before the checker reads the build.
-        static = threading.Thread(target=write_static_figures, args=(figures, build / "figures"),
-                                  name="static-figures", daemon=True)
+        # An error there is raised here, as if the figures had been written on this thread.
+        failed: list[BaseException] = []
+
+        def render() -> None:
+            try:
+                write_static_figures(figures, build / "figures")
+            except BaseException as error:  # noqa: BLE001 - re-raised on the publishing thread below
+                failed.append(error)
+
+        static = threading.Thread(target=render, name="static-figures", daemon=True)
         static.start()
         try:
             write_exports(published, config, build / "exports")
@@ -66,6 +74,8 @@ def run(
             write_manifest(manifest, config, build / "manifest.json")
         finally:
             static.join()
+        if failed:
+            raise failed[0]
     stored = results.append_to_store(reports_dir / "exports", results_dir or results.results_dir_for(reports_dir))
     log.info("published %s; results store: run %s %s", reports_dir, stored["run_id"],
              "appended" if stored["appended"] else "already stored")
