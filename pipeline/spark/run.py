@@ -204,7 +204,7 @@ def run_pipeline(source: Path, cfg: Config, warehouse: Path, reports: Path, step
 
 def run_on_spark(ensure_demo, source: Path | None, cfg: Config, warehouse: Path, reports: Path, step, console) -> None:
     """The CLI's ``run --engine spark``: checks first (pyspark, Java), then every stage."""
-    from pipeline.spark.session import require_java, require_spark
+    from pipeline.spark.session import SparkFailed, require_java, require_spark, spark_error_line
 
     require_spark()
     if not cfg.engine.remote:
@@ -212,7 +212,14 @@ def run_on_spark(ensure_demo, source: Path | None, cfg: Config, warehouse: Path,
     started = time.perf_counter()
     source = ensure_demo(source, cfg)
     is_demo = (Path(source) / "truth.json").exists()
-    result = run_pipeline(source, cfg, warehouse, reports, step, console, is_demo)
+    try:
+        result = run_pipeline(source, cfg, warehouse, reports, step, console, is_demo)
+    except Exception as error:  # noqa: BLE001 - a failed Spark job is one line, not a JVM stack
+        line = spark_error_line(error)
+        if line is None:
+            raise
+        raise SparkFailed(f"Spark job failed (master {cfg.engine.remote or cfg.engine.master}): {line}; "
+                          "see docs/spark.md, 'When a job fails'") from None
     headline = (result or {}).get("headline", {}).get("gt_4_weeks", {})
     if headline.get("estimate") is not None:
         console.print(f"[bold]> 4 weeks:[/] {headline['estimate']:.1%} dependent "

@@ -31,9 +31,48 @@ SESSION_DEFAULTS = {
     "spark.sql.legacy.createHiveTableByDefault": "false",
 }
 
+# Local mode only (master local[N]): the driver is the executor, and Spark's default 1 GB heap
+# cannot hold the broadcast joins Spark chooses at 10M dispensings ("Not enough memory to build
+# and broadcast the table"). The JVM grows to this only when it needs it. A cluster's driver and
+# executor memory are the cluster's (spark-submit, Databricks), so nothing is set there.
+LOCAL_DEFAULTS = {
+    "spark.driver.memory": "3g",
+}
+
 
 class SparkUnavailable(PipelineError):
     """pyspark or Java is missing: one line saying what to install."""
+
+
+class SparkFailed(PipelineError):
+    """A Spark job failed (out of memory, a lost executor, an unreadable file): one line."""
+
+
+def spark_error_line(error: BaseException) -> str | None:
+    """The one line worth printing from a Spark/py4j error, or None when ``error`` is not Spark's.
+
+    py4j's own message starts "An error occurred while calling o1603.parquet."; the Java
+    exception's class and message (e.g. ``SparkException: Not enough memory to build and
+    broadcast the table ...``) say what happened.
+    """
+    module = type(error).__module__ or ""
+    if not module.startswith(("py4j", "pyspark")):
+        return None
+    java = getattr(error, "java_exception", None)
+    text = ""
+    if java is not None:
+        try:
+            text = str(java.toString())
+        except Exception:  # noqa: BLE001 - the gateway may be gone with the JVM
+            text = ""
+    if not text:
+        text = getattr(error, "getMessage", lambda: "")() if hasattr(error, "getMessage") else ""
+    if not text:
+        text = str(error)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    first = next((line for line in lines if not line.startswith("An error occurred while calling")),
+                 lines[0] if lines else type(error).__name__)
+    return first.removeprefix(": ")[:400]
 
 
 def require_spark() -> None:
@@ -65,6 +104,8 @@ def warehouse_dir(config: Config, duckdb_warehouse: Path | None = None) -> Path:
 def session_settings(config: Config, tables_dir: Path | None) -> dict[str, str]:
     """Every setting given to the session builder: ours, then the configuration's (which win)."""
     settings = dict(SESSION_DEFAULTS)
+    if config.engine.master.startswith("local"):
+        settings.update(LOCAL_DEFAULTS)
     if tables_dir is not None:
         settings["spark.sql.warehouse.dir"] = tables_dir.as_uri()
     settings.update(config.engine.settings)
