@@ -10,6 +10,8 @@ Linux carries the forking process's resident size into the child's ``ru_maxrss``
 is written by a child too) and records its own peak in ``results.json``
 (``harness_peak_mb``): no child's peak below it is meaningful. A heartbeat line is printed
 every ``heartbeat`` seconds while the child runs, with its current memory and last output line.
+CPU seconds are the larger of the child's ``rusage`` and its own and its children's CPU time
+polled from ``/proc`` (a JVM the child starts and never waits for is in no ``rusage``).
 
 >>> maxrss_mb(2_000_000, "linux"), maxrss_mb(2_048_000_000, "darwin")
 (2048.0, 2048.0)
@@ -97,6 +99,31 @@ def rss_mb(pid: int) -> tuple[Optional[float], Optional[float]]:
     return (now + children) * 1024 / MB, (max(now, peak or 0) + children) * 1024 / MB
 
 
+def _cpu_ticks(pid: int) -> Optional[int]:
+    """User + system CPU of ``pid`` itself so far, in clock ticks (``/proc/<pid>/stat`` fields 14-15)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def tree_cpu_ticks(pid: int, seen: dict[int, int]) -> None:
+    """Record in ``seen`` the CPU ticks so far of ``pid`` and of each of its children (kept at their
+    last value once they are gone). A child the command never waits for -- Spark's JVM, which
+    pyspark starts and the pipeline leaves to die with it -- is in no ``rusage``; this is how its
+    CPU time is counted."""
+    pids = [pid]
+    try:
+        pids += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        pass
+    for one in pids:
+        ticks = _cpu_ticks(one)
+        if ticks is not None:
+            seen[one] = max(seen.get(one, 0), ticks)
+
+
 def stage_env() -> dict:
     env = dict(os.environ)
     env.setdefault("GX_ANALYTICS_ENABLED", "false")  # no telemetry from Great Expectations
@@ -115,6 +142,7 @@ def measure(name: str, command: Sequence[str], log_path: Path, timeout: Optional
     timed_out = threading.Event()
     finished = threading.Event()
     polled = [0.0]
+    cpu_seen: dict[int, int] = {}
     with open(log_path, "wb") as log:
         started = time.perf_counter()
         process = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
@@ -126,6 +154,7 @@ def measure(name: str, command: Sequence[str], log_path: Path, timeout: Optional
                 now, high = rss_mb(process.pid)
                 if high is not None:
                     polled[0] = max(polled[0], high)
+                tree_cpu_ticks(process.pid, cpu_seen)
                 elapsed = time.perf_counter() - started
                 if timeout and elapsed > timeout and not timed_out.is_set():
                     timed_out.set()
@@ -162,6 +191,11 @@ def measure(name: str, command: Sequence[str], log_path: Path, timeout: Optional
         seconds = time.perf_counter() - started
     if polled[0]:
         peak = max(peak or 0.0, polled[0])
+    if cpu_seen and hasattr(os, "sysconf"):
+        # rusage counts the child and the descendants it waited for; the polls count it and its
+        # children alive at the last poll. Either is a lower bound; the larger one double-counts nothing.
+        polled_cpu = sum(cpu_seen.values()) / os.sysconf("SC_CLK_TCK")
+        cpu = max(cpu or 0.0, polled_cpu)
     text = log_path.read_text(encoding="utf-8", errors="replace")
     if timed_out.is_set():
         status, error = "timeout", f"killed after {timeout:.0f} s"

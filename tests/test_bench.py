@@ -203,6 +203,17 @@ def test_measure_reports_seconds_peak_memory_and_the_error_line(tmp_path):
     assert slow.status == "timeout" and slow.seconds < 20
 
 
+def test_measure_counts_the_cpu_of_a_child_process_never_waited_for(tmp_path):
+    """As Spark's JVM: pyspark starts it, the pipeline leaves it to die with it (no wait, no rusage)."""
+    burn = "import time\nend = time.process_time() + 1.5\nwhile time.process_time() < end: pass"
+    parent = ("import os, subprocess, sys, time\n"
+              f"subprocess.Popen([sys.executable, '-c', {burn!r}])\n"
+              "time.sleep(3.5)\nos._exit(0)")
+    measured = measure("jvm-like", [sys.executable, "-c", parent], tmp_path / "tree.log")
+    assert measured.ok
+    assert measured.cpu_seconds >= 1.2  # the parent itself sleeps: rusage alone says ~0.05 s
+
+
 # ---------------------------------------------------------------- results.json and the table
 
 
