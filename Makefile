@@ -51,8 +51,10 @@ WITH_ARGS = words=(); IFS=$$' \t\n' read -r -d '' -a words <<< "$$BENZO_SET" || 
 # $(call PIPELINE,<command>,<arguments>): run a pipeline command, echoing it as the shell sees it.
 PIPELINE = $(call WITH_ARGS,$(2)); echo "$(PY) -m pipeline $(1) $${*@Q}"; $(PY) -m pipeline $(1) "$$@"
 EXTRACT_ARGS = $(SOURCE_ARG) $(FORMAT_ARG)
-# --engine: run, check and stamp (the single-stage commands run on DuckDB).
+# --engine: run, check and stamp. The single-stage commands run on DuckDB: they get ENGINE as a
+# setting, so `make transform ENGINE=spark` stops with one line instead of running on DuckDB.
 ENGINE_ARG = $${BENZO_ENGINE:+--engine "$$BENZO_ENGINE"}
+ENGINE_SET = $${BENZO_ENGINE:+--set "engine.name=$$BENZO_ENGINE"}
 # The demo extract unless SOURCE names one.
 EXTRACT = $(if $(value SOURCE),,$(DEMO)/truth.json)
 
@@ -121,10 +123,10 @@ run: $(STAMP) $(ENGINE_DEPS) $(EXTRACT) ## Run every stage again, even if nothin
 # One stage at a time (each after the one before it has run; SET=... and the
 # variables above apply). `make ingest` takes SOURCE and FORMAT; the others read the warehouse.
 ingest: $(STAMP) $(EXTRACT) ## Stage 1: load SOURCE (default: the demo) into data/warehouse.duckdb
-	@$(call PIPELINE,ingest,$(EXTRACT_ARGS))
+	@$(call PIPELINE,ingest,$(EXTRACT_ARGS) $(ENGINE_SET))
 
 validate transform estimate report: $(STAMP)
-	@$(call PIPELINE,$@,)
+	@$(call PIPELINE,$@,$(ENGINE_SET))
 validate: ## Stage 2: data-quality checks; bad rows quarantined, errors stop
 transform: ## Stage 3: staging, episodes, cohort, outcomes (SQL)
 estimate: ## Stage 4: estimates (then `make sensitivity` for the sensitivity analyses; `make` runs both)
@@ -142,7 +144,7 @@ simulate: $(STAMP) ## Simulation study: bias and CI coverage of primary vs compl
 # Sensitivity analyses again on the current warehouse (`make` runs them inside the pipeline);
 # the settings' make variables as for `make`, the format (an ingest setting) left out.
 sensitivity: $(STAMP) ## Sensitivity analyses on the warehouse built by make: the headline with one setting varied at a time
-	@$(call PIPELINE,sensitivity,)
+	@$(call PIPELINE,sensitivity,$(ENGINE_SET))
 
 # Dashboard over the results store (every run's published summarised result).
 .PHONY: serve

@@ -313,29 +313,41 @@ def demo(
 def ingest(source: Optional[Path] = SourceOpt, format: Optional[str] = FormatOpt, config: Optional[Path] = ConfigOpt,
            set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Load an extract into the warehouse (privacy gate first; bad rows quarantined)."""
-    cfg = _config(config, set_, format)
+    cfg = _on_duckdb_only(_config(config, set_, format), "ingest")
     con = _connect(warehouse, cfg)
     do_ingest(con, _ensure_demo(source, cfg), cfg)
     do_check_drugs(con, cfg)
     do_privacy_report(con, cfg)
 
 
-def _stage(config: Optional[Path], overrides: list[str], warehouse: Path):
+def _on_duckdb_only(cfg: Config, command: str) -> Config:
+    """The single-stage commands run on DuckDB; under ``engine.name = "spark"`` they stop with one
+    line, before any data is read, rather than load person-level rows onto this machine unasked."""
+    if cfg.engine.name != "duckdb":
+        raise PipelineError(
+            f"`{command}` runs on DuckDB only, and the configuration asks for engine {cfg.engine.name!r}: "
+            f"on {cfg.engine.name.capitalize()} every stage runs in one `run` (make ENGINE={cfg.engine.name}, "
+            f"or python -m pipeline run --engine {cfg.engine.name}; docs/spark.md), "
+            "or set engine.name=duckdb for this command")
+    return cfg
+
+
+def _stage(config: Optional[Path], overrides: list[str], warehouse: Path, command: str):
     """A warehouse-only stage's open warehouse and settings: ``(con, cfg)``, the order every ``do_*`` takes."""
-    cfg = _config(config, overrides, None)
+    cfg = _on_duckdb_only(_config(config, overrides, None), command)
     return _connect(warehouse, cfg), cfg
 
 
 @app.command()
 def validate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Run the Great Expectations suites; stop on errors, quarantine bad rows."""
-    do_validate(*_stage(config, set_, warehouse), warehouse)
+    do_validate(*_stage(config, set_, warehouse, "validate"), warehouse)
 
 
 @app.command()
 def transform(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Build staging, treatment episodes, the new-user cohort and outcomes (SQL)."""
-    con, cfg = _stage(config, set_, warehouse)
+    con, cfg = _stage(config, set_, warehouse, "transform")
     do_check_drugs(con, cfg)
     console.print(json.dumps(do_transform(con, cfg), default=str))
 
@@ -343,13 +355,13 @@ def transform(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, ware
 @app.command()
 def estimate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Estimate dependence by duration band and stratum (writes table `estimates`)."""
-    do_estimate(*_stage(config, set_, warehouse))
+    do_estimate(*_stage(config, set_, warehouse, "estimate"))
 
 
 @app.command()
 def sensitivity(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Sensitivity analyses: the headline with one setting varied at a time (rows of table `estimates`)."""
-    cfg = _config(config, set_, None)
+    cfg = _on_duckdb_only(_config(config, set_, None), "sensitivity")
     do_sensitivity(_connect(warehouse, cfg), cfg)
 
 
@@ -357,7 +369,7 @@ def sensitivity(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, wa
 def report(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt,
            reports: Path = ReportsOpt) -> None:
     """Publish reports/index.html and reports/exports/ (disclosure control applied)."""
-    do_report(*_stage(config, set_, warehouse), reports, None)
+    do_report(*_stage(config, set_, warehouse, "report"), reports, None)
 
 
 @app.command()

@@ -81,3 +81,16 @@ def test_a_stage_before_its_input_names_the_missing_table_in_one_line(tmp_path, 
     done = cli(stage, "--warehouse", str(tmp_path / "empty.duckdb"))
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and f"table '{missing}' is missing" in done.stderr
+
+
+@pytest.mark.parametrize("stage", ["ingest", "validate", "transform", "estimate", "sensitivity", "report"])
+def test_a_single_stage_under_engine_spark_stops_before_reading_anything(tmp_path, stage):
+    """engine.name = "spark" (a cluster's configuration) must never load person-level rows into this
+    machine's DuckDB through a single-stage command: one line pointing at `run`, and no warehouse."""
+    warehouse = tmp_path / "w.duckdb"
+    extra = ("--source", str(tmp_path / "nowhere")) if stage == "ingest" else ()
+    done = cli(stage, "--warehouse", str(warehouse), "--set", "engine.name=spark", *extra)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+    assert f"`{stage}` runs on DuckDB only" in done.stderr and "run --engine spark" in done.stderr
+    assert not warehouse.exists()

@@ -215,6 +215,15 @@ def test_each_stage_has_its_target(bare, stage):
     assert ("--source" in out) == (stage == "ingest")  # only ingest reads the extract
 
 
+@pytest.mark.parametrize("stage", ["ingest", "validate", "transform", "estimate", "sensitivity", "report"])
+def test_engine_reaches_each_stage_target_as_a_setting(bare, stage):
+    """`make transform ENGINE=spark` is refused by the pipeline in one line (the stages run on DuckDB),
+    never run on DuckDB as if ENGINE had not been given."""
+    (bare / "data" / "demo").mkdir(parents=True)
+    (bare / "data" / "demo" / "truth.json").write_text("{}")
+    assert '"engine.name=$BENZO_ENGINE"' in dry_run(bare, stage, "ENGINE=spark")
+
+
 def pipeline_arguments(result: subprocess.CompletedProcess) -> str:
     echoed = [line for line in result.stdout.splitlines() if "-m pipeline validate" in line]
     assert len(echoed) == 1, result.stdout + result.stderr
