@@ -332,10 +332,23 @@ def _on_duckdb_only(cfg: Config, command: str) -> Config:
     return cfg
 
 
+def _not_after_spark(con, command: str):
+    """A warehouse-only stage on DuckDB after a Spark run would read the raw tables' schema alone
+    (the Spark run keeps their rows on the cluster) and build an empty analysis: one line instead."""
+    from pipeline.warehouse import raw_tables_on_spark
+
+    if raw_tables_on_spark(con):
+        raise StageOrderError(
+            f"`{command}` on DuckDB: this warehouse's last ingest ran on Spark, whose rows stay on Spark "
+            "(here only their schema): run every stage on Spark again (make ENGINE=spark), "
+            "or load the extract here first (make ingest, or make run)")
+    return con
+
+
 def _stage(config: Optional[Path], overrides: list[str], warehouse: Path, command: str):
     """A warehouse-only stage's open warehouse and settings: ``(con, cfg)``, the order every ``do_*`` takes."""
     cfg = _on_duckdb_only(_config(config, overrides, None), command)
-    return _connect(warehouse, cfg), cfg
+    return _not_after_spark(_connect(warehouse, cfg), command), cfg
 
 
 @app.command()
@@ -362,7 +375,7 @@ def estimate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, wareh
 def sensitivity(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Sensitivity analyses: the headline with one setting varied at a time (rows of table `estimates`)."""
     cfg = _on_duckdb_only(_config(config, set_, None), "sensitivity")
-    do_sensitivity(_connect(warehouse, cfg), cfg)
+    do_sensitivity(_not_after_spark(_connect(warehouse, cfg), "sensitivity"), cfg)
 
 
 @app.command()

@@ -157,6 +157,28 @@ def raw_table_snapshots(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] 
     return {name: (found.get(f"raw_{name}") or None) for name in tables}
 
 
+def raw_tables_on_spark(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when the last successful ingest into this warehouse ran on Spark.
+
+    A Spark run keeps the raw tables on the cluster and leaves here only their schema (zero rows),
+    commented with the extract's snapshot so that its own stage-order checks work. A DuckDB stage
+    must not take those for the extract: the ingest loads it again, and the other stages stop.
+
+    >>> con = connect(":memory:")
+    >>> raw_tables_on_spark(con)
+    False
+    """
+    if not table_exists(con, "audit_run_log"):
+        return False
+    row = con.execute("select config_json from audit_run_log where stage = 'ingest' and status = 'ok' "
+                      "order by finished_at desc limit 1").fetchone()
+    try:
+        engine = (json.loads(row[0]) or {}).get("engine") or {} if row and row[0] else {}
+    except ValueError:
+        return False
+    return isinstance(engine, dict) and engine.get("name") == "spark"
+
+
 def require_stage_on_snapshot(con: duckdb.DuckDBPyConnection, stage: str) -> str:
     """The current snapshot, when ``stage`` last succeeded on it; ``StageOrderError`` otherwise.
 

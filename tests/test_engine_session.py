@@ -3,6 +3,8 @@ pyspark or Java (the Spark runs themselves are in tests/test_spark*.py)."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,56 @@ def test_run_on_spark_reports_a_failed_job_in_one_line_and_lets_our_bugs_through
     failure["error"] = ZeroDivisionError("a bug of ours")
     with pytest.raises(ZeroDivisionError):
         spark_run.run_on_spark(*args)
+
+
+# ---------------------------------------------------------------- a DuckDB stage after a Spark run
+
+
+def _mark_last_ingest_as_spark(warehouse: Path) -> None:
+    """What a Spark run leaves in the driver's warehouse: an ok ingest logged with engine spark
+    (its raw tables here are its schema only, commented with the same snapshot)."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse))
+    for name in ("persons", "prescriptions", "diagnoses", "follow_ups"):
+        con.execute(f"delete from raw_{name}")  # the Spark run's copies hold no row
+    con.execute("insert into audit_run_log (run_id, stage, started_at, finished_at, status, config_json) "
+                "values ('spark-run', 'ingest', now(), now() + interval 1 second, 'ok', ?)",
+                [json.dumps(_cfg().to_dict())])
+    con.close()
+
+
+def test_after_a_spark_run_duckdb_loads_the_extract_again_and_other_stages_stop(tmp_path):
+    """A Spark run's raw tables in the driver's DuckDB carry the extract's snapshot but no rows:
+    `make run` after `make ENGINE=spark` said "unchanged, skipped" and stopped on an empty extract."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    from pipeline.demo.generator import generate
+
+    generate(tmp_path / "demo", persons=300, seed=7, config=load_config())
+    warehouse = tmp_path / "w.duckdb"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "pipeline", *args, "--warehouse", str(warehouse)],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "GX_ANALYTICS_ENABLED": "false", "COLUMNS": "300"})
+
+    assert cli("ingest", "--source", str(tmp_path / "demo")).returncode == 0
+    _mark_last_ingest_as_spark(warehouse)
+
+    for stage in ("validate", "transform", "estimate", "sensitivity", "report"):
+        done = cli(stage)
+        assert done.returncode == 2, (stage, done.stderr)
+        assert done.stderr.strip().count("\n") == 0 and "last ingest ran on Spark" in done.stderr, done.stderr
+
+    again = cli("ingest", "--source", str(tmp_path / "demo"))
+    assert again.returncode == 0, again.stderr
+    assert "skipped" not in again.stderr
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("select count(*) from raw_prescriptions").fetchall()[0][0] > 0
+    con.close()
+    validated = cli("validate")  # loaded here now: the stages run again (verdicts aside on 300 persons)
+    assert "last ingest ran on Spark" not in validated.stderr and "validation" in validated.stderr.lower()

@@ -63,7 +63,7 @@ from pipeline.ingest.files import (  # noqa: F401
     reconcile_lines, runaway_quote, scan_file, scan_lines, sha256_of, sniff_delimiter, unreadable_csv,
     unreadable_rows,
 )
-from pipeline.warehouse import ensure_audit_tables, new_id, raw_table_snapshots, scalar, sql_literal
+from pipeline.warehouse import ensure_audit_tables, new_id, raw_table_snapshots, raw_tables_on_spark, scalar, sql_literal
 
 FORMATS = ("csv", "parquet")
 # Longest text value accepted in a contract column: pseudonyms, codes and
@@ -462,7 +462,8 @@ def load_native(
         load.snapshot_id = snapshot
     # Skipped only when every raw table holds this very snapshot: a table from any
     # other extract (native or OMOP) means the whole extract is loaded again.
-    if set(raw_table_snapshots(con, RAW_TABLES).values()) == {snapshot}:
+    # A Spark run's raw tables here are its schema only (the rows stay on Spark): never "loaded".
+    if set(raw_table_snapshots(con, RAW_TABLES).values()) == {snapshot} and not raw_tables_on_spark(con):
         for load in loads:
             load.skipped = True
         return summary

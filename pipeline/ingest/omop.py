@@ -54,7 +54,7 @@ from pipeline.contract import CODE_SYSTEMS, TABLES
 from pipeline.errors import ExtractError
 from pipeline.ingest.files import FileScan, TableLoad, reconcile_lines, scan_file, sha256_of, sniff_delimiter, unreadable_csv
 from pipeline.privacy.gate import refuse_cdm_identifiers
-from pipeline.warehouse import ensure_audit_tables, new_id, run_sql_file, scalar, sql_literal, table_exists
+from pipeline.warehouse import ensure_audit_tables, new_id, raw_tables_on_spark, run_sql_file, scalar, sql_literal, table_exists
 
 # Bump when the mapping below changes: a CDM loaded by an older mapping is reloaded.
 MAPPING_VERSION = 1
@@ -470,7 +470,7 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config) -> O
             json.dumps(sorted((t.name, t.sha256) for t in tables if t.relation)).encode()
         ).hexdigest()
         signature = f"omop:{source_signature}:{mapping_signature(config)}"
-        if _signature_of_raw_tables(con) == {signature}:
+        if _signature_of_raw_tables(con) == {signature} and not raw_tables_on_spark(con):
             summary.skipped = True
             summary.tables = [TableLoad(t.name, t.source_file, t.file_format, t.sha256, skipped=True) for t in tables if t.relation]
             return summary
