@@ -84,19 +84,22 @@ def _status_kb(pid: int, field: str) -> Optional[int]:
     return None
 
 
-def rss_mb(pid: int) -> tuple[Optional[float], Optional[float]]:
-    """(resident memory now, high-water mark) of ``pid`` plus its children's resident memory now,
+def children_of(pid: int) -> list[int]:
+    """The pids of ``pid``'s children now, from ``/proc`` (none where there is no ``/proc``)."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def rss_mb(pid: int, children: Sequence[int]) -> tuple[Optional[float], Optional[float]]:
+    """(resident memory now, high-water mark) of ``pid`` plus its ``children``'s resident memory now,
     from ``/proc`` (None where there is no ``/proc``). ``VmHWM`` starts afresh at ``exec``."""
     now, peak = _status_kb(pid, "VmRSS"), _status_kb(pid, "VmHWM")
     if now is None:
         return None, None
-    children = 0
-    try:
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            children += _status_kb(int(child), "VmRSS") or 0
-    except (OSError, ValueError):
-        pass
-    return (now + children) * 1024 / MB, (max(now, peak or 0) + children) * 1024 / MB
+    resident = sum(_status_kb(child, "VmRSS") or 0 for child in children)
+    return (now + resident) * 1024 / MB, (max(now, peak or 0) + resident) * 1024 / MB
 
 
 def _cpu_ticks(pid: int) -> Optional[int]:
@@ -108,17 +111,12 @@ def _cpu_ticks(pid: int) -> Optional[int]:
         return None
 
 
-def tree_cpu_ticks(pid: int, seen: dict[int, int]) -> None:
-    """Record in ``seen`` the CPU ticks so far of ``pid`` and of each of its children (kept at their
-    last value once they are gone). A child the command never waits for -- Spark's JVM, which
+def tree_cpu_ticks(pid: int, children: Sequence[int], seen: dict[int, int]) -> None:
+    """Record in ``seen`` the CPU ticks so far of ``pid`` and of each of its ``children`` (kept at
+    their last value once they are gone). A child the command never waits for -- Spark's JVM, which
     pyspark starts and the pipeline leaves to die with it -- is in no ``rusage``; this is how its
     CPU time is counted."""
-    pids = [pid]
-    try:
-        pids += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except (OSError, ValueError):
-        pass
-    for one in pids:
+    for one in (pid, *children):
         ticks = _cpu_ticks(one)
         if ticks is not None:
             seen[one] = max(seen.get(one, 0), ticks)
@@ -151,10 +149,11 @@ def measure(name: str, command: Sequence[str], log_path: Path, timeout: Optional
         def watch() -> None:
             next_beat = heartbeat
             while not finished.wait(0.5):
-                now, high = rss_mb(process.pid)
+                children = children_of(process.pid)  # read once a poll: memory and CPU both use it
+                now, high = rss_mb(process.pid, children)
                 if high is not None:
                     polled[0] = max(polled[0], high)
-                tree_cpu_ticks(process.pid, cpu_seen)
+                tree_cpu_ticks(process.pid, children, cpu_seen)
                 elapsed = time.perf_counter() - started
                 if timeout and elapsed > timeout and not timed_out.is_set():
                     timed_out.set()

@@ -374,8 +374,7 @@ def estimate(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, wareh
 @app.command()
 def sensitivity(config: Optional[Path] = ConfigOpt, set_: list[str] = SetOpt, warehouse: Path = WarehouseOpt) -> None:
     """Sensitivity analyses: the headline with one setting varied at a time (rows of table `estimates`)."""
-    cfg = _on_duckdb_only(_config(config, set_, None), "sensitivity")
-    do_sensitivity(_not_after_spark(_connect(warehouse, cfg), "sensitivity"), cfg)
+    do_sensitivity(*_stage(config, set_, warehouse, "sensitivity"))
 
 
 @app.command()

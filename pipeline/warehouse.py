@@ -173,9 +173,10 @@ def raw_tables_on_spark(con: duckdb.DuckDBPyConnection) -> bool:
     row = con.execute("select config_json from audit_run_log where stage = 'ingest' and status = 'ok' "
                       "order by finished_at desc limit 1").fetchone()
     try:
-        engine = (json.loads(row[0]) or {}).get("engine") or {} if row and row[0] else {}
+        settings = json.loads(row[0]) if row and row[0] else {}
     except ValueError:
         return False
+    engine = settings.get("engine") if isinstance(settings, dict) else None
     return isinstance(engine, dict) and engine.get("name") == "spark"
 
 

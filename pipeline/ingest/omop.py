@@ -46,6 +46,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import duckdb
 
@@ -172,6 +173,13 @@ def benzodiazepine_names(config: Config) -> list[str]:
     read for the cohort's washout rule."""
     atc = load_concept_sets().get("benzodiazepines", {}).get("drugs", [])
     return sorted({d.strip().lower() for d in config.drugs.mg_equivalent_to_10mg_diazepam} | {str(e["inn"]).lower() for e in atc})
+
+
+def snapshot_signature(table_sha256: Iterable[tuple[str, str]], config: Config) -> str:
+    """The OMOP extract's snapshot id on either engine: ``omop:<sha256 of the (CDM table, sha256)
+    pairs read>:<mapping_signature>``; a new CDM or a new mapping is a new snapshot."""
+    source = hashlib.sha256(json.dumps(sorted(table_sha256)).encode()).hexdigest()
+    return f"omop:{source}:{mapping_signature(config)}"
 
 
 def mapping_signature(config: Config) -> str:
@@ -466,10 +474,7 @@ def load_omop(con: duckdb.DuckDBPyConnection, source: Path, config: Config) -> O
     try:
         attached = source.is_file()
         tables = discover(con, source, alias)
-        source_signature = hashlib.sha256(
-            json.dumps(sorted((t.name, t.sha256) for t in tables if t.relation)).encode()
-        ).hexdigest()
-        signature = f"omop:{source_signature}:{mapping_signature(config)}"
+        signature = snapshot_signature(((t.name, t.sha256) for t in tables if t.relation), config)
         if _signature_of_raw_tables(con) == {signature} and not raw_tables_on_spark(con):
             summary.skipped = True
             summary.tables = [TableLoad(t.name, t.source_file, t.file_format, t.sha256, skipped=True) for t in tables if t.relation]

@@ -25,8 +25,6 @@ vocabulary rows) and counts come back to the driver.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,8 +236,7 @@ def load_omop_detailed(spark, source, config: Config, work_dir: Path | None = No
         "dependence_conditions": duck_omop._resolve_condition_set(con, config, concept_sets["dependence_conditions"]),
         "follow_up_concepts": duck_omop._resolve_follow_up_set(con, concept_sets["follow_up_concepts"]),
     }
-    source_signature = hashlib.sha256(json.dumps(sorted((n, f[2]) for n, f in read_files.items())).encode()).hexdigest()
-    snapshot = f"omop:{source_signature}:{duck_omop.mapping_signature(config)}"
+    snapshot = duck_omop.snapshot_signature(((name, entry[2]) for name, entry in read_files.items()), config)
     duck_omop.map_rows(con, concept_sets)
     duck_omop._write_raw_tables(con, load_id, snapshot)
     quarantine, rows = _quarantine(con, load_id, read)

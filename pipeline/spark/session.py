@@ -66,9 +66,7 @@ def spark_error_line(error: BaseException) -> str | None:
         except Exception:  # noqa: BLE001 - the gateway may be gone with the JVM
             text = ""
     if not text:
-        text = getattr(error, "getMessage", lambda: "")() if hasattr(error, "getMessage") else ""
-    if not text:
-        text = str(error)
+        text = getattr(error, "getMessage", lambda: "")() or str(error)
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     first = next((line for line in lines if not line.startswith("An error occurred while calling")),
                  lines[0] if lines else type(error).__name__)
